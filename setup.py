@@ -1,0 +1,31 @@
+"""Builds the Cython extension modules of the worker's hot path."""
+
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+MODULES = ["fastcluster.core.server", "fastcluster.core.connection", "fastcluster.core.context",
+           "fastcluster.core.responder",
+           "fastcluster.core.stats"]
+
+
+def extension(name: str) -> Extension:
+    return Extension(
+        name,
+        [os.path.join("src", *name.split(".")) + ".pyx"],
+        extra_compile_args=["-O2"],
+    )
+
+
+setup(
+    ext_modules=cythonize(
+        [extension(name) for name in MODULES],
+        compiler_directives={
+            "language_level": "3",
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+        },
+    ),
+)

@@ -1,0 +1,134 @@
+"""The settings of one `fastcluster serve`, checked once in the master before anything starts."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from dataclasses import dataclass, field
+
+from fastcluster.binds import Bind
+from fastcluster.cpus import allowed_cpus, auto_worker_count, cgroup_cpu_limit, parse_cpu_list
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; its message is the one line the user sees."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits and timeouts every connection enforces (defaults near nginx, h2o and gunicorn)."""
+
+    max_request_line: int = 8192
+    max_header_bytes: int = 32768
+    max_headers: int = 100
+    max_chunk_extension: int = 16384
+    max_body: int = 100 * 1024 * 1024
+    max_pending_output: int = 256 * 1024
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    body_timeout: float = 30.0
+    write_timeout: float = 30.0
+    linger_timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class Response:
+    """The built-in responder's fixed answer."""
+
+    body: bytes = b"Hello, World!"
+    status: int = 200
+    content_type: bytes = b"text/plain"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    server_header: bytes | None = b"fastcluster"
+
+
+@dataclass(frozen=True)
+class Config:
+    binds: list[Bind]
+    workers: int
+    cpus: list[int] | None  # None: --no-pin
+    balance: str = "reuseport"
+    backlog: int = 2048
+    graceful_timeout: float = 30.0
+    limits: Limits = field(default_factory=Limits)
+    response: Response = field(default_factory=Response)
+    log_level: str = "info"
+
+    def cpu_for(self, slot: int) -> int | None:
+        return None if self.cpus is None else self.cpus[slot % len(self.cpus)]
+
+
+def choose_cpus(cpu_list: str | None, pin: bool) -> list[int] | None:
+    allowed = allowed_cpus()
+    if cpu_list is None:
+        return allowed if pin else None
+    try:
+        cpus = parse_cpu_list(cpu_list)
+    except ValueError as exc:
+        raise ConfigError(f"--cpus: {exc}") from None
+    outside = [cpu for cpu in cpus if cpu not in allowed]
+    if outside:
+        raise ConfigError(f"--cpus: CPU {', '.join(map(str, outside))} not in the allowed set "
+                          f"{','.join(map(str, allowed))}")
+    return cpus if pin else None
+
+
+def choose_workers(workers: str, cpus: list[int] | None) -> int:
+    if workers == "auto":
+        return auto_worker_count(cpus if cpus is not None else allowed_cpus(), cgroup_cpu_limit())
+    if not workers.isdigit() or int(workers) < 1:
+        raise ConfigError(f"--workers: expected a positive number or 'auto', got {workers!r}")
+    return int(workers)
+
+
+def parse_header(text: str) -> tuple[bytes, bytes]:
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    token_chars = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    if not colon or not name or not set(name) <= token_chars:
+        raise ConfigError(f"--response-header: expected 'Name: value', got {text!r}")
+    if any(ch in value for ch in "\r\n\0"):
+        raise ConfigError(f"--response-header: value of {name} contains CR, LF or NUL")
+    if name.lower() in ("content-length", "transfer-encoding", "connection", "date"):
+        raise ConfigError(f"--response-header: {name} is set by the server")
+    return name.encode("latin-1"), value.encode("latin-1")
+
+
+def build_response(*, body: str | None, file: str | None, size: int | None, status: int,
+                   headers: list[str], server_header: str | None) -> Response:
+    if sum(option is not None for option in (body, file, size)) > 1:
+        raise ConfigError("--response-body, --response-file and --response-size exclude each other")
+    if not 100 <= status <= 599 or 100 <= status < 200 or status in (204, 304):
+        raise ConfigError(f"--response-status: {status} is not a status the responder can answer with "
+                          "(200-599, not 204 or 304)")
+    content_type = b"text/plain"
+    if body is not None:
+        payload = body.encode()
+    elif file is not None:
+        try:
+            with open(file, "rb") as handle:
+                payload = handle.read()
+        except OSError as exc:
+            raise ConfigError(f"--response-file: cannot read {file}: {exc.strerror}") from None
+        content_type = (mimetypes.guess_type(file)[0] or "application/octet-stream").encode()
+    elif size is not None:
+        if size < 0:
+            raise ConfigError(f"--response-size: {size} is negative")
+        payload = (b"0123456789abcdefghijklmnopqrstuvwxyz\n" * (size // 37 + 1))[:size]
+    else:
+        payload = b"Hello, World!"
+    return Response(
+        body=payload,
+        status=status,
+        content_type=content_type,
+        headers=tuple(parse_header(text) for text in headers),
+        server_header=server_header.encode("latin-1") if server_header else None,
+    )
+
+
+def systemd_binds() -> list[Bind]:
+    """Sockets passed by systemd socket activation (LISTEN_FDS for this process)."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    return [Bind("fd", fd=3 + index) for index in range(count)]

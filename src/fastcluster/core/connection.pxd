@@ -1,0 +1,58 @@
+from libc.stdint cimport uint32_t
+
+from fastcluster.core.context cimport Context
+
+
+cdef enum ConnectionState:
+    IDLE            # between requests: the keep-alive timeout runs
+    READING_HEAD    # a request has begun and its head is not complete: the header timeout runs
+    READING_BODY    # the head is complete and the body is arriving: the body timeout runs between reads
+    CLOSING         # nothing more is parsed; the connection closes once its output is sent
+    LINGERING       # output sent, write side shut: input is read and dropped until EOF or the linger timeout
+
+
+cdef class Connection:
+    cdef:
+        readonly int fd
+        Context ctx
+        object parser
+        object feed_data
+        ConnectionState state
+        double deadline
+        uint32_t events
+
+        # The output that did not fit in the socket, waiting for EPOLLOUT (NULL when none).
+        char *pending
+        Py_ssize_t pending_start
+        Py_ssize_t pending_end
+        Py_ssize_t pending_cap
+
+        # Bytes received but not yet accounted for by a parser callback: bounds a head sent in trickles.
+        Py_ssize_t unaccounted
+        bint linger_on_close
+
+        # The request being parsed.
+        bytes url
+        Py_ssize_t url_length
+        Py_ssize_t header_bytes
+        Py_ssize_t header_count
+        int host_count
+        bint headers_done
+        bint expect_continue
+        bint chunked
+        long long content_length
+        long long body_bytes
+        Py_ssize_t chunk_extension_bytes
+        int reject_status
+
+    cdef int on_readable(self) except -1
+    cdef int on_writable(self) except -1
+    cdef int write(self, bytes data) except -1
+    cdef int keep_pending(self, const char *data, Py_ssize_t length) except -1
+    cdef int flush(self) except -1
+    cdef int after_output(self) except -1
+    cdef int fail(self, int status) except -1
+    cdef int check_deadline(self) except -1
+    cdef int start_draining(self) except -1
+    cdef void set_events(self, uint32_t events) noexcept
+    cdef void close(self) noexcept

@@ -1,0 +1,359 @@
+# One accepted socket: reads into the worker's shared buffer, feeds httptools (llhttp), enforces the
+# limits llhttp does not, answers each complete request in order, and sends all the answers to one read in
+# one send. Framing errors get their 4xx/5xx with Connection: close, and nothing more is parsed.
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.errno cimport EAGAIN, EINTR, errno
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy, memmove
+from posix.unistd cimport close as close_fd
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from fastcluster.core.syscalls cimport (
+    EPOLL_CTL_MOD,
+    EPOLLIN,
+    EPOLLOUT,
+    MSG_NOSIGNAL,
+    SHUT_WR,
+    epoll_ctl,
+    epoll_event,
+    recv,
+    send,
+    shutdown,
+    strncasecmp,
+)
+
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Rejected(Exception):
+    """Raised from a parser callback to stop parsing; the status to answer is in Connection.reject_status."""
+
+
+cdef bint name_is(bytes name, const char *wanted, Py_ssize_t length) noexcept:
+    return PyBytes_GET_SIZE(name) == length and strncasecmp(PyBytes_AS_STRING(name), wanted, length) == 0
+
+
+cdef long long parse_length(bytes value) noexcept:
+    """Content-Length as a number (llhttp has already checked it is digits); -1 past 2**62."""
+    cdef long long number = 0
+    cdef const char *digits = PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i
+    for i in range(PyBytes_GET_SIZE(value)):
+        if b'0' <= digits[i] <= b'9':
+            if number > (1LL << 62) // 10:
+                return -1
+            number = number * 10 + (digits[i] - b'0')
+    return number
+
+
+cdef int status_for_parser_error(exc) except -1:
+    message = str(exc)
+    if "HTTP version" in message:
+        return 505
+    return 400
+
+
+cdef class Connection:
+    def __cinit__(self, Context ctx, int fd):
+        self.ctx = ctx
+        self.fd = fd
+        self.parser = HttpRequestParser(self)
+        self.feed_data = self.parser.feed_data
+        self.state = IDLE
+        self.deadline = ctx.now + ctx.header_timeout
+        self.events = EPOLLIN
+        self.content_length = -1
+        ctx.open_connections += 1
+        ctx.stats.connections_open += 1
+        ctx.stats.connections_total += 1
+
+    def __dealloc__(self):
+        if self.pending != NULL:
+            free(self.pending)
+            self.ctx.pending_buffers -= 1
+
+    # ---- parser callbacks (called by httptools during feed_data) ----
+
+    def on_message_begin(self):
+        self.state = READING_HEAD
+        self.deadline = self.ctx.now + self.ctx.header_timeout
+        self.url = None
+        self.url_length = 0
+        self.header_bytes = 0
+        self.header_count = 0
+        self.host_count = 0
+        self.headers_done = False
+        self.expect_continue = False
+        self.chunked = False
+        self.content_length = -1
+        self.body_bytes = 0
+        self.chunk_extension_bytes = 0
+        self.unaccounted = 0
+
+    def on_url(self, bytes url):
+        self.unaccounted = 0
+        self.url_length += PyBytes_GET_SIZE(url)
+        if self.url_length > self.ctx.max_url:
+            self.reject_status = 414
+            raise Rejected()
+        self.url = url if self.url is None else self.url + url
+
+    def on_header(self, bytes name, bytes value):
+        self.unaccounted = 0
+        if self.headers_done:  # a trailer of a chunked body
+            self.header_bytes += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4
+            if self.header_bytes > self.ctx.max_header_bytes:
+                self.reject_status = 431
+                raise Rejected()
+            return
+        self.header_count += 1
+        self.header_bytes += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4
+        if self.header_count > self.ctx.max_headers or self.header_bytes > self.ctx.max_header_bytes:
+            self.reject_status = 431
+            raise Rejected()
+        if name_is(name, b"host", 4):
+            self.host_count += 1
+        elif name_is(name, b"content-length", 14):
+            self.content_length = parse_length(value)
+            if self.content_length < 0 or self.content_length > self.ctx.max_body:
+                self.reject_status = 413
+                raise Rejected()
+        elif name_is(name, b"transfer-encoding", 17):
+            if not name_is(value, b"chunked", 7) or self.chunked:
+                # We decode no other coding; and a repeated chunked is ambiguous framing.
+                self.reject_status = 501 if not self.chunked else 400
+                raise Rejected()
+            self.chunked = True
+        elif name_is(name, b"expect", 6):
+            if not name_is(value, b"100-continue", 12):
+                self.reject_status = 417
+                raise Rejected()
+            self.expect_continue = True
+
+    def on_headers_complete(self):
+        self.unaccounted = 0
+        self.headers_done = True
+        version = self.parser.get_http_version()
+        if version == "1.1":
+            if self.host_count != 1:
+                self.reject_status = 400
+                raise Rejected()
+        elif version == "1.0":
+            if self.host_count > 1 or self.chunked:
+                self.reject_status = 400
+                raise Rejected()
+        else:
+            self.reject_status = 505
+            raise Rejected()
+        if self.url is None:
+            self.reject_status = 400
+            raise Rejected()
+        if self.chunked or self.content_length > 0:
+            self.state = READING_BODY
+            self.deadline = self.ctx.now + self.ctx.body_timeout
+            if self.expect_continue and version == "1.1":
+                self.write(CONTINUE_100)
+
+    def on_body(self, bytes body):
+        self.unaccounted -= PyBytes_GET_SIZE(body)
+        self.body_bytes += PyBytes_GET_SIZE(body)
+        self.deadline = self.ctx.now + self.ctx.body_timeout
+        if self.body_bytes > self.ctx.max_body:
+            self.reject_status = 413
+            raise Rejected()
+
+    def on_chunk_header(self):
+        self.unaccounted = 0
+
+    def on_chunk_complete(self):
+        self.unaccounted = 0
+
+    def on_message_complete(self):
+        cdef Context ctx = self.ctx
+        cdef bint peer_keeps_alive = self.parser.should_keep_alive()
+        cdef bint keep_alive = peer_keeps_alive and not ctx.draining
+        cdef bint head = self.parser.get_method() == b"HEAD"
+        self.write(ctx.responder.answer(self.url, head, keep_alive))
+        ctx.stats.requests += 1
+        self.unaccounted = 0
+        if keep_alive:
+            self.state = IDLE
+            self.deadline = ctx.now + ctx.keepalive_timeout
+            return
+        self.state = CLOSING
+        if peer_keeps_alive:
+            raise Rejected()  # we close, so no pipelined request after this one is answered
+
+    # ---- I/O ----
+
+    cdef int on_readable(self) except -1:
+        cdef Context ctx = self.ctx
+        cdef ssize_t received = recv(self.fd, ctx.read_data, ctx.read_size, 0)
+        if received < 0:
+            if errno == EAGAIN or errno == EINTR:
+                return 0
+            self.close()
+            return 0
+        if received == 0:
+            self.close()
+            return 0
+        ctx.stats.bytes_in += received
+        if self.state == LINGERING or self.state == CLOSING:
+            return 0
+        if self.state == IDLE:
+            self.deadline = ctx.now + ctx.header_timeout
+        self.unaccounted += received
+        try:
+            self.feed_data(ctx.read_view[:received])
+        except HttpParserUpgrade:
+            # Protocol switches are not offered: the request was answered, the rest is not HTTP/1.1 to us.
+            self.state = CLOSING
+            self.linger_on_close = True
+        except HttpParserError as exc:
+            if self.state != CLOSING:
+                self.fail(self.reject_status or status_for_parser_error(exc))
+            else:
+                self.linger_on_close = True
+        else:
+            if self.unaccounted > ctx.max_header_bytes and self.state != READING_BODY:
+                self.fail(414 if self.url is None else 431)
+            elif self.chunked and self.unaccounted > ctx.max_chunk_extension:
+                self.fail(400)
+        return self.flush()
+
+    cdef int fail(self, int status) except -1:
+        self.ctx.stats.client_errors += 1
+        self.state = CLOSING
+        self.linger_on_close = True
+        return self.write(self.ctx.responder.error(status))
+
+    cdef int write(self, bytes data) except -1:
+        """Queue data after everything queued before it; flush() sends it."""
+        cdef Py_ssize_t length = PyBytes_GET_SIZE(data)
+        cdef Context ctx = self.ctx
+        if self.pending != NULL:
+            return self.keep_pending(PyBytes_AS_STRING(data), length)
+        ctx.out_reserve(length)
+        memcpy(ctx.out + ctx.out_len, PyBytes_AS_STRING(data), length)
+        ctx.out_len += length
+        return 0
+
+    cdef int keep_pending(self, const char *data, Py_ssize_t length) except -1:
+        cdef Py_ssize_t capacity
+        cdef char *grown
+        if self.pending_start and self.pending_end + length > self.pending_cap:
+            memmove(self.pending, self.pending + self.pending_start, self.pending_end - self.pending_start)
+            self.pending_end -= self.pending_start
+            self.pending_start = 0
+        if self.pending_end + length > self.pending_cap:
+            capacity = max(self.pending_cap * 2, self.pending_end + length, 16384)
+            grown = <char *>realloc(self.pending, capacity)
+            if grown == NULL:
+                raise MemoryError()
+            if self.pending == NULL:
+                self.ctx.pending_buffers += 1
+            self.pending = grown
+            self.pending_cap = capacity
+        memcpy(self.pending + self.pending_end, data, length)
+        self.pending_end += length
+        return 0
+
+    cdef int flush(self) except -1:
+        """Send what the shared buffer holds for this connection; keep what the socket does not take."""
+        cdef Context ctx = self.ctx
+        cdef ssize_t sent = 0
+        if ctx.out_len:
+            sent = send(self.fd, ctx.out, ctx.out_len, MSG_NOSIGNAL)
+            if sent < 0:
+                if errno != EAGAIN and errno != EINTR:
+                    ctx.out_len = 0
+                    self.close()
+                    return 0
+                sent = 0
+            ctx.stats.bytes_out += sent
+            if sent < ctx.out_len:
+                self.keep_pending(ctx.out + sent, ctx.out_len - sent)
+            ctx.out_len = 0
+        return self.after_output()
+
+    cdef int after_output(self) except -1:
+        """Choose the epoll interest from what is left to send; finish a closing connection."""
+        cdef Py_ssize_t waiting = self.pending_end - self.pending_start
+        cdef Context ctx = self.ctx
+        if waiting:
+            self.deadline = ctx.now + ctx.write_timeout
+            if waiting > ctx.max_pending_output or self.state == CLOSING:
+                self.set_events(EPOLLOUT)  # backpressure: read no more until the peer catches up
+            else:
+                self.set_events(EPOLLIN | EPOLLOUT)
+            return 0
+        if self.pending != NULL:
+            free(self.pending)
+            self.pending = NULL
+            self.pending_start = self.pending_end = self.pending_cap = 0
+            ctx.pending_buffers -= 1
+        if self.state == CLOSING:
+            if self.linger_on_close:
+                shutdown(self.fd, SHUT_WR)
+                self.state = LINGERING
+                self.deadline = ctx.now + ctx.linger_timeout
+                self.set_events(EPOLLIN)
+            else:
+                self.close()
+            return 0
+        if self.state == IDLE and ctx.draining:
+            self.close()
+            return 0
+        self.set_events(EPOLLIN)
+        return 0
+
+    cdef int on_writable(self) except -1:
+        cdef ssize_t sent
+        cdef Context ctx = self.ctx
+        if self.pending == NULL:
+            return self.after_output()
+        sent = send(self.fd, self.pending + self.pending_start, self.pending_end - self.pending_start,
+                    MSG_NOSIGNAL)
+        if sent < 0:
+            if errno == EAGAIN or errno == EINTR:
+                return 0
+            self.close()
+            return 0
+        ctx.stats.bytes_out += sent
+        self.pending_start += sent
+        return self.after_output()
+
+    cdef void set_events(self, uint32_t events) noexcept:
+        cdef epoll_event event
+        if events == self.events or self.fd < 0:
+            return
+        event.events = events
+        event.data.u64 = <unsigned int>self.fd
+        epoll_ctl(self.ctx.epfd, EPOLL_CTL_MOD, self.fd, &event)
+        self.events = events
+
+    cdef int check_deadline(self) except -1:
+        """Called by the once-a-second sweep: act on a timeout that has passed."""
+        if self.fd < 0 or self.ctx.now < self.deadline:
+            return 0
+        if self.pending != NULL or self.state == LINGERING or self.state == IDLE:
+            self.close()  # write stall, linger over, or keep-alive idle
+            return 0
+        self.fail(408)
+        return self.flush()
+
+    cdef int start_draining(self) except -1:
+        if self.state == IDLE and self.pending == NULL:
+            self.close()
+        return 0
+
+    cdef void close(self) noexcept:
+        cdef Context ctx = self.ctx
+        if self.fd < 0:
+            return
+        close_fd(self.fd)
+        ctx.connections[self.fd] = None
+        self.fd = -1
+        ctx.open_connections -= 1
+        ctx.stats.connections_open -= 1

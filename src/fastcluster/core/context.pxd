@@ -1,0 +1,41 @@
+from fastcluster.core.responder cimport Responder
+from fastcluster.core.stats cimport SlotStats
+
+
+cdef class Context:
+    cdef:
+        int epfd
+        double now
+        bint draining
+        list connections
+        Responder responder
+        SlotStats *stats
+        SlotStats local_stats
+        object stats_block
+
+        Py_ssize_t max_url
+        Py_ssize_t max_header_bytes
+        Py_ssize_t max_headers
+        Py_ssize_t max_chunk_extension
+        Py_ssize_t max_pending_output
+        long long max_body
+        double header_timeout
+        double keepalive_timeout
+        double body_timeout
+        double write_timeout
+        double linger_timeout
+
+        bytearray read_buffer
+        object read_view
+        char *read_data
+        Py_ssize_t read_size
+
+        char *out
+        Py_ssize_t out_len
+        Py_ssize_t out_cap
+
+        # Resource counters: the tests assert they are back to zero when a worker exits.
+        readonly Py_ssize_t open_connections
+        readonly Py_ssize_t pending_buffers
+
+    cdef int out_reserve(self, Py_ssize_t extra) except -1

@@ -1,0 +1,59 @@
+# The worker-wide state every connection reads: limits and timeouts, the coarse clock, the epoll fd,
+# the responder, the stats record, and the read and write buffers all connections share (a worker handles
+# one connection at a time, so one buffer of each serves them all).
+import time
+
+from libc.stdlib cimport free, realloc
+from posix.unistd cimport getpid
+
+from fastcluster.core.stats cimport slot_record
+from fastcluster.core.syscalls cimport monotonic
+
+from fastcluster.core.stats import STATE_BOOTING
+
+READ_SIZE = 65536
+
+
+cdef class Context:
+    def __init__(self, Responder responder, *, limits, stats_block=None, int slot=0):
+        self.responder = responder
+        self.connections = []
+        self.epfd = -1
+        self.now = monotonic()
+        self.max_url = limits.max_request_line
+        self.max_header_bytes = limits.max_header_bytes
+        self.max_headers = limits.max_headers
+        self.max_chunk_extension = limits.max_chunk_extension
+        self.max_pending_output = limits.max_pending_output
+        self.max_body = limits.max_body
+        self.header_timeout = limits.header_timeout
+        self.keepalive_timeout = limits.keepalive_timeout
+        self.body_timeout = limits.body_timeout
+        self.write_timeout = limits.write_timeout
+        self.linger_timeout = limits.linger_timeout
+        self.read_buffer = bytearray(READ_SIZE)
+        self.read_view = memoryview(self.read_buffer)
+        self.read_data = self.read_buffer
+        self.read_size = READ_SIZE
+        self.stats_block = stats_block
+        self.stats = &self.local_stats if stats_block is None else slot_record(stats_block, slot)
+        self.stats.pid = getpid()
+        self.stats.started = time.time()
+        self.stats.state = STATE_BOOTING
+
+    def __dealloc__(self):
+        free(self.out)
+
+    cdef int out_reserve(self, Py_ssize_t extra) except -1:
+        cdef Py_ssize_t wanted = self.out_len + extra
+        cdef Py_ssize_t capacity = self.out_cap or 65536
+        if wanted <= self.out_cap:
+            return 0
+        while capacity < wanted:
+            capacity *= 2
+        cdef char *grown = <char *>realloc(self.out, capacity)
+        if grown == NULL:
+            raise MemoryError()
+        self.out = grown
+        self.out_cap = capacity
+        return 0

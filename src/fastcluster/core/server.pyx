@@ -1,0 +1,225 @@
+# The worker's event loop: epoll over the listening sockets and every connection, accept4 until EAGAIN,
+# dispatch of readiness to connections, and a once-a-second tick that refreshes the Date, writes the
+# heartbeat, sweeps timeouts and finishes a drain. No timer per request, no Python socket per connection.
+import logging
+import time
+
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, errno
+from libc.stdint cimport uint64_t
+from posix.unistd cimport close as close_fd
+
+from fastcluster.core.connection cimport Connection
+from fastcluster.core.context cimport Context
+from fastcluster.core.syscalls cimport (
+    EPOLL_CLOEXEC,
+    EPOLL_CTL_ADD,
+    EPOLL_CTL_DEL,
+    EPOLLERR,
+    EPOLLEXCLUSIVE,
+    EPOLLHUP,
+    EPOLLIN,
+    EPOLLOUT,
+    IPPROTO_TCP,
+    SOCK_CLOEXEC,
+    SOCK_NONBLOCK,
+    TCP_NODELAY,
+    accept4,
+    epoll_create1,
+    epoll_ctl,
+    epoll_event,
+    epoll_wait,
+    monotonic,
+    setsockopt,
+)
+
+from fastcluster.core.stats import STATE_DRAINING, STATE_SERVING
+
+log = logging.getLogger("fastcluster.worker")
+
+DEF MAX_EVENTS = 512
+DEF MAX_LISTENERS = 64
+cdef uint64_t LISTENER = 1ULL << 32
+
+
+cdef class Server:
+    cdef:
+        Context ctx
+        int listeners[MAX_LISTENERS]
+        int listener_count
+        bint exclusive_accept
+        bint accepting
+        bint stop_requested
+        bint graceful
+        double drain_deadline
+        double next_tick
+        readonly bint running
+
+    def __init__(self, Context ctx, listener_fds, *, bint exclusive_accept=False):
+        if len(listener_fds) > MAX_LISTENERS:
+            raise ValueError(f"at most {MAX_LISTENERS} listening sockets per worker")
+        self.ctx = ctx
+        self.listener_count = len(listener_fds)
+        for i, fd in enumerate(listener_fds):
+            self.listeners[i] = fd
+        self.exclusive_accept = exclusive_accept
+
+    @property
+    def open_connections(self) -> int:
+        return self.ctx.open_connections
+
+    @property
+    def pending_buffers(self) -> int:
+        return self.ctx.pending_buffers
+
+    def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
+        """Ask the loop to stop (safe from a signal handler): drain for at most `timeout` s, or at once."""
+        if self.stop_requested and graceful:
+            return
+        self.stop_requested = True
+        self.graceful = graceful
+        self.drain_deadline = monotonic() + timeout
+
+    def run(self) -> None:
+        """Serve until stop(); returns when drained (or at once on a non-graceful stop)."""
+        cdef Context ctx = self.ctx
+        cdef epoll_event events[MAX_EVENTS]
+        cdef int ready, i
+        ctx.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if ctx.epfd < 0:
+            raise OSError(errno, "epoll_create1")
+        try:
+            self.set_accepting(True)
+            ctx.stats.state = STATE_SERVING
+            self.tick()
+            self.running = True
+            while True:
+                with nogil:
+                    ready = epoll_wait(ctx.epfd, events, MAX_EVENTS, self.wait_ms())
+                if ready < 0:
+                    if errno != EINTR:
+                        raise OSError(errno, "epoll_wait")
+                    ready = 0
+                ctx.now = monotonic()
+                for i in range(ready):
+                    self.dispatch(events[i].data.u64, events[i].events)
+                if ctx.now >= self.next_tick:
+                    self.tick()
+                if ready == 0:
+                    PyErr_CheckSignals()
+                if self.stop_requested and self.finish_stop():
+                    return
+        finally:
+            self.running = False
+            self.close_all()
+            close_fd(ctx.epfd)
+            ctx.epfd = -1
+
+    cdef int wait_ms(self) noexcept nogil:
+        cdef double remaining = self.next_tick - monotonic()
+        return 0 if remaining <= 0 else <int>(remaining * 1000) + 1
+
+    cdef int dispatch(self, uint64_t data, unsigned int ready) except -1:
+        cdef int fd = <int>(data & 0xFFFFFFFF)
+        cdef Connection conn
+        if data & LISTENER:
+            return self.accept_all(fd)
+        obj = self.ctx.connections[fd]
+        if obj is None:
+            return 0
+        conn = <Connection>obj
+        try:
+            if ready & EPOLLOUT:
+                conn.on_writable()
+            if ready & (EPOLLIN | EPOLLHUP | EPOLLERR) and conn.fd >= 0:
+                conn.on_readable()
+        except Exception:
+            log.exception("connection on fd %d failed; closing it", fd)
+            self.ctx.out_len = 0
+            conn.close()
+        return 0
+
+    cdef int accept_all(self, int listener) except -1:
+        cdef Context ctx = self.ctx
+        cdef int fd, one = 1
+        cdef epoll_event event
+        cdef Connection conn
+        while True:
+            fd = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                if errno == EINTR or errno == ECONNABORTED:
+                    continue
+                if errno == EMFILE or errno == ENFILE or errno == ENOBUFS or errno == ENOMEM:
+                    # Out of descriptors: pause accepting until the next tick rather than spin on it.
+                    log.warning("accept failed (errno %d); pausing accept for a second", errno)
+                    self.set_accepting(False)
+                return 0
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))  # fails harmlessly on Unix sockets
+            conn = Connection(ctx, fd)
+            if fd >= len(ctx.connections):
+                ctx.connections.extend([None] * (fd + 1 - len(ctx.connections) + 256))
+            ctx.connections[fd] = conn
+            event.events = EPOLLIN
+            event.data.u64 = <unsigned int>fd
+            if epoll_ctl(ctx.epfd, EPOLL_CTL_ADD, fd, &event) < 0:
+                conn.close()
+
+    cdef int set_accepting(self, bint accepting) except -1:
+        cdef epoll_event event
+        cdef int i
+        if accepting == self.accepting:
+            return 0
+        for i in range(self.listener_count):
+            if accepting:
+                event.events = EPOLLIN | (EPOLLEXCLUSIVE if self.exclusive_accept else 0)
+                event.data.u64 = LISTENER | <unsigned int>self.listeners[i]
+                if epoll_ctl(self.ctx.epfd, EPOLL_CTL_ADD, self.listeners[i], &event) < 0:
+                    raise OSError(errno, f"cannot watch listening socket {self.listeners[i]}")
+            else:
+                epoll_ctl(self.ctx.epfd, EPOLL_CTL_DEL, self.listeners[i], NULL)
+        self.accepting = accepting
+        return 0
+
+    cdef int tick(self) except -1:
+        cdef Context ctx = self.ctx
+        cdef Connection conn
+        PyErr_CheckSignals()
+        ctx.now = monotonic()
+        self.next_tick = ctx.now + 1.0
+        ctx.responder.refresh(time.time())
+        ctx.stats.heartbeat = time.time()
+        if not self.accepting and not self.stop_requested:
+            self.set_accepting(True)
+        for obj in ctx.connections:
+            if obj is not None:
+                conn = <Connection>obj
+                try:
+                    conn.check_deadline()
+                except Exception:
+                    log.exception("timeout handling failed on fd %d; closing it", conn.fd)
+                    ctx.out_len = 0
+                    conn.close()
+        return 0
+
+    cdef bint finish_stop(self) except -1:
+        """Begin or continue a stop; True when the loop may return."""
+        cdef Context ctx = self.ctx
+        cdef Connection conn
+        if not self.graceful:
+            return True
+        if not ctx.draining:
+            ctx.draining = True
+            ctx.stats.state = STATE_DRAINING
+            self.set_accepting(False)
+            for obj in ctx.connections:
+                if obj is not None:
+                    conn = <Connection>obj
+                    conn.start_draining()
+        return ctx.open_connections == 0 or ctx.now >= self.drain_deadline
+
+    cdef void close_all(self) noexcept:
+        cdef Connection conn
+        for obj in self.ctx.connections:
+            if obj is not None:
+                conn = <Connection>obj
+                conn.close()

@@ -1,0 +1,82 @@
+# C declarations of the Linux calls the hot path makes directly, without Python socket objects.
+from libc.stdint cimport uint32_t, uint64_t
+
+
+cdef extern from "<sys/epoll.h>" nogil:
+    ctypedef union epoll_data_t:
+        void *ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+
+    cdef struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+
+    enum:
+        EPOLLIN
+        EPOLLOUT
+        EPOLLERR
+        EPOLLHUP
+        EPOLLEXCLUSIVE
+        EPOLL_CTL_ADD
+        EPOLL_CTL_MOD
+        EPOLL_CTL_DEL
+        EPOLL_CLOEXEC
+
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+
+    struct sockaddr:
+        pass
+
+    enum:
+        SOCK_NONBLOCK
+        SOCK_CLOEXEC
+        MSG_NOSIGNAL
+        SHUT_WR
+        SOL_SOCKET
+
+    int accept4(int sockfd, sockaddr *addr, socklen_t *addrlen, int flags)
+    ssize_t recv(int sockfd, void *buf, size_t len, int flags)
+    ssize_t send(int sockfd, const void *buf, size_t len, int flags)
+    int shutdown(int sockfd, int how)
+    int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen)
+
+
+cdef extern from "<netinet/in.h>" nogil:
+    enum:
+        IPPROTO_TCP
+
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    enum:
+        TCP_NODELAY
+
+
+cdef extern from "<strings.h>" nogil:
+    int strncasecmp(const char *s1, const char *s2, size_t n)
+
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+
+    enum:
+        CLOCK_MONOTONIC
+
+    int clock_gettime(int clk_id, timespec *tp)
+
+
+cdef inline double monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
