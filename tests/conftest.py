@@ -1,0 +1,169 @@
+"""Test harness: start real `fastcluster serve` processes on free loopback ports and talk to them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 5.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
+
+
+class Server:
+    """A `fastcluster serve` master process started for one test."""
+
+    def __init__(self, args: list[str], port: int | None, env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.args = args
+        self.expected_exit: int | None = 0  # what teardown asserts; None: the test checked it already
+        command = [sys.executable, "-m", "fastcluster", "serve", *args]
+        if port is not None and not any(a.startswith(("--bind", "--port")) for a in args):
+            command += ["--port", str(port)]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})}, text=True)
+        self.output = ""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def workers(self) -> list[int]:
+        return children_of(self.proc.pid)
+
+    def wait_ready(self, workers: int = 1, timeout: float = 10.0) -> Server:
+        """Wait until `workers` workers run and the port answers."""
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.read_output()}")
+            if len(self.workers()) < workers:
+                return False
+            if self.port is None:
+                return True
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    return sock.recv(100).startswith(b"HTTP/1.1")
+            except OSError:
+                return False
+        assert wait_until(ready, timeout), f"server not ready:\n{self.read_output()}"
+        return self
+
+    def connect(self, timeout: float = 5.0) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.read_output()
+        return self.proc.returncode
+
+    def read_output(self) -> str:
+        if self.proc.poll() is not None and self.proc.stdout and not self.proc.stdout.closed:
+            self.output += self.proc.stdout.read()
+            self.proc.stdout.close()
+        return self.output
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    """serve(*args, workers=1) starts a server on a free port and waits for it; all are stopped at teardown,
+    and each must exit 0 (a worker whose connection or buffer counters are not back to zero exits non-zero,
+    which the master logs)."""
+    started: list[Server] = []
+
+    def start(*args: str, workers: int = 1, port: int | None = -1, ready: bool = True,
+              env: dict[str, str] | None = None) -> Server:
+        chosen = free_port() if port == -1 else port
+        extra = [] if any(a.startswith("--workers") for a in args) else ["--workers", str(workers)]
+        server = Server([*extra, *args], chosen, env)
+        started.append(server)
+        return server.wait_ready(workers) if ready else server
+
+    yield start
+    for server in started:
+        code = server.stop()
+        output = server.read_output()
+        assert "still counted" not in output, output
+        assert "Traceback" not in output, output
+        if server.expected_exit is not None:
+            assert code == server.expected_exit, output
+
+
+def http_exchange(sock: socket.socket, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send data and read until the server closes the connection."""
+    sock.settimeout(timeout)
+    sock.sendall(data)
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_responses(sock: socket.socket, count: int, timeout: float = 5.0) -> list[tuple[int, dict, bytes]]:
+    """Read `count` Content-Length-framed responses: (status, lower-cased headers, body)."""
+    sock.settimeout(timeout)
+    buffer = b""
+    responses = []
+    while len(responses) < count:
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"connection closed after {len(responses)} responses: {buffer!r}")
+            buffer += chunk
+        head, buffer = buffer.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", 0))
+        while len(buffer) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise AssertionError("connection closed inside a body")
+            buffer += chunk
+        responses.append((status, headers, buffer[:length]))
+        buffer = buffer[length:]
+    return responses
