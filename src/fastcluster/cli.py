@@ -7,6 +7,7 @@ import logging
 import sys
 
 from fastcluster import __version__
+from fastcluster.app.loading import AppSpec, LoadError, check_in_child, load
 from fastcluster.binds import Bind, parse_bind, parse_port
 from fastcluster.config import (
     Config,
@@ -49,6 +50,12 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(text)
+
+
 def size(text: str) -> int:
     """A byte count: 1048576, 1m, 64k, 1g."""
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -67,6 +74,22 @@ def port(text: str) -> int:
 
 def add_serve(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve HTTP on every core")
+    serve.add_argument("app", nargs="?", metavar="APP",
+                       help="your ASGI or WSGI app as module:attribute (default: the built-in responder)")
+    apps = serve.add_argument_group("your app")
+    apps.add_argument("--app-dir", default=".", metavar="DIR",
+                      help="directory put first on sys.path to import APP (default: the current one)")
+    apps.add_argument("--factory", action="store_true", help="APP is a factory: call it to get the app")
+    apps.add_argument("--interface", choices=["auto", "asgi", "wsgi"], default="auto",
+                      help="auto: an async callable is ASGI, anything else WSGI")
+    apps.add_argument("--preload", action="store_true",
+                      help="import APP in the master before forking (default: in each worker)")
+    apps.add_argument("--root-path", default="", metavar="PATH",
+                      help="path prefix the app is mounted under (ASGI root_path, WSGI SCRIPT_NAME)")
+    apps.add_argument("--lifespan", choices=["auto", "on", "off"], default="auto",
+                      help="ASGI lifespan events: auto uses them if the app supports them")
+    apps.add_argument("--threads", type=non_negative_int, default=0, metavar="N",
+                      help="WSGI: run requests on N threads per worker (default 0: on the event loop)")
     where = serve.add_argument_group("sockets")
     where.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     where.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000)")
@@ -152,7 +175,20 @@ def serve_config(args: argparse.Namespace) -> Config:
             status=args.response_status, headers=args.response_header, server_header=args.server_header,
         ),
         log_level=args.log_level,
+        app=AppSpec(target=args.app, app_dir=args.app_dir, factory=args.factory, interface=args.interface,
+                    preload=args.preload, root_path=args.root_path, lifespan=args.lifespan,
+                    threads=args.threads) if args.app else None,
     )
+
+
+def prepare_app(spec: AppSpec) -> None:
+    """Fail once, here, if the app does not import: in the master with --preload, else in a throwaway child."""
+    if spec.preload:
+        from fastcluster import worker
+
+        worker.preloaded_app = load(spec)
+    else:
+        check_in_child(spec)
 
 
 def setup_logging(level: str) -> None:
@@ -173,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             fail(str(exc))
         setup_logging(config.log_level)
+        if config.app is not None:
+            try:
+                prepare_app(config.app)
+            except LoadError as exc:
+                fail(str(exc))
         return Master(config).run()
     return USAGE_ERROR
 

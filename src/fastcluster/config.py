@@ -6,6 +6,7 @@ import mimetypes
 import os
 from dataclasses import dataclass, field
 
+from fastcluster.app.loading import AppSpec
 from fastcluster.binds import Bind
 from fastcluster.cpus import allowed_cpus, auto_worker_count, cgroup_cpu_limit, parse_cpu_list
 
@@ -53,6 +54,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     response: Response = field(default_factory=Response)
     log_level: str = "info"
+    app: AppSpec | None = None  # None: the built-in responder answers
 
     def cpu_for(self, slot: int) -> int | None:
         return None if self.cpus is None else self.cpus[slot % len(self.cpus)]

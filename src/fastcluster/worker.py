@@ -13,6 +13,9 @@ from typing import NoReturn
 
 from setproctitle import setproctitle
 
+from fastcluster.app.loading import LoadedApp, LoadError, load
+from fastcluster.app.server import AppServer, BootFailed
+from fastcluster.app.server import install_signals as install_app_signals
 from fastcluster.config import Config
 from fastcluster.core.context import Context
 from fastcluster.core.responder import Responder
@@ -24,6 +27,9 @@ WORKER_BOOT_ERROR = 3
 WORKER_LEAKED = 4
 
 log = logging.getLogger("fastcluster.worker")
+
+#: The app imported in the master before forking (--preload); workers inherit it.
+preloaded_app: LoadedApp | None = None
 
 
 class BootError(Exception):
@@ -37,7 +43,7 @@ def run(slot: int, config: Config, sockets: list[socket.socket], stats_block, bo
         server = boot(slot, config, sockets, stats_block)
         server.run()
         status = check_counters(server)
-    except BootError as exc:
+    except (BootError, BootFailed) as exc:
         report_boot_error(boot_errors, slot, str(exc))
         status = WORKER_BOOT_ERROR
     except BaseException:
@@ -48,7 +54,7 @@ def run(slot: int, config: Config, sockets: list[socket.socket], stats_block, bo
     os._exit(status)
 
 
-def boot(slot: int, config: Config, sockets: list[socket.socket], stats_block) -> Server:
+def boot(slot: int, config: Config, sockets: list[socket.socket], stats_block) -> Server | AppServer:
     cpu = config.cpu_for(slot)
     setproctitle(f"fastcluster: worker {slot}" + (f" [cpu {cpu}]" if cpu is not None else ""))
     if cpu is not None:
@@ -56,6 +62,8 @@ def boot(slot: int, config: Config, sockets: list[socket.socket], stats_block) -
             os.sched_setaffinity(0, {cpu})
         except OSError as exc:
             raise BootError(f"cannot pin worker {slot} to CPU {cpu}: {exc.strerror}") from None
+    if config.app is not None:
+        return boot_app(config, sockets)
     response = config.response
     responder = Responder(body=response.body, status=response.status, content_type=response.content_type,
                           headers=response.headers, server_header=response.server_header)
@@ -63,6 +71,17 @@ def boot(slot: int, config: Config, sockets: list[socket.socket], stats_block) -
     server = Server(ctx, [sock.fileno() for sock in sockets],
                     exclusive_accept=config.balance == "shared")
     install_signals(server, config.graceful_timeout)
+    return server
+
+
+def boot_app(config: Config, sockets: list[socket.socket]) -> AppServer:
+    try:
+        loaded = preloaded_app if preloaded_app is not None else load(config.app)
+    except LoadError as exc:
+        raise BootError(str(exc)) from None
+    server = AppServer(loaded, config.app, config.limits, [sock.fileno() for sock in sockets],
+                       config.response.server_header, config.backlog)
+    install_app_signals(server, config.graceful_timeout)
     return server
 
 
@@ -74,7 +93,7 @@ def install_signals(server: Server, graceful_timeout: float) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
-def check_counters(server: Server) -> int:
+def check_counters(server: Server | AppServer) -> int:
     if server.open_connections or server.pending_buffers:
         log.error("worker exits with %d connections and %d output buffers still counted",
                   server.open_connections, server.pending_buffers)
