@@ -1,0 +1,168 @@
+"""Raw ASGI apps, one per edge of the adapter, served by the tests in test_asgi.py."""
+
+import asyncio
+import json
+
+
+async def start(send, status=200, headers=(), length=None):
+    headers = list(headers)
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+async def scope_echo(scope, receive, send):
+    """Answers with the scope as JSON, bytes made text."""
+    if scope["type"] == "lifespan":
+        return await lifespan_state(scope, receive, send)
+    shown = {key: value for key, value in scope.items() if key not in ("headers", "state")}
+    shown["raw_path"] = scope["raw_path"].decode("latin-1")
+    shown["query_string"] = scope["query_string"].decode("latin-1")
+    shown["headers"] = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]]
+    shown["state"] = dict(scope.get("state", {}))
+    body = json.dumps(shown).encode()
+    await start(send, headers=[(b"content-type", b"application/json")], length=len(body))
+    await send({"type": "http.response.body", "body": body})
+
+
+async def lifespan_state(scope, receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            scope["state"]["db"] = "connected"
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            print("lifespan shutdown ran", flush=True)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def echo_body(scope, receive, send):
+    """Reads the body in the messages it arrives in and answers with their sizes and the total."""
+    if scope["type"] != "http":
+        return
+    sizes = []
+    total = bytearray()
+    while True:
+        message = await receive()
+        assert message["type"] == "http.request"
+        sizes.append(len(message["body"]))
+        total += message["body"]
+        if not message.get("more_body"):
+            break
+    body = json.dumps({"messages": len(sizes), "length": len(total), "sha": hash(bytes(total)) & 0xFFFF}).encode()
+    await start(send, length=len(body))
+    await send({"type": "http.response.body", "body": body})
+
+
+async def stream(scope, receive, send):
+    """A chunked response in three parts with pauses; ?length=1 gives a Content-Length instead."""
+    if scope["type"] != "http":
+        return
+    parts = [b"one,", b"two,", b"three"]
+    with_length = scope["query_string"] == b"length=1"
+    await start(send, length=sum(map(len, parts)) if with_length else None)
+    for index, part in enumerate(parts):
+        await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "body": part, "more_body": index < len(parts) - 1})
+
+
+async def big(scope, receive, send):
+    """8 MiB in 64 KiB sends; records how long the sends took in the file named by the query string, which
+    is long only if send waited for a slow client (backpressure) instead of buffering everything."""
+    if scope["type"] != "http":
+        return
+    block = b"x" * 65536
+    await start(send, length=len(block) * 128)
+    began = asyncio.get_running_loop().time()
+    for index in range(128):
+        await send({"type": "http.response.body", "body": block, "more_body": index < 127})
+    if scope["query_string"]:
+        with open(scope["query_string"].decode(), "w") as record:
+            record.write(str(asyncio.get_running_loop().time() - began))
+
+
+async def raises_before(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/ok":
+        await start(send, length=2)
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    raise ValueError("boom before start")
+
+
+async def raises_after(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await start(send)
+    await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+    raise ValueError("boom after start")
+
+
+async def no_response(scope, receive, send):
+    return None
+
+
+async def bad_header(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/":
+        await start(send, length=0)
+        return await send({"type": "http.response.body"})
+    name, value = {"/value": (b"x-split", b"a\r\nset-cookie: evil=1"), "/name": (b"bad name", b"v"),
+                   "/nul": (b"x-nul", b"a\x00b")}[scope["path"]]
+    await start(send, headers=[(name, value)])
+    await send({"type": "http.response.body", "body": b"never"})
+
+
+async def disconnect(scope, receive, send):
+    """Waits for the client to go away and records that it saw http.disconnect."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] != "/wait":
+        await start(send, status=204)
+        return await send({"type": "http.response.body"})
+    message = await receive()
+    while message["type"] == "http.request" and message.get("more_body"):
+        message = await receive()
+    message = await receive()
+    with open(scope["query_string"].decode(), "w") as record:
+        record.write(message["type"])
+
+
+async def slow(scope, receive, send):
+    """Awaits real asyncio work: a sleep, a task and an executor call, then answers with the path."""
+    if scope["type"] != "http":
+        return
+    await asyncio.sleep(float(scope["query_string"] or b"0"))
+    loop = asyncio.get_running_loop()
+    result = await loop.run_in_executor(None, lambda: scope["path"].encode())
+    await start(send, length=len(result))
+    await send({"type": "http.response.body", "body": result})
+
+
+async def startup_fails(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+        return
+    await start(send, length=0)
+    await send({"type": "http.response.body"})
+
+
+class AsgiClass:
+    """A class instance with async __call__ is ASGI for --interface auto."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await start(send, length=5)
+        await send({"type": "http.response.body", "body": b"class"})
+
+
+instance = AsgiClass()
+
+
+def make_app():
+    return scope_echo
