@@ -143,8 +143,9 @@ def call_app(app, conn: HttpConnection, request: Request, environ: dict, write) 
         status, headers = pending
         code = int(status.split(" ", 1)[0])
         encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        head = conn.response_head(request, code, encoded)
         sent = True
-        return conn.response_head(request, code, encoded)
+        return head
 
     def write_body(data: bytes) -> None:
         if not pending:
