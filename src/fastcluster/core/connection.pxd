@@ -30,6 +30,8 @@ cdef class Connection:
         # Bytes received but not yet accounted for by a parser callback: bounds a head sent in trickles.
         Py_ssize_t unaccounted
         bint linger_on_close
+        # Input held back while our output to a slow reader is over the limit (None when none).
+        bytes unparsed
 
         # The request being parsed.
         bytes url
@@ -47,6 +49,9 @@ cdef class Connection:
 
     cdef int on_readable(self) except -1
     cdef int on_writable(self) except -1
+    cdef int parse(self, object view, const char *data, Py_ssize_t length) except -1
+    cdef Py_ssize_t output_size(self) noexcept
+    cdef int resume_parsing(self) except -1
     cdef int write(self, bytes data) except -1
     cdef int keep_pending(self, const char *data, Py_ssize_t length) except -1
     cdef int flush(self) except -1
@@ -55,4 +60,5 @@ cdef class Connection:
     cdef int check_deadline(self) except -1
     cdef int start_draining(self) except -1
     cdef void set_events(self, uint32_t events) noexcept
+    cdef void abort(self) noexcept
     cdef void close(self) noexcept

@@ -5,6 +5,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memmove
+
+cdef extern from "<string.h>" nogil:
+    void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
 from posix.unistd cimport close as close_fd
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
@@ -15,10 +18,14 @@ from fastcluster.core.syscalls cimport (
     EPOLLOUT,
     MSG_NOSIGNAL,
     SHUT_WR,
+    SO_LINGER,
+    SOL_SOCKET,
     epoll_ctl,
     epoll_event,
     recv,
+    linger,
     send,
+    setsockopt,
     shutdown,
     strncasecmp,
 )
@@ -40,11 +47,17 @@ cdef long long parse_length(bytes value) noexcept:
     cdef const char *digits = PyBytes_AS_STRING(value)
     cdef Py_ssize_t i
     for i in range(PyBytes_GET_SIZE(value)):
-        if b'0' <= digits[i] <= b'9':
+        if c'0' <= digits[i] <= c'9':
             if number > (1LL << 62) // 10:
                 return -1
-            number = number * 10 + (digits[i] - b'0')
+            number = number * 10 + (digits[i] - c'0')
     return number
+
+
+cdef Py_ssize_t head_end(const char *data, Py_ssize_t offset, Py_ssize_t length) noexcept:
+    """The offset just past the next blank line (the end of a request head) after offset, else length."""
+    cdef const char *found = <const char *>memmem(data + offset, length - offset, b"\r\n\r\n", 4)
+    return length if found == NULL else found - data + 4
 
 
 cdef int status_for_parser_error(exc) except -1:
@@ -69,9 +82,7 @@ cdef class Connection:
         ctx.stats.connections_total += 1
 
     def __dealloc__(self):
-        if self.pending != NULL:
-            free(self.pending)
-            self.ctx.pending_buffers -= 1
+        free(self.pending)
 
     # ---- parser callbacks (called by httptools during feed_data) ----
 
@@ -203,23 +214,56 @@ cdef class Connection:
             return 0
         if self.state == IDLE:
             self.deadline = ctx.now + ctx.header_timeout
-        self.unaccounted += received
-        try:
-            self.feed_data(ctx.read_view[:received])
-        except HttpParserUpgrade:
-            # Protocol switches are not offered: the request was answered, the rest is not HTTP/1.1 to us.
-            self.state = CLOSING
-            self.linger_on_close = True
-        except HttpParserError as exc:
-            if self.state != CLOSING:
-                self.fail(self.reject_status or status_for_parser_error(exc))
-            else:
+        self.parse(ctx.read_view, ctx.read_data, received)
+        return self.flush()
+
+    cdef int parse(self, object view, const char *data, Py_ssize_t length) except -1:
+        """Feed data to the parser; stop and keep the rest while our unsent output is over the limit.
+
+        Answers can be far larger than requests, so when one read could produce more output than the limit,
+        the data is fed one request head at a time and the output checked in between.
+        """
+        cdef Context ctx = self.ctx
+        cdef Py_ssize_t offset = 0, end
+        cdef bint whole = (length // 16 + 1) * ctx.responder.max_answer <= ctx.max_pending_output
+        while offset < length and self.state != CLOSING:
+            if not whole and self.output_size() > ctx.max_pending_output:
+                self.flush()
+                if self.pending_end - self.pending_start > ctx.max_pending_output:
+                    self.unparsed = bytes(view[offset:length])
+                    return 0
+            end = length if whole else head_end(data, offset, length)
+            self.unaccounted += end - offset
+            try:
+                self.feed_data(view[offset:end])
+            except HttpParserUpgrade:
+                # Protocol switches are not offered: the request was answered, the rest is not ours to read.
+                self.state = CLOSING
                 self.linger_on_close = True
-        else:
-            if self.unaccounted > ctx.max_header_bytes and self.state != READING_BODY:
-                self.fail(414 if self.url is None else 431)
-            elif self.chunked and self.unaccounted > ctx.max_chunk_extension:
-                self.fail(400)
+                return 0
+            except HttpParserError as exc:
+                if self.state != CLOSING:
+                    self.fail(self.reject_status or status_for_parser_error(exc))
+                else:
+                    self.linger_on_close = True
+                return 0
+            offset = end
+        if self.state == CLOSING:
+            return 0
+        if self.unaccounted > ctx.max_header_bytes and self.state != READING_BODY:
+            self.fail(414 if self.url is None else 431)
+        elif self.chunked and self.unaccounted > ctx.max_chunk_extension:
+            self.fail(400)
+        return 0
+
+    cdef Py_ssize_t output_size(self) noexcept:
+        return self.ctx.out_len + self.pending_end - self.pending_start
+
+    cdef int resume_parsing(self) except -1:
+        """Parse the input held back by backpressure, now that the peer has read enough."""
+        cdef bytes held = self.unparsed
+        self.unparsed = None
+        self.parse(memoryview(held), PyBytes_AS_STRING(held), PyBytes_GET_SIZE(held))
         return self.flush()
 
     cdef int fail(self, int status) except -1:
@@ -283,7 +327,7 @@ cdef class Connection:
         cdef Context ctx = self.ctx
         if waiting:
             self.deadline = ctx.now + ctx.write_timeout
-            if waiting > ctx.max_pending_output or self.state == CLOSING:
+            if waiting > ctx.max_pending_output or self.state == CLOSING or self.unparsed is not None:
                 self.set_events(EPOLLOUT)  # backpressure: read no more until the peer catches up
             else:
                 self.set_events(EPOLLIN | EPOLLOUT)
@@ -302,6 +346,9 @@ cdef class Connection:
             else:
                 self.close()
             return 0
+        if self.unparsed is not None:
+            self.set_events(EPOLLOUT)  # held-back input is parsed before anything new is read
+            return 0
         if self.state == IDLE and ctx.draining:
             self.close()
             return 0
@@ -312,7 +359,10 @@ cdef class Connection:
         cdef ssize_t sent
         cdef Context ctx = self.ctx
         if self.pending == NULL:
-            return self.after_output()
+            self.after_output()
+            if self.unparsed is not None and self.fd >= 0:
+                self.resume_parsing()
+            return 0
         sent = send(self.fd, self.pending + self.pending_start, self.pending_end - self.pending_start,
                     MSG_NOSIGNAL)
         if sent < 0:
@@ -322,7 +372,11 @@ cdef class Connection:
             return 0
         ctx.stats.bytes_out += sent
         self.pending_start += sent
-        return self.after_output()
+        self.after_output()
+        if (self.unparsed is not None and self.fd >= 0
+                and self.pending_end - self.pending_start <= ctx.max_pending_output):
+            self.resume_parsing()
+        return 0
 
     cdef void set_events(self, uint32_t events) noexcept:
         cdef epoll_event event
@@ -337,8 +391,11 @@ cdef class Connection:
         """Called by the once-a-second sweep: act on a timeout that has passed."""
         if self.fd < 0 or self.ctx.now < self.deadline:
             return 0
-        if self.pending != NULL or self.state == LINGERING or self.state == IDLE:
-            self.close()  # write stall, linger over, or keep-alive idle
+        if self.pending != NULL:
+            self.abort()  # write stall: drop what the kernel still holds for this peer, too
+            return 0
+        if self.state == LINGERING or self.state == IDLE:
+            self.close()
             return 0
         self.fail(408)
         return self.flush()
@@ -348,6 +405,15 @@ cdef class Connection:
             self.close()
         return 0
 
+    cdef void abort(self) noexcept:
+        """Close with a reset, discarding unsent data (for a peer that stopped reading)."""
+        cdef linger reset
+        reset.l_onoff = 1
+        reset.l_linger = 0
+        if self.fd >= 0:
+            setsockopt(self.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset))
+        self.close()
+
     cdef void close(self) noexcept:
         cdef Context ctx = self.ctx
         if self.fd < 0:
@@ -355,5 +421,13 @@ cdef class Connection:
         close_fd(self.fd)
         ctx.connections[self.fd] = None
         self.fd = -1
+        if self.pending != NULL:
+            free(self.pending)
+            self.pending = NULL
+            ctx.pending_buffers -= 1
+        self.unparsed = None
+        # The parser holds our bound callbacks: drop it so the connection is freed now, not by the GC.
+        self.parser = None
+        self.feed_data = None
         ctx.open_connections -= 1
         ctx.stats.connections_open -= 1

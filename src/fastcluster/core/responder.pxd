@@ -11,6 +11,8 @@ cdef class Responder:
         list json
         dict errors
         readonly bytes date
+        # The largest answer one request can get: bounds how much output one read can produce.
+        readonly Py_ssize_t max_answer
 
     cdef bytes build(self, bytes status, bytes content_type, bytes extra, bytes body, bint keep_alive,
                      bint head)

@@ -19,12 +19,12 @@ cdef bytes status_line(int status):
 cdef Py_ssize_t path_start(const char *url, Py_ssize_t length) noexcept:
     """Where the path begins: 0 for origin-form, after scheme://authority for absolute-form."""
     cdef const char *scheme_end
-    if length and url[0] == b'/':
+    if length and url[0] == c'/':
         return 0
-    scheme_end = <const char *>memchr(url, b':', length)
+    scheme_end = <const char *>memchr(url, c':', length)
     if scheme_end == NULL or scheme_end + 3 > url + length or memcmp(scheme_end, b"://", 3) != 0:
         return length
-    cdef const char *path = <const char *>memchr(scheme_end + 3, b'/', url + length - scheme_end - 3)
+    cdef const char *path = <const char *>memchr(scheme_end + 3, c'/', url + length - scheme_end - 3)
     return length if path == NULL else path - url
 
 
@@ -35,7 +35,7 @@ cdef bint path_is(bytes url, const char *path, Py_ssize_t path_length) noexcept:
     cdef Py_ssize_t end = start + path_length
     if end > length or memcmp(data + start, path, path_length) != 0:
         return False
-    return end == length or data[end] == b'?' or data[end] == b'#'
+    return end == length or data[end] == c'?' or data[end] == c'#'
 
 
 cdef class Responder:
@@ -75,11 +75,18 @@ cdef class Responder:
         self.date_line = b"Date: " + date + b"\r\n"
         cdef int keep_alive, head
         json_status = status_line(200)
-        self.fixed = [self.build(self.status_line, self.content_type, self.extra_headers, self.body,
-                                 keep_alive, head) for keep_alive in range(2) for head in range(2)]
-        self.json = [self.build(json_status, b"application/json", b"", JSON_BODY, keep_alive, head)
-                     for keep_alive in range(2) for head in range(2)]
+        self.fixed = []
+        self.json = []
+        for keep_alive in range(2):
+            for head in range(2):
+                self.fixed.append(self.build(self.status_line, self.content_type, self.extra_headers,
+                                             self.body, keep_alive, head))
+                self.json.append(self.build(json_status, b"application/json", b"", JSON_BODY, keep_alive,
+                                            head))
         self.errors = {}
+        self.max_answer = 0
+        for answer in self.fixed + self.json:
+            self.max_answer = max(self.max_answer, len(answer))
 
     cdef bytes answer(self, bytes url, bint head, bint keep_alive):
         if path_is(url, b"/json", 5):

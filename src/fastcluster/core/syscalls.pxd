@@ -35,12 +35,17 @@ cdef extern from "<sys/socket.h>" nogil:
     struct sockaddr:
         pass
 
+    struct linger:
+        int l_onoff
+        int l_linger
+
     enum:
         SOCK_NONBLOCK
         SOCK_CLOEXEC
         MSG_NOSIGNAL
         SHUT_WR
         SOL_SOCKET
+        SO_LINGER
 
     int accept4(int sockfd, sockaddr *addr, socklen_t *addrlen, int flags)
     ssize_t recv(int sockfd, void *buf, size_t len, int flags)
