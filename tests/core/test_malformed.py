@@ -23,9 +23,10 @@ CASES = {
     "http/1.2": (b"GET / HTTP/1.2\r\n" + H + b"\r\n", 505),
     "http/0.9": (b"GET / HTTP/0.9\r\n" + H + b"\r\n", 505),
     "content-length with transfer-encoding": (
-        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    "two content-lengths": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-                            400),
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400),
+    "two content-lengths": (
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
     "same content-length twice": (
         b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
     "bad content-length": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3x\r\n\r\nabc", 400),
@@ -34,7 +35,8 @@ CASES = {
     "transfer-encoding on http/1.0": (
         b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     "unknown transfer coding": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: foo\r\n\r\n", 501),
-    "gzip then chunked": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+    "gzip then chunked": (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
     "bad chunk size": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", 400),
     "obs-fold": (b"GET / HTTP/1.1\r\n" + H + b"X-A: a\r\n b\r\n\r\n", 400),
     "bare LF": (b"GET / HTTP/1.1\n" + b"Host: t\n\n", 400),
@@ -44,13 +46,15 @@ CASES = {
     "unsupported expectation": (b"GET / HTTP/1.1\r\n" + H + b"Expect: teapot\r\n\r\n", 417),
     "uri too long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
     "header too large": (b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"b" * 40000 + b"\r\n\r\n", 431),
-    "too many headers": (b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(120)) + b"\r\n",
-                         431),
+    "too many headers": (
+        b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(120)) + b"\r\n", 431),
     "body over the limit": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 2000\r\n\r\n", 413),
     "chunked body over the limit": (
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" + b"400\r\n" + b"x" * 1024 + b"\r\n", 413),
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024 + b"\r\n",
+        413),
     "chunk extension too long": (
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;" + b"e" * 20000 + b"\r\nhello\r\n", 400),
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;" + b"e" * 20000 + b"\r\nhello\r\n",
+        400),
 }
 # Short requests are also sent split at every byte and byte by byte (the long ones are 40 KB: whole only).
 SPLITTABLE = [name for name, (data, _) in CASES.items() if len(data) < 200]
@@ -115,5 +119,6 @@ def test_valid_request_split_everywhere_is_answered(server):
     for cut in range(1, len(data)):
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(data[:cut])
-            answer = http_exchange(sock, data[cut:] + b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            closing = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            answer = http_exchange(sock, data[cut:] + closing)
         assert answer.count(b"HTTP/1.1 200 OK") == 2, (cut, answer)
