@@ -53,8 +53,8 @@ CASES = {
         b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024 + b"\r\n",
         413),
     "chunk extension too long": (
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;" + b"e" * 20000 + b"\r\nhello\r\n",
-        400),
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;" + b"e" * 20000
+        + b"\r\nhello\r\n", 400),
 }
 # Short requests are also sent split at every byte and byte by byte (the long ones are 40 KB: whole only).
 SPLITTABLE = [name for name, (data, _) in CASES.items() if len(data) < 200]
