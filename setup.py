@@ -6,7 +6,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 MODULES = ["fastcluster.core.server", "fastcluster.core.connection", "fastcluster.core.context",
-           "fastcluster.core.responder",
+           "fastcluster.core.responder", "fastcluster.core.parser_state",
            "fastcluster.core.stats"]
 
 

@@ -61,11 +61,13 @@ SPLITTABLE = [name for name, (data, _) in CASES.items() if len(data) < 200]
 FOLLOW_UP = b"GET /json HTTP/1.1\r\n" + H + b"\r\n"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["llhttp state", "parser API"])
 def server(request):
+    """Run everything twice: reading llhttp's state directly, and through httptools' methods only."""
     from tests.conftest import Server, free_port
 
-    started = Server(["--workers", "1", "--max-body", "1000"], free_port())
+    env = {"FASTCLUSTER_PARSER_API": "1"} if request.param == "parser API" else {}
+    started = Server(["--workers", "1", "--max-body", "1000"], free_port(), env)
     started.wait_ready()
     yield started
     assert started.stop() == 0, started.read_output()

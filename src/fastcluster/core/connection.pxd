@@ -1,6 +1,7 @@
 from libc.stdint cimport uint32_t
 
 from fastcluster.core.context cimport Context
+from fastcluster.core.parser_state cimport llhttp_state
 
 
 cdef enum ConnectionState:
@@ -17,6 +18,11 @@ cdef class Connection:
         Context ctx
         object parser
         object feed_data
+        object http_version
+        object keeps_alive
+        object method
+        # llhttp's own state inside the parser, when its layout checked out (else NULL: use the methods).
+        llhttp_state *llhttp
         ConnectionState state
         double deadline
         uint32_t events

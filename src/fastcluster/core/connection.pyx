@@ -12,6 +12,7 @@ from posix.unistd cimport close as close_fd
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from fastcluster.core.parser_state cimport METHOD_HEAD, llhttp_state, state_keeps_alive, state_of
 from fastcluster.core.syscalls cimport (
     EPOLL_CTL_MOD,
     EPOLLIN,
@@ -72,7 +73,12 @@ cdef class Connection:
         self.ctx = ctx
         self.fd = fd
         self.parser = HttpRequestParser(self)
+        # Bound once: looking the methods up per request costs more than calling them.
         self.feed_data = self.parser.feed_data
+        self.http_version = self.parser.get_http_version
+        self.keeps_alive = self.parser.should_keep_alive
+        self.method = self.parser.get_method
+        self.llhttp = state_of(self.parser)
         self.state = IDLE
         self.deadline = ctx.now + ctx.header_timeout
         self.events = EPOLLIN
@@ -145,17 +151,21 @@ cdef class Connection:
     def on_headers_complete(self):
         self.unaccounted = 0
         self.headers_done = True
-        version = self.parser.get_http_version()
-        if version == "1.1":
-            if self.host_count != 1:
-                self.reject_status = 400
+        cdef llhttp_state *state = self.llhttp
+        cdef bint http11
+        if state != NULL:
+            if state.http_major != 1:
+                self.reject_status = 505
                 raise Rejected()
-        elif version == "1.0":
-            if self.host_count > 1 or self.chunked:
-                self.reject_status = 400
-                raise Rejected()
+            http11 = state.http_minor == 1  # llhttp accepts no other 1.x
         else:
-            self.reject_status = 505
+            version = self.http_version()
+            if version != "1.1" and version != "1.0":
+                self.reject_status = 505
+                raise Rejected()
+            http11 = version == "1.1"
+        if (http11 and self.host_count != 1) or (not http11 and (self.host_count > 1 or self.chunked)):
+            self.reject_status = 400
             raise Rejected()
         if self.url is None:
             self.reject_status = 400
@@ -163,7 +173,7 @@ cdef class Connection:
         if self.chunked or self.content_length > 0:
             self.state = READING_BODY
             self.deadline = self.ctx.now + self.ctx.body_timeout
-            if self.expect_continue and version == "1.1":
+            if self.expect_continue and http11:
                 self.write(CONTINUE_100)
 
     def on_body(self, bytes body):
@@ -182,9 +192,15 @@ cdef class Connection:
 
     def on_message_complete(self):
         cdef Context ctx = self.ctx
-        cdef bint peer_keeps_alive = self.parser.should_keep_alive()
-        cdef bint keep_alive = peer_keeps_alive and not ctx.draining
-        cdef bint head = self.parser.get_method() == b"HEAD"
+        cdef llhttp_state *state = self.llhttp
+        cdef bint peer_keeps_alive, head, keep_alive
+        if state != NULL:
+            peer_keeps_alive = state_keeps_alive(state)
+            head = state.method == METHOD_HEAD
+        else:
+            peer_keeps_alive = self.keeps_alive()
+            head = self.method() == b"HEAD"
+        keep_alive = peer_keeps_alive and not ctx.draining
         self.write(ctx.responder.answer(self.url, head, keep_alive))
         ctx.stats.requests += 1
         self.unaccounted = 0
@@ -427,7 +443,7 @@ cdef class Connection:
             ctx.pending_buffers -= 1
         self.unparsed = None
         # The parser holds our bound callbacks: drop it so the connection is freed now, not by the GC.
-        self.parser = None
-        self.feed_data = None
+        self.parser = self.feed_data = self.http_version = self.keeps_alive = self.method = None
+        self.llhttp = NULL
         ctx.open_connections -= 1
         ctx.stats.connections_open -= 1
