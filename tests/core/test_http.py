@@ -251,3 +251,12 @@ def test_unix_socket_bind(serve, tmp_path):
         sock.connect(path)
         sock.sendall(GET)
         assert read_responses(sock, 1)[0][2] == b"Hello, World!"
+
+
+def test_upgrade_is_answered_as_a_plain_request_then_closed(serve):
+    server = serve()
+    with server.connect() as sock:
+        upgrade = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        answer = http_exchange(sock, upgrade + b"\x81\x05hello")
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in answer
+    assert answer.endswith(b"Hello, World!")

@@ -43,6 +43,7 @@ CASES = {
     "bare CR": (b"GET / HTTP/1.1\r\nHost: t\rX: b\r\n\r\n", 400),
     "NUL in value": (b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n", 400),
     "space before colon": (b"GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400),
+    "connect": (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405),
     "unsupported expectation": (b"GET / HTTP/1.1\r\n" + H + b"Expect: teapot\r\n\r\n", 417),
     "uri too long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
     "header too large": (b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"b" * 40000 + b"\r\n\r\n", 431),

@@ -12,7 +12,13 @@ from posix.unistd cimport close as close_fd
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from fastcluster.core.parser_state cimport METHOD_HEAD, llhttp_state, state_keeps_alive, state_of
+from fastcluster.core.parser_state cimport (
+    METHOD_CONNECT,
+    METHOD_HEAD,
+    llhttp_state,
+    state_keeps_alive,
+    state_of,
+)
 from fastcluster.core.syscalls cimport (
     EPOLL_CTL_MOD,
     EPOLLIN,
@@ -153,17 +159,23 @@ cdef class Connection:
         self.headers_done = True
         cdef llhttp_state *state = self.llhttp
         cdef bint http11
+        cdef bint tunnel
         if state != NULL:
             if state.http_major != 1:
                 self.reject_status = 505
                 raise Rejected()
             http11 = state.http_minor == 1  # llhttp accepts no other 1.x
+            tunnel = state.method == METHOD_CONNECT
         else:
             version = self.http_version()
             if version != "1.1" and version != "1.0":
                 self.reject_status = 505
                 raise Rejected()
             http11 = version == "1.1"
+            tunnel = self.method() == b"CONNECT"
+        if tunnel:  # we are no proxy: a 2xx would tell the client its tunnel is open
+            self.reject_status = 405
+            raise Rejected()
         if (http11 and self.host_count != 1) or (not http11 and (self.host_count > 1 or self.chunked)):
             self.reject_status = 400
             raise Rejected()
@@ -195,10 +207,11 @@ cdef class Connection:
         cdef llhttp_state *state = self.llhttp
         cdef bint peer_keeps_alive, head, keep_alive
         if state != NULL:
-            peer_keeps_alive = state_keeps_alive(state)
+            # An Upgrade is not offered: answer it as a plain request, then close.
+            peer_keeps_alive = state_keeps_alive(state) and not state.upgrade
             head = state.method == METHOD_HEAD
         else:
-            peer_keeps_alive = self.keeps_alive()
+            peer_keeps_alive = self.keeps_alive() and not self.parser.should_upgrade()
             head = self.method() == b"HEAD"
         keep_alive = peer_keeps_alive and not ctx.draining
         self.write(ctx.responder.answer(self.url, head, keep_alive))

@@ -31,6 +31,7 @@ ctypedef struct llhttp_state:
 
 cdef enum:
     METHOD_HEAD = 2
+    METHOD_CONNECT = 5
     F_CONNECTION_KEEP_ALIVE = 0x1
     F_CONNECTION_CLOSE = 0x2
 
