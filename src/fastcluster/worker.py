@@ -3,6 +3,7 @@ sockets, and serves until the master tells it to stop. Runs in the child right a
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -22,6 +23,8 @@ from fastcluster.core.server import Server
 WORKER_BOOT_ERROR = 3
 #: Exit status of a worker whose resource counters were not back to zero at exit.
 WORKER_LEAKED = 4
+
+PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger("fastcluster.worker")
 
@@ -49,6 +52,7 @@ def run(slot: int, config: Config, sockets: list[socket.socket], stats_block, bo
 
 
 def boot(slot: int, config: Config, sockets: list[socket.socket], stats_block) -> Server:
+    stop_with_master()
     cpu = config.cpu_for(slot)
     setproctitle(f"fastcluster: worker {slot}" + (f" [cpu {cpu}]" if cpu is not None else ""))
     if cpu is not None:
@@ -64,6 +68,14 @@ def boot(slot: int, config: Config, sockets: list[socket.socket], stats_block) -
                     exclusive_accept=config.balance == "shared")
     install_signals(server, config.graceful_timeout)
     return server
+
+
+def stop_with_master() -> None:
+    """Ask the kernel for SIGTERM when the master dies, so a killed master leaves no orphans serving."""
+    master = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != master:  # the master died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def install_signals(server: Server, graceful_timeout: float) -> None:

@@ -176,3 +176,23 @@ def test_busy_port_gives_one_line_and_status_2():
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Address already in use" in lines[0], result.stderr
+
+
+def test_workers_leave_when_the_master_is_killed(serve):
+    server = serve(workers=2)
+    workers = server.workers()
+    server.expected_exit = None
+    os.kill(server.pid, signal.SIGKILL)
+    server.proc.wait(5)
+
+    def gone() -> bool:
+        return not any(os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read()
+                       for pid in workers)
+    try:
+        assert wait_until(gone, 5), "workers kept running without their master"
+    finally:
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
