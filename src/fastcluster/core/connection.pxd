@@ -50,7 +50,6 @@ cdef class Connection:
         bint chunked
         long long content_length
         long long body_bytes
-        Py_ssize_t chunk_extension_bytes
         int reject_status
 
     cdef int on_readable(self) except -1

@@ -111,7 +111,6 @@ cdef class Connection:
         self.chunked = False
         self.content_length = -1
         self.body_bytes = 0
-        self.chunk_extension_bytes = 0
         self.unaccounted = 0
 
     def on_url(self, bytes url):
