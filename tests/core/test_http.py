@@ -260,3 +260,20 @@ def test_upgrade_is_answered_as_a_plain_request_then_closed(serve):
         answer = http_exchange(sock, upgrade + b"\x81\x05hello")
     assert answer.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in answer
     assert answer.endswith(b"Hello, World!")
+
+
+def test_large_pipelined_answers_to_a_slow_reader_arrive_whole_and_in_order(serve):
+    server = serve("--response-size", "1m")
+    with server.connect(timeout=10) as sock:
+        sock.sendall((GET_JSON + GET * 9) * 2)  # 18 MB of answers: more than the socket buffers hold
+        time.sleep(0.3)
+        received = b""
+        for _ in range(20):  # read slowly at first, so the server's output queues up
+            received += sock.recv(4096)
+            time.sleep(0.01)
+        answers = read_responses(sock, 20, initial=received)
+    fixed = answers[1][2]
+    assert len(fixed) == 1024 * 1024
+    for index, (status, _, body) in enumerate(answers):
+        assert status == 200
+        assert body == (b'{"message":"Hello, World!"}' if index % 10 == 0 else fixed)
