@@ -105,8 +105,7 @@ cdef class Server:
                     self.dispatch(events[i].data.u64, events[i].events)
                 if ctx.now >= self.next_tick:
                     self.tick()
-                if ready == 0:
-                    PyErr_CheckSignals()
+                PyErr_CheckSignals()  # runs the Python signal handlers (stop requests); a flag test if none
                 if self.stop_requested and self.finish_stop():
                     return
         finally:
