@@ -83,7 +83,7 @@ def markdown(rows: list[dict], machine: dict, command: str) -> str:
             us = row["us_per_request"]
             if "worker_spread_pct" in row:
                 spread = row["worker_spread_pct"]
-                notes.append(f"{row['server']}: each worker's CPU time within ±{spread}% of the workers' mean")
+                notes.append(f"{row['server']}: each worker's CPU time within ±{spread}% of their mean")
             lines.append(f"| {row['server']} | {us:.2f} | {ratio(us, nginx)} | {ratio(us, floor)} "
                          f"| {row['rps']:,} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |")
         lines.append("")
