@@ -127,7 +127,8 @@ def serve() -> Iterator:
 def http_exchange(sock: socket.socket, data: bytes, timeout: float = 5.0) -> bytes:
     """Send data and read until the server closes the connection."""
     sock.settimeout(timeout)
-    sock.sendall(data)
+    if data:
+        sock.sendall(data)
     chunks = []
     while True:
         try:
