@@ -112,6 +112,8 @@ cdef class Server:
         finally:
             self.running = False
             self.close_all()
+            if ctx.access_log is not None:
+                ctx.access_log.flush()
             close_fd(ctx.epfd)
             ctx.epfd = -1
 
@@ -187,7 +189,10 @@ cdef class Server:
         ctx.now = monotonic()
         self.next_tick = ctx.now + 1.0
         ctx.responder.refresh(time.time())
-        ctx.stats.heartbeat = time.time()
+        wall = time.time()
+        ctx.stats.heartbeat = wall
+        if ctx.access_log is not None:
+            ctx.access_log.tick(wall)
         if not self.accepting and not self.stop_requested:
             self.set_accepting(True)
         for obj in ctx.connections:
