@@ -138,6 +138,8 @@ class Master:
         try:
             return self.loop()
         finally:
+            for signum in HANDLED_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)  # stopped: a late signal must not kill the exit
             self.balancer.close()
             self.close_management()
 
