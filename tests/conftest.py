@@ -140,10 +140,12 @@ def http_exchange(sock: socket.socket, data: bytes, timeout: float = 5.0) -> byt
     return b"".join(chunks)
 
 
-def read_responses(sock: socket.socket, count: int, timeout: float = 5.0) -> list[tuple[int, dict, bytes]]:
-    """Read `count` Content-Length-framed responses: (status, lower-cased headers, body)."""
+def read_responses(sock: socket.socket, count: int, timeout: float = 5.0,
+                   initial: bytes = b"") -> list[tuple[int, dict, bytes]]:
+    """Read `count` Content-Length-framed responses (after `initial`, bytes already read from sock):
+    (status, lower-cased headers, body) each."""
     sock.settimeout(timeout)
-    buffer = b""
+    buffer = initial
     responses = []
     while len(responses) < count:
         while b"\r\n\r\n" not in buffer:

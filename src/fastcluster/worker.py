@@ -3,6 +3,7 @@ sockets, and serves until the master tells it to stop. Runs in the child right a
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -23,6 +24,8 @@ from fastcluster.core.server import Server
 WORKER_BOOT_ERROR = 3
 #: Exit status of a worker whose resource counters were not back to zero at exit.
 WORKER_LEAKED = 4
+
+PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger("fastcluster.worker")
 
@@ -52,6 +55,7 @@ def run(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket]
 
 def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket], stats_block,
          record: int) -> Server:
+    stop_with_master()
     setproctitle(f"fastcluster: worker {slot}" + (f" [cpu {cpu}]" if cpu is not None else ""))
     if cpu is not None:
         try:
@@ -88,6 +92,14 @@ def open_access_log(config: Config) -> AccessLog | None:
         return AccessLog(manager.access_log, manager.access_log_format)
     except OSError as exc:
         raise BootError(f"--access-log: cannot open {manager.access_log}: {exc.strerror}") from None
+
+
+def stop_with_master() -> None:
+    """Ask the kernel for SIGTERM when the master dies, so a killed master leaves no orphans serving."""
+    master = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != master:  # the master died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def install_signals(server: Server, graceful_timeout: float, access_log: AccessLog | None) -> None:

@@ -10,6 +10,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from tests.conftest import http_exchange, read_responses, wait_until
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -197,10 +199,14 @@ def test_keepalive_timeout_closes_idle_connections(serve):
         assert 0.5 < time.monotonic() - started < 3.5
 
 
-def test_header_timeout_answers_408(serve):
-    server = serve("--header-timeout", "1")
+@pytest.mark.parametrize("flag, partial", [
+    ("--header-timeout", b"GET / HTTP/1.1\r\nHost: t\r\n"),
+    ("--body-timeout", b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"),
+])
+def test_incomplete_request_times_out_with_408(serve, flag, partial):
+    server = serve(flag, "1")
     with server.connect() as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        sock.sendall(partial)
         data = http_exchange(sock, b"")
     assert data.startswith(b"HTTP/1.1 408 ")
 
@@ -216,14 +222,6 @@ def test_header_timeout_holds_for_a_trickling_client(serve):
         answer = http_exchange(sock, b"")
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert time.monotonic() - started < 3.5
-
-
-def test_body_timeout_answers_408(serve):
-    server = serve("--body-timeout", "1")
-    with server.connect() as sock:
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
-        data = http_exchange(sock, b"")
-    assert data.startswith(b"HTTP/1.1 408 ")
 
 
 def test_write_timeout_drops_a_peer_that_never_reads(serve):
@@ -260,3 +258,20 @@ def test_upgrade_is_answered_as_a_plain_request_then_closed(serve):
         answer = http_exchange(sock, upgrade + b"\x81\x05hello")
     assert answer.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in answer
     assert answer.endswith(b"Hello, World!")
+
+
+def test_large_pipelined_answers_to_a_slow_reader_arrive_whole_and_in_order(serve):
+    server = serve("--response-size", "1m")
+    with server.connect(timeout=10) as sock:
+        sock.sendall((GET_JSON + GET * 9) * 2)  # 18 MB of answers: more than the socket buffers hold
+        time.sleep(0.3)
+        received = b""
+        for _ in range(20):  # read slowly at first, so the server's output queues up
+            received += sock.recv(4096)
+            time.sleep(0.01)
+        answers = read_responses(sock, 20, initial=received)
+    fixed = answers[1][2]
+    assert len(fixed) == 1024 * 1024
+    for index, (status, _, body) in enumerate(answers):
+        assert status == 200
+        assert body == (b'{"message":"Hello, World!"}' if index % 10 == 0 else fixed)

@@ -79,16 +79,16 @@ def test_connections_queued_on_a_dead_workers_socket_are_served_by_its_successor
 
 def test_sigterm_lets_an_in_flight_request_finish(serve):
     server = serve("--graceful-timeout", "10")
-    with server.connect() as busy, server.connect() as idle:
+    with server.connect() as idle:
         idle.sendall(GET)
         read_responses(idle, 1)
-        busy.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
-        time.sleep(0.2)
+        busy = start_slow_request(server)
         server.signal(signal.SIGTERM)
         idle.settimeout(5)
         assert idle.recv(10) == b"", "an idle keep-alive connection stays open while draining"
         time.sleep(0.3)
         answer = http_exchange(busy, b"world")
+        busy.close()
     assert answer.startswith(b"HTTP/1.1 200 OK")
     assert b"Connection: close" in answer
     assert server.proc.wait(10) == 0
@@ -96,11 +96,17 @@ def test_sigterm_lets_an_in_flight_request_finish(serve):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
 
 
+def start_slow_request(server) -> socket.socket:
+    """A request whose body is still arriving: keeps its worker busy through a graceful stop."""
+    busy = server.connect()
+    busy.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+    time.sleep(0.2)
+    return busy
+
+
 def test_second_signal_stops_at_once(serve):
     server = serve("--graceful-timeout", "60")
-    with server.connect() as busy:
-        busy.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
-        time.sleep(0.2)
+    with start_slow_request(server):
         server.signal(signal.SIGTERM)
         time.sleep(0.3)
         assert server.proc.poll() is None, "stopped before the in-flight request finished"
@@ -112,9 +118,7 @@ def test_second_signal_stops_at_once(serve):
 
 def test_sigquit_stops_at_once(serve):
     server = serve("--graceful-timeout", "60")
-    with server.connect() as busy:
-        busy.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
-        time.sleep(0.2)
+    with start_slow_request(server):
         server.signal(signal.SIGQUIT)
         assert server.proc.wait(5) == 0
 
@@ -176,3 +180,23 @@ def test_busy_port_gives_one_line_and_status_2():
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Address already in use" in lines[0], result.stderr
+
+
+def test_workers_leave_when_the_master_is_killed(serve):
+    server = serve(workers=2)
+    workers = server.workers()
+    server.expected_exit = None
+    os.kill(server.pid, signal.SIGKILL)
+    server.proc.wait(5)
+
+    def gone() -> bool:
+        return not any(os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read()
+                       for pid in workers)
+    try:
+        assert wait_until(gone, 5), "workers kept running without their master"
+    finally:
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -29,11 +29,12 @@ cdef class Connection:
         double deadline
         uint32_t events
 
-        # The output that did not fit in the socket, waiting for EPOLLOUT (NULL when none).
-        char *pending
-        Py_ssize_t pending_start
-        Py_ssize_t pending_end
-        Py_ssize_t pending_cap
+        # Output the socket did not take yet, in order, waiting for EPOLLOUT (None when none):
+        # bytes objects held by reference, the first one sent up to pending_offset.
+        list pending
+        Py_ssize_t pending_offset
+        Py_ssize_t pending_size
+        bint peer_gone
 
         # Bytes received but not yet accounted for by a parser callback: bounds a head sent in trickles.
         Py_ssize_t unaccounted
@@ -52,7 +53,6 @@ cdef class Connection:
         bint chunked
         long long content_length
         long long body_bytes
-        Py_ssize_t chunk_extension_bytes
         int reject_status
         double request_start
         # Kept only while an access log wants them.
@@ -65,7 +65,10 @@ cdef class Connection:
     cdef Py_ssize_t output_size(self) noexcept
     cdef int resume_parsing(self) except -1
     cdef int write(self, bytes data) except -1
-    cdef int keep_pending(self, const char *data, Py_ssize_t length) except -1
+    cdef ssize_t send_now(self, const char *data, Py_ssize_t length) except -2
+    cdef int send_shared(self) except -1
+    cdef int queue(self, bytes data, Py_ssize_t already_sent) except -1
+    cdef int send_pending(self) except -1
     cdef int flush(self) except -1
     cdef int after_output(self) except -1
     cdef int fail(self, int status) except -1

@@ -3,8 +3,8 @@
 # one send. Framing errors get their 4xx/5xx with Connection: close, and nothing more is parsed.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
-from libc.stdlib cimport free, realloc
-from libc.string cimport memcpy, memmove
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.string cimport memcpy, memset
 
 cdef extern from "<string.h>" nogil:
     void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
@@ -25,6 +25,8 @@ from fastcluster.core.syscalls cimport (
     EPOLLIN,
     EPOLLOUT,
     MSG_NOSIGNAL,
+    iovec,
+    msghdr,
     SHUT_WR,
     SO_LINGER,
     SOL_SOCKET,
@@ -33,6 +35,7 @@ from fastcluster.core.syscalls cimport (
     recv,
     linger,
     send,
+    sendmsg,
     setsockopt,
     shutdown,
     strncasecmp,
@@ -41,6 +44,9 @@ from fastcluster.core.syscalls cimport (
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: Seconds an idle keep-alive connection may stay open once its worker drains.
 DEF DRAIN_IDLE_GRACE = 1.0
+# Writes this large skip the shared buffer (no copy); smaller ones gather there into one send.
+DEF DIRECT_WRITE = 16384
+DEF MAX_IOV = 64
 
 
 class Rejected(Exception):
@@ -96,9 +102,6 @@ cdef class Connection:
         ctx.stats.connections_open += 1
         ctx.stats.connections_total += 1
 
-    def __dealloc__(self):
-        free(self.pending)
-
     # ---- parser callbacks (called by httptools during feed_data) ----
 
     def on_message_begin(self):
@@ -114,7 +117,6 @@ cdef class Connection:
         self.chunked = False
         self.content_length = -1
         self.body_bytes = 0
-        self.chunk_extension_bytes = 0
         self.unaccounted = 0
         self.request_start = self.ctx.now
         if self.ctx.log_headers:
@@ -274,8 +276,10 @@ cdef class Connection:
         cdef bint whole = (length // 16 + 1) * ctx.responder.max_answer <= ctx.max_pending_output
         while offset < length and self.state != CLOSING:
             if not whole and self.output_size() > ctx.max_pending_output:
-                self.flush()
-                if self.pending_end - self.pending_start > ctx.max_pending_output:
+                self.send_shared()
+                if self.peer_gone:
+                    return 0
+                if self.pending_size > ctx.max_pending_output:
                     self.unparsed = bytes(view[offset:length])
                     return 0
             end = length if whole else head_end(data, offset, length)
@@ -303,7 +307,7 @@ cdef class Connection:
         return 0
 
     cdef Py_ssize_t output_size(self) noexcept:
-        return self.ctx.out_len + self.pending_end - self.pending_start
+        return self.ctx.out_len + self.pending_size
 
     cdef int resume_parsing(self) except -1:
         """Parse the input held back by backpressure, now that the peer has read enough."""
@@ -320,57 +324,73 @@ cdef class Connection:
         return self.write(self.ctx.responder.error(status))
 
     cdef int write(self, bytes data) except -1:
-        """Queue data after everything queued before it; flush() sends it."""
+        """Send data after everything written before it: small writes gather in the worker's shared buffer
+        (sent by flush()), large ones go straight to the socket, and what the socket does not take waits in
+        the pending queue by reference, never copied."""
         cdef Py_ssize_t length = PyBytes_GET_SIZE(data)
         cdef Context ctx = self.ctx
-        if self.pending != NULL:
-            return self.keep_pending(PyBytes_AS_STRING(data), length)
-        ctx.out_reserve(length)
-        memcpy(ctx.out + ctx.out_len, PyBytes_AS_STRING(data), length)
-        ctx.out_len += length
+        if self.fd < 0:
+            return 0  # closed: nobody to send to
+        if self.pending is not None:
+            return self.queue(data, 0)
+        if length < DIRECT_WRITE:
+            ctx.out_reserve(length)
+            memcpy(ctx.out + ctx.out_len, PyBytes_AS_STRING(data), length)
+            ctx.out_len += length
+            return 0
+        self.send_shared()
+        if self.pending is not None or self.peer_gone:
+            return self.queue(data, 0)
+        cdef ssize_t sent = self.send_now(PyBytes_AS_STRING(data), length)
+        if sent < length:
+            self.queue(data, sent)
         return 0
 
-    cdef int keep_pending(self, const char *data, Py_ssize_t length) except -1:
-        cdef Py_ssize_t capacity
-        cdef char *grown
-        if self.pending_start and self.pending_end + length > self.pending_cap:
-            memmove(self.pending, self.pending + self.pending_start, self.pending_end - self.pending_start)
-            self.pending_end -= self.pending_start
-            self.pending_start = 0
-        if self.pending_end + length > self.pending_cap:
-            capacity = max(self.pending_cap * 2, self.pending_end + length, 16384)
-            grown = <char *>realloc(self.pending, capacity)
-            if grown == NULL:
-                raise MemoryError()
-            if self.pending == NULL:
-                self.ctx.pending_buffers += 1
-            self.pending = grown
-            self.pending_cap = capacity
-        memcpy(self.pending + self.pending_end, data, length)
-        self.pending_end += length
+    cdef ssize_t send_now(self, const char *data, Py_ssize_t length) except -2:
+        """send() that counts; 0 when the socket is full; on a dead peer it marks the connection closing."""
+        cdef ssize_t sent = send(self.fd, data, length, MSG_NOSIGNAL)
+        if sent < 0:
+            if errno != EAGAIN and errno != EINTR:
+                self.peer_gone = True
+                self.state = CLOSING
+            return 0
+        self.ctx.stats.bytes_out += sent
+        return sent
+
+    cdef int send_shared(self) except -1:
+        """Send what the shared buffer holds for this connection; queue a copy of what the socket refuses."""
+        cdef Context ctx = self.ctx
+        cdef ssize_t sent
+        if not ctx.out_len:
+            return 0
+        sent = 0 if self.pending is not None or self.peer_gone else self.send_now(ctx.out, ctx.out_len)
+        if sent < ctx.out_len and not self.peer_gone:
+            self.queue(PyBytes_FromStringAndSize(ctx.out + sent, ctx.out_len - sent), 0)
+        ctx.out_len = 0
+        return 0
+
+    cdef int queue(self, bytes data, Py_ssize_t already_sent) except -1:
+        if self.peer_gone:
+            return 0
+        if self.pending is None:
+            self.pending = []
+            self.pending_offset = already_sent
+            self.ctx.pending_buffers += 1
+        self.pending.append(data)
+        self.pending_size += PyBytes_GET_SIZE(data) - already_sent
         return 0
 
     cdef int flush(self) except -1:
-        """Send what the shared buffer holds for this connection; keep what the socket does not take."""
-        cdef Context ctx = self.ctx
-        cdef ssize_t sent = 0
-        if ctx.out_len:
-            sent = send(self.fd, ctx.out, ctx.out_len, MSG_NOSIGNAL)
-            if sent < 0:
-                if errno != EAGAIN and errno != EINTR:
-                    ctx.out_len = 0
-                    self.close()
-                    return 0
-                sent = 0
-            ctx.stats.bytes_out += sent
-            if sent < ctx.out_len:
-                self.keep_pending(ctx.out + sent, ctx.out_len - sent)
-            ctx.out_len = 0
+        """Send what this connection has written since the last flush, then settle its epoll interest."""
+        self.send_shared()
+        if self.peer_gone:
+            self.close()
+            return 0
         return self.after_output()
 
     cdef int after_output(self) except -1:
         """Choose the epoll interest from what is left to send; finish a closing connection."""
-        cdef Py_ssize_t waiting = self.pending_end - self.pending_start
+        cdef Py_ssize_t waiting = self.pending_size
         cdef Context ctx = self.ctx
         if waiting:
             self.deadline = ctx.now + ctx.write_timeout
@@ -379,10 +399,9 @@ cdef class Connection:
             else:
                 self.set_events(EPOLLIN | EPOLLOUT)
             return 0
-        if self.pending != NULL:
-            free(self.pending)
-            self.pending = NULL
-            self.pending_start = self.pending_end = self.pending_cap = 0
+        if self.pending is not None:
+            self.pending = None
+            self.pending_offset = 0
             ctx.pending_buffers -= 1
         if self.state == CLOSING:
             if self.linger_on_close:
@@ -402,26 +421,47 @@ cdef class Connection:
         return 0
 
     cdef int on_writable(self) except -1:
-        cdef ssize_t sent
         cdef Context ctx = self.ctx
-        if self.pending == NULL:
-            self.after_output()
-            if self.unparsed is not None and self.fd >= 0:
-                self.resume_parsing()
-            return 0
-        sent = send(self.fd, self.pending + self.pending_start, self.pending_end - self.pending_start,
-                    MSG_NOSIGNAL)
-        if sent < 0:
-            if errno == EAGAIN or errno == EINTR:
+        if self.pending is not None:
+            self.send_pending()
+            if self.peer_gone:
+                self.close()
                 return 0
-            self.close()
-            return 0
-        ctx.stats.bytes_out += sent
-        self.pending_start += sent
         self.after_output()
         if (self.unparsed is not None and self.fd >= 0
-                and self.pending_end - self.pending_start <= ctx.max_pending_output):
+                and self.pending_size <= ctx.max_pending_output):
             self.resume_parsing()
+        return 0
+
+    cdef int send_pending(self) except -1:
+        """Send as much of the pending queue as the socket takes, in one sendmsg."""
+        cdef iovec parts[MAX_IOV]
+        cdef msghdr message
+        cdef Py_ssize_t count = min(len(self.pending), MAX_IOV), i, offset = self.pending_offset
+        cdef bytes item
+        cdef ssize_t sent
+        for i in range(count):
+            item = <bytes>self.pending[i]
+            parts[i].iov_base = PyBytes_AS_STRING(item) + offset
+            parts[i].iov_len = PyBytes_GET_SIZE(item) - offset
+            offset = 0
+        memset(&message, 0, sizeof(message))
+        message.msg_iov = parts
+        message.msg_iovlen = count
+        sent = sendmsg(self.fd, &message, MSG_NOSIGNAL)
+        if sent < 0:
+            if errno != EAGAIN and errno != EINTR:
+                self.peer_gone = True
+            return 0
+        self.ctx.stats.bytes_out += sent
+        self.pending_size -= sent
+        sent += self.pending_offset
+        i = 0
+        while i < count and sent >= PyBytes_GET_SIZE(<bytes>self.pending[i]):
+            sent -= PyBytes_GET_SIZE(<bytes>self.pending[i])
+            i += 1
+        del self.pending[:i]
+        self.pending_offset = sent
         return 0
 
     cdef void set_events(self, uint32_t events) noexcept:
@@ -437,7 +477,7 @@ cdef class Connection:
         """Called by the once-a-second sweep: act on a timeout that has passed."""
         if self.fd < 0 or self.ctx.now < self.deadline:
             return 0
-        if self.pending != NULL:
+        if self.pending is not None:
             self.abort()  # write stall: drop what the kernel still holds for this peer, too
             return 0
         if self.state == LINGERING or self.state == IDLE:
@@ -447,7 +487,7 @@ cdef class Connection:
         return self.flush()
 
     cdef int start_draining(self) except -1:
-        if self.state == IDLE and self.pending == NULL:
+        if self.state == IDLE and self.pending is None:
             self.close_idle_soon()
         return 0
 
@@ -474,9 +514,8 @@ cdef class Connection:
         close_fd(self.fd)
         ctx.connections[self.fd] = None
         self.fd = -1
-        if self.pending != NULL:
-            free(self.pending)
-            self.pending = NULL
+        if self.pending is not None:
+            self.pending = None
             ctx.pending_buffers -= 1
         self.unparsed = None
         # The parser holds our bound callbacks: drop it so the connection is freed now, not by the GC.

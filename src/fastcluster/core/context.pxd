@@ -39,6 +39,6 @@ cdef class Context:
 
         # Resource counters: the tests assert they are back to zero when a worker exits.
         readonly Py_ssize_t open_connections
-        readonly Py_ssize_t pending_buffers
+        readonly Py_ssize_t pending_buffers  # connections holding a pending output queue
 
     cdef int out_reserve(self, Py_ssize_t extra) except -1

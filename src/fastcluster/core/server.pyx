@@ -105,8 +105,7 @@ cdef class Server:
                     self.dispatch(events[i].data.u64, events[i].events)
                 if ctx.now >= self.next_tick:
                     self.tick()
-                if ready == 0:
-                    PyErr_CheckSignals()
+                PyErr_CheckSignals()  # runs the Python signal handlers (stop requests); a flag test if none
                 if self.stop_requested and self.finish_stop():
                     return
         finally:
@@ -146,7 +145,11 @@ cdef class Server:
         cdef int fd, one = 1
         cdef epoll_event event
         cdef Connection conn
-        while True:
+        # A socket shared by all workers: take one connection per wake-up and let the kernel wake another
+        # worker for the next, or the first worker to wake takes a whole burst. A socket of our own: drain it.
+        cdef int budget = 1 if self.exclusive_accept else -1
+        while budget != 0:
+            budget -= 1
             fd = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
             if fd < 0:
                 if errno == EINTR or errno == ECONNABORTED:
