@@ -9,8 +9,11 @@ import json
 import os
 import socket
 import stat
+import time
 
 MAX_REQUEST = 65536
+#: A client that has not sent a complete request line within this many seconds is dropped.
+REQUEST_TIMEOUT = 10.0
 
 
 class ControlError(Exception):
@@ -21,6 +24,8 @@ class Client:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
+        self.since = time.monotonic()
+        self.received = False  # its request is read; the answer may come later (reload, scale)
 
 
 class ControlServer:
@@ -74,8 +79,11 @@ class ControlServer:
             if not data:
                 self.drop(client)
                 continue
+            if client.received:
+                continue  # one request per connection; more input is ignored
             client.buffer += data
             if b"\n" in client.buffer:
+                client.received = True
                 line = client.buffer.split(b"\n", 1)[0]
                 try:
                     message = json.loads(line)
@@ -87,6 +95,10 @@ class ControlServer:
                 complete.append((client, message))
             elif len(client.buffer) > MAX_REQUEST:
                 self.answer(client, {"ok": False, "error": "request too long"})
+        now = time.monotonic()
+        for client in list(self.clients.values()):
+            if not client.received and now - client.since > REQUEST_TIMEOUT:
+                self.drop(client)
         return complete
 
     def answer(self, client: Client, reply: dict) -> None:

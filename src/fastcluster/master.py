@@ -5,7 +5,6 @@ through a pipe (as gunicorn's arbiter does)."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import random
@@ -340,7 +339,6 @@ class Master:
 
     def supervise(self) -> None:
         now = time.monotonic()
-        wall = time.time()
         sample = now >= self.next_sample
         if sample:
             self.next_sample = now + 1.0
@@ -350,7 +348,7 @@ class Master:
                 current.state = "serving"
             if sample:
                 self.sample(current, record, now)
-            self.check_heartbeat(current, record, now, wall)
+            self.check_heartbeat(current, record, now)
         self.advance_reload(now)
         self.advance_removals()
         if not self.reloads and self.replacing is None:
@@ -364,7 +362,7 @@ class Master:
         current.rate_mark = (now, record["requests"])
         current.rss = rss_bytes(current.pid)
 
-    def check_heartbeat(self, current: Worker, record: dict, now: float, wall: float) -> None:
+    def check_heartbeat(self, current: Worker, record: dict, now: float) -> None:
         timeout = self.manager.timeout
         if current.state == "booting":
             if now - current.started > timeout:
@@ -373,7 +371,7 @@ class Master:
                 current.reason = "boot timeout"
                 kill(current.pid, signal.SIGKILL)
             return
-        silent = wall - record["heartbeat"]
+        silent = now - record["heartbeat"]
         if record["heartbeat"] and silent > timeout and current.reason != "no heartbeat":
             current.reason = "no heartbeat"
             log.error("worker %d (pid %d) sent no heartbeat for %.1fs (--timeout %g); killing it; "
@@ -546,7 +544,7 @@ class Master:
 
     def snapshot(self) -> dict:
         """Everything status and /metrics show, as plain data."""
-        now, wall = time.monotonic(), time.time()
+        now = time.monotonic()
         rows = []
         slots = {}
         for slot in sorted(self.slots.values(), key=lambda slot: slot.index):
@@ -558,11 +556,12 @@ class Master:
                 rows.append({
                     "slot": slot.index, "pid": current.pid, "cpu": current.cpu,
                     "state": "removing" if slot.removing and current.state == "serving" else current.state,
-                    "uptime": round(now - current.started, 3), "restarts": slot.restarts,
+                    "uptime": round(now - current.started, 3), "started": current.started_wall,
+                    "restarts": slot.restarts,
                     "requests": record["requests"], "requests_per_second": round(current.rate, 1),
                     "connections": record["connections_open"], "rss": current.rss,
                     "bytes_in": record["bytes_in"], "bytes_out": record["bytes_out"],
-                    "heartbeat_age": round(wall - record["heartbeat"], 3) if record["heartbeat"] else None,
+                    "heartbeat_age": round(now - record["heartbeat"], 3) if record["heartbeat"] else None,
                     "worker_state": STATE_NAMES.get(record["state"], "?"), "request": record["request"],
                 })
             totals.setdefault("connections_open", 0)
@@ -600,32 +599,28 @@ class Master:
         return min(wait, SUPERVISE_EVERY)
 
     def wait(self, timeout: float) -> None:
-        watched = [self.wake_r]
-        if self.control:
-            watched += self.control.fds()
-        if self.admin:
-            watched += self.admin.fds()
+        poller = select.poll()
+        for fd in [self.wake_r, *self.management_fds()]:
+            poller.register(fd, select.POLLIN)
         try:
-            ready, _, _ = select.select(watched, [], [], max(0.0, timeout))
-        except OSError as exc:
-            if exc.errno != errno.EINTR:
-                raise
+            events = poller.poll(max(0.0, timeout) * 1000)
+        except InterruptedError:
             return
-        ready_set = set(ready)
-        if self.wake_r in ready_set:
+        ready = {fd for fd, _ in events}
+        if self.wake_r in ready:
             try:
                 while os.read(self.wake_r, 4096):
                     pass
             except BlockingIOError:
                 pass
         if self.control:
-            for client, message in self.control.requests(ready_set):
+            for client, message in self.control.requests(ready):
                 if self.stopping and message.get("command") not in ("status", "ping"):
                     self.control.answer(client, {"ok": False, "error": "the server is stopping"})
                 else:
                     self.handle_control(client, message)
         if self.admin:
-            self.admin.serve(ready_set)
+            self.admin.serve(ready)
 
 
 def add_counters(into: dict, record: dict) -> None:

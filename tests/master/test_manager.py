@@ -138,6 +138,15 @@ def test_recycling_after_max_requests_under_load(serve, control):
     assert served and min(served) >= 3000, server.output
 
 
+def test_recycling_over_max_memory(serve, control):
+    server = serve("--control", control, "--max-memory", "1")  # every worker is over 1 MiB
+    [first] = server.workers()
+    assert wait_until(lambda: server.workers() and first not in server.workers(), 5)
+    assert get(server.port)[0] == 200
+    server.stop()
+    assert re.search(r"recycling worker 0 \(pid \d+\): RSS \d+ MiB over --max-memory 1", server.output)
+
+
 def test_sigkill_of_random_workers_costs_no_new_connection(serve, control):
     server = serve("--control", control, workers=2)
     load = Load(server.port, 5, close=True)

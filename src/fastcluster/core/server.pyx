@@ -192,10 +192,9 @@ cdef class Server:
         ctx.now = monotonic()
         self.next_tick = ctx.now + 1.0
         ctx.responder.refresh(time.time())
-        wall = time.time()
-        ctx.stats.heartbeat = wall
+        ctx.stats.heartbeat = ctx.now  # CLOCK_MONOTONIC: the master compares it with its own, immune to clock steps
         if ctx.access_log is not None:
-            ctx.access_log.tick(wall)
+            ctx.access_log.tick(time.time())
         if not self.accepting and not self.stop_requested:
             self.set_accepting(True)
         for obj in ctx.connections:

@@ -25,7 +25,7 @@ cdef struct SlotStats:
     uint64_t client_errors
     uint64_t pid
     uint64_t state
-    double heartbeat
+    double heartbeat  # CLOCK_MONOTONIC seconds of the worker's last tick (system-wide, like time.monotonic())
     double started
     uint64_t status_classes[6]  # index = status // 100 (1xx..5xx; 0 unused)
     uint64_t latency[LATENCY_BUCKETS]  # counts per bucket (not cumulative)
