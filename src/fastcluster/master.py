@@ -397,7 +397,14 @@ class Master:
                 return
 
     def start_reload(self, why: str) -> Reload:
-        reload = Reload(sorted(index for index, slot in self.slots.items() if not slot.removing), "reloaded")
+        for slot in self.slots.values():
+            if slot.boot_failed:  # a slot whose worker could not start gets another try with the new code
+                log.info("worker %d could not start before; starting it again", slot.index)
+                slot.boot_failed = ""
+                slot.quick_deaths = 0
+                slot.respawn_at = 0.0
+        reload = Reload(sorted(index for index, slot in self.slots.items()
+                               if not slot.removing and slot.worker is not None), "reloaded")
         log.info("rolling reload of %d workers (%s)", len(reload.pending), why)
         self.reloads.append(reload)
         return reload
@@ -445,7 +452,7 @@ class Master:
         if reload is not None:
             reload.result = (False, f"worker {slot.index} could not start: {reason}")
 
-    def scale(self, workers: int) -> str:
+    def scale(self, workers: int) -> None:
         """Add slots on the least used CPUs, or take the highest slots out of rotation and drain them."""
         workers = max(1, min(workers, MAX_RECORDS // 2))
         active = sorted(index for index, slot in self.slots.items() if not slot.removing)
@@ -458,9 +465,8 @@ class Master:
                 self.slots[index].removing = True
                 log.info("scaling down: slot %d leaves the rotation", index)
         else:
-            return f"already {workers} workers"
+            return
         self.balancer.steer({index for index, slot in self.slots.items() if not slot.removing})
-        return f"scaling to {workers} workers"
 
     def add_slot(self) -> None:
         index = next(i for i in range(MAX_RECORDS) if i not in self.slots)

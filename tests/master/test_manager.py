@@ -192,6 +192,20 @@ def test_reload_whose_new_workers_cannot_start_keeps_the_old_ones(serve, control
     assert "reload aborted: the new worker 0 could not start (--response-file: cannot read" in server.output
 
 
+def test_reload_retries_a_slot_whose_worker_could_not_start(serve, control, tmp_path):
+    page = tmp_path / "page.txt"
+    page.write_text("v1")
+    server = serve("--control", control, "--response-file", str(page), workers=2)
+    page.unlink()
+    os.kill(serving_pids(control)[1], signal.SIGKILL)  # its replacement cannot read the file
+    assert wait_until(lambda: status(control)["slots"]["1"]["boot_failed"], 5)
+    assert list(serving_pids(control)) == [0]
+    page.write_text("v2")
+    assert cli("reload", "--control", control).returncode == 0
+    assert wait_until(lambda: sorted(serving_pids(control)) == [0, 1], 5)
+    assert {get(server.port)[1] for _ in range(10)} == {b"v2"}
+
+
 def test_stuck_worker_is_killed_by_the_heartbeat_and_the_log_names_its_request(serve, control):
     server = serve("--control", control, "--timeout", "1.5")
     assert get(server.port, "/where/it/hangs?x=1")[0] == 200
