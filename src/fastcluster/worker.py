@@ -67,7 +67,7 @@ def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket
     responder = Responder(body=body, status=response.status, content_type=response.content_type,
                           headers=response.headers, server_header=response.server_header)
     access_log = open_access_log(config)
-    ctx = Context(responder, limits=config.limits, stats_block=stats_block, slot=record,
+    ctx = Context(responder, limits=config.limits, stats_block=stats_block, record=record,
                   access_log=access_log)
     server = Server(ctx, [sock.fileno() for sock in sockets],
                     exclusive_accept=config.balance == "shared")

@@ -15,7 +15,7 @@ READ_SIZE = 65536
 
 
 cdef class Context:
-    def __init__(self, Responder responder, *, limits, stats_block=None, int slot=0, access_log=None):
+    def __init__(self, Responder responder, *, limits, stats_block=None, int record=0, access_log=None):
         self.responder = responder
         self.connections = []
         self.epfd = -1
@@ -38,7 +38,7 @@ cdef class Context:
         self.stats_block = stats_block
         self.access_log = access_log
         self.log_headers = access_log is not None and access_log.wants_headers
-        self.stats = &self.local_stats if stats_block is None else slot_record(stats_block, slot)
+        self.stats = &self.local_stats if stats_block is None else slot_record(stats_block, record)
         self.stats.pid = getpid()
         self.stats.started = time.time()
         self.stats.state = STATE_BOOTING
