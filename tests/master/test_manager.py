@@ -295,6 +295,9 @@ def test_access_log_formats_and_reopen_on_usr1(serve, control, tmp_path, log_for
         assert line.startswith("127.0.0.1 - - [") and '"GET /json?q=1 HTTP/1.1" 200 ' in line
         if log_format == "combined":
             assert line.endswith('"http://r/" "agent \\x22quoted\\x22"')
+    if log_format != "common":
+        client.close()
+        return
     path.rename(tmp_path / "access.log.1")
     server.signal(signal.SIGUSR1)
     time.sleep(1.2)  # reopened at the worker's next tick
