@@ -49,6 +49,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def heartbeat_timeout(text: str) -> float:
+    value = positive_float(text)
+    if value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected more than 1 second (workers beat once a second), got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
@@ -113,7 +121,7 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                         help="control socket for status/reload/scale/stop (default: "
                              "$XDG_RUNTIME_DIR or /tmp, fastcluster-PORT.sock)")
     manage.add_argument("--pidfile", metavar="PATH", help="write the master's pid to PATH")
-    manage.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
+    manage.add_argument("--timeout", type=heartbeat_timeout, default=30.0, metavar="S",
                         help="kill and replace a worker silent (no heartbeat) for S seconds (default 30)")
     manage.add_argument("--max-requests", type=positive_int, default=0, metavar="N",
                         help="replace a worker gracefully after N requests (default: never)")

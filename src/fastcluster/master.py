@@ -349,7 +349,7 @@ class Master:
             if sample:
                 self.sample(current, record, now)
             self.check_heartbeat(current, record, now)
-        self.advance_reload(now)
+        self.advance_reload()
         self.advance_removals()
         if not self.reloads and self.replacing is None:
             self.check_recycling()
@@ -409,7 +409,7 @@ class Master:
         self.reloads.append(reload)
         return reload
 
-    def advance_reload(self, now: float) -> None:
+    def advance_reload(self) -> None:
         """One slot at a time: start its replacement; once it serves, retire the old worker."""
         if self.replacing is not None:
             slot = self.slots[self.replacing]

@@ -313,6 +313,7 @@ def test_access_log_formats_and_reopen_on_usr1(serve, control, tmp_path, log_for
     ["serve", "--max-requests-jitter", "-3"],
     ["serve", "--access-log-format", "apache"],
     ["serve", "--timeout", "0"],
+    ["serve", "--timeout", "1"],
     ["serve", "--admin-port", "70000"],
     ["scale", "zero"],
     ["scale", "0"],
