@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
 from fastcluster import __version__
+from fastcluster.access_log import FORMATS
 from fastcluster.binds import Bind, parse_bind, parse_port
 from fastcluster.config import (
     Config,
     ConfigError,
     Limits,
+    Manager,
     build_response,
     choose_cpus,
     choose_workers,
+    default_control_path_for_port,
     systemd_binds,
 )
+from fastcluster.control import ControlError, request
+from fastcluster.status import render_status
 
 USAGE_ERROR = 2
 
@@ -43,9 +49,23 @@ def positive_float(text: str) -> float:
     return value
 
 
+def heartbeat_timeout(text: str) -> float:
+    value = positive_float(text)
+    if value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected more than 1 second (workers beat once a second), got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def whole_number(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
     return int(text)
 
 
@@ -96,6 +116,28 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                         help="Server header value (default fastcluster)")
     server.add_argument("--no-server-header", dest="server_header", action="store_const", const=None)
 
+    manage = serve.add_argument_group("process manager")
+    manage.add_argument("--control", metavar="PATH",
+                        help="control socket for status/reload/scale/stop (default: "
+                             "$XDG_RUNTIME_DIR or /tmp, fastcluster-PORT.sock)")
+    manage.add_argument("--pidfile", metavar="PATH", help="write the master's pid to PATH")
+    manage.add_argument("--timeout", type=heartbeat_timeout, default=30.0, metavar="S",
+                        help="kill and replace a worker silent (no heartbeat) for S seconds (default 30)")
+    manage.add_argument("--max-requests", type=positive_int, default=0, metavar="N",
+                        help="replace a worker gracefully after N requests (default: never)")
+    manage.add_argument("--max-requests-jitter", type=whole_number, default=0, metavar="J",
+                        help="add 0..J to --max-requests per worker, so they do not all recycle at once")
+    manage.add_argument("--max-memory", type=positive_int, default=0, metavar="MB",
+                        help="replace a worker gracefully when its RSS passes MB MiB (default: never)")
+    manage.add_argument("--admin-port", type=port, metavar="PORT",
+                        help="serve /metrics and /healthz on this port (default: off)")
+    manage.add_argument("--admin-host", default="127.0.0.1", metavar="HOST",
+                        help="address of the admin listener (default 127.0.0.1)")
+    manage.add_argument("--access-log", metavar="PATH|-", help="log each request to PATH or - (stdout); "
+                        "default off. SIGUSR1 reopens it")
+    manage.add_argument("--access-log-format", choices=FORMATS, default="common",
+                        help="common (default), combined or json")
+
     limits = serve.add_argument_group("limits and timeouts")
     defaults = Limits()
     limits.add_argument("--max-request-line", type=size, default=defaults.max_request_line, metavar="BYTES")
@@ -113,12 +155,38 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                         help="longest a client may leave our output unread")
 
 
+def add_control_commands(commands: argparse._SubParsersAction) -> None:
+    def control_options(command: argparse.ArgumentParser) -> None:
+        where = command.add_mutually_exclusive_group()
+        where.add_argument("--control", metavar="PATH", help="the server's control socket")
+        where.add_argument("--port", type=port, default=8000,
+                           help="find the control socket of the server on this port (default 8000)")
+
+    status = commands.add_parser("status", help="show the workers of a running server")
+    control_options(status)
+    status.add_argument("--json", action="store_true", help="print the full status as JSON")
+    reload = commands.add_parser("reload", help="rolling reload: replace the workers one at a time")
+    control_options(reload)
+    scale = commands.add_parser("scale", help="change the number of workers")
+    control_options(scale)
+    scale.add_argument("workers", type=scale_count, help="N, +N or -N")
+    stop = commands.add_parser("stop", help="stop the server gracefully")
+    control_options(stop)
+
+
+def scale_count(text: str) -> str:
+    if not text.lstrip("+-").isdigit() or (text.isdigit() and int(text) < 1):
+        raise argparse.ArgumentTypeError(f"expected N, +N or -N workers, got {text!r}")
+    return text
+
+
 def parser() -> Parser:
     top = Parser(prog="fastcluster", description="A multicore HTTP/1.1 server with a C hot path.")
     top.add_argument("--version", action="version", version=f"fastcluster {__version__}")
     commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
     add_serve(commands)
+    add_control_commands(commands)
     return top
 
 
@@ -152,6 +220,18 @@ def serve_config(args: argparse.Namespace) -> Config:
             status=args.response_status, headers=args.response_header, server_header=args.server_header,
         ),
         log_level=args.log_level,
+        manager=Manager(
+            control=args.control or "",
+            pidfile=args.pidfile,
+            timeout=args.timeout,
+            max_requests=args.max_requests,
+            max_requests_jitter=args.max_requests_jitter,
+            max_memory=args.max_memory,
+            admin_host=args.admin_host,
+            admin_port=args.admin_port,
+            access_log=args.access_log,
+            access_log_format=args.access_log_format,
+        ),
     )
 
 
@@ -174,7 +254,32 @@ def main(argv: list[str] | None = None) -> int:
             fail(str(exc))
         setup_logging(config.log_level)
         return Master(config).run()
-    return USAGE_ERROR
+    return control_command(args)
+
+
+def control_command(args: argparse.Namespace) -> int:
+    """status, reload, scale, stop: one request on the control socket; exit 1 if it failed."""
+    path = args.control or default_control_path_for_port(args.port)
+    message: dict = {"command": args.command}
+    try:
+        if args.command == "scale":
+            count = args.workers
+            if count[0] in "+-":
+                current = request(path, {"command": "status"}, timeout=10)["status"]["master"]["workers"]
+                count = str(max(1, current + int(count)))
+            message["workers"] = int(count)
+        reply = request(path, message)
+    except ControlError as exc:
+        print(f"fastcluster: error: {exc}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"fastcluster: error: {reply.get('error') or reply.get('message')}", file=sys.stderr)
+        return 1
+    if args.command == "status":
+        print(json.dumps(reply["status"], indent=2) if args.json else render_status(reply["status"]))
+    else:
+        print(reply.get("message", "ok"))
+    return 0
 
 
 if __name__ == "__main__":

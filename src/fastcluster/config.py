@@ -40,6 +40,47 @@ class Response:
     content_type: bytes = b"text/plain"
     headers: tuple[tuple[bytes, bytes], ...] = ()
     server_header: bytes | None = b"fastcluster"
+    file: str | None = None  # --response-file: read again by every worker that starts (reload picks it up)
+
+
+@dataclass(frozen=True)
+class Manager:
+    """Process-manager settings: control, supervision, recycling, metrics and logs."""
+
+    control: str = ""  # the control socket's path ("" only before default_control_path fills it)
+    pidfile: str | None = None
+    timeout: float = 30.0  # a worker with no heartbeat for this long is killed and replaced
+    max_requests: int = 0  # 0: never recycle on a request count
+    max_requests_jitter: int = 0
+    max_memory: int = 0  # MiB of RSS; 0: never recycle on memory
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None  # None: no admin listener
+    access_log: str | None = None  # a path or "-" (standard output); None: off
+    access_log_format: str = "common"
+
+
+def default_control_path(binds: list[Bind]) -> str:
+    """Where a server's control socket lives unless --control says: per port (or per Unix socket name),
+    under $XDG_RUNTIME_DIR, else the temporary directory."""
+    return os.path.join(runtime_dir(), f"fastcluster-{control_name(binds)}.sock")
+
+
+def default_control_path_for_port(port: int) -> str:
+    return os.path.join(runtime_dir(), f"fastcluster-{port}.sock")
+
+
+def runtime_dir() -> str:
+    return os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("TMPDIR") or "/tmp"
+
+
+def control_name(binds: list[Bind]) -> str:
+    for bind in binds:
+        if bind.kind == "tcp":
+            return str(bind.port)
+    for bind in binds:
+        if bind.kind == "unix":
+            return os.path.basename(str(bind.path)).replace(".", "_")
+    return f"fd{binds[0].fd}" if binds else "default"
 
 
 @dataclass(frozen=True)
@@ -53,6 +94,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     response: Response = field(default_factory=Response)
     log_level: str = "info"
+    manager: Manager = field(default_factory=lambda: Manager())
 
     def cpu_for(self, slot: int) -> int | None:
         return None if self.cpus is None else self.cpus[slot % len(self.cpus)]
@@ -123,6 +165,7 @@ def build_response(*, body: str | None, file: str | None, size: int | None, stat
         content_type=content_type,
         headers=tuple(parse_header(text) for text in headers),
         server_header=server_header.encode("latin-1") if server_header else None,
+        file=file,
     )
 
 

@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from setproctitle import setproctitle
 
+from fastcluster.access_log import AccessLog
 from fastcluster.config import Config
 from fastcluster.core.context import Context
 from fastcluster.core.responder import Responder
@@ -33,11 +34,12 @@ class BootError(Exception):
     """The worker cannot start; the message reaches the master and the user."""
 
 
-def run(slot: int, config: Config, sockets: list[socket.socket], stats_block, boot_errors: int) -> NoReturn:
-    """The whole life of a worker process; never returns."""
+def run(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket], stats_block, record: int,
+        boot_errors: int) -> NoReturn:
+    """The whole life of a worker process; never returns. `record` is this worker's stats record."""
     status = 1
     try:
-        server = boot(slot, config, sockets, stats_block)
+        server = boot(slot, cpu, config, sockets, stats_block, record)
         server.run()
         status = check_counters(server)
     except BootError as exc:
@@ -51,9 +53,9 @@ def run(slot: int, config: Config, sockets: list[socket.socket], stats_block, bo
     os._exit(status)
 
 
-def boot(slot: int, config: Config, sockets: list[socket.socket], stats_block) -> Server:
+def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket], stats_block,
+         record: int) -> Server:
     stop_with_master()
-    cpu = config.cpu_for(slot)
     setproctitle(f"fastcluster: worker {slot}" + (f" [cpu {cpu}]" if cpu is not None else ""))
     if cpu is not None:
         try:
@@ -61,13 +63,35 @@ def boot(slot: int, config: Config, sockets: list[socket.socket], stats_block) -
         except OSError as exc:
             raise BootError(f"cannot pin worker {slot} to CPU {cpu}: {exc.strerror}") from None
     response = config.response
-    responder = Responder(body=response.body, status=response.status, content_type=response.content_type,
+    body = read_response_file(response.file) if response.file else response.body
+    responder = Responder(body=body, status=response.status, content_type=response.content_type,
                           headers=response.headers, server_header=response.server_header)
-    ctx = Context(responder, limits=config.limits, stats_block=stats_block, slot=slot)
+    access_log = open_access_log(config)
+    ctx = Context(responder, limits=config.limits, stats_block=stats_block, record=record,
+                  access_log=access_log)
     server = Server(ctx, [sock.fileno() for sock in sockets],
                     exclusive_accept=config.balance == "shared")
-    install_signals(server, config.graceful_timeout)
+    install_signals(server, config.graceful_timeout, access_log)
     return server
+
+
+def read_response_file(path: str) -> bytes:
+    """The built-in answer's body, read at every start so that a reload serves the file as it is now."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise BootError(f"--response-file: cannot read {path}: {exc.strerror}") from None
+
+
+def open_access_log(config: Config) -> AccessLog | None:
+    manager = config.manager
+    if manager.access_log is None:
+        return None
+    try:
+        return AccessLog(manager.access_log, manager.access_log_format)
+    except OSError as exc:
+        raise BootError(f"--access-log: cannot open {manager.access_log}: {exc.strerror}") from None
 
 
 def stop_with_master() -> None:
@@ -78,12 +102,19 @@ def stop_with_master() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def install_signals(server: Server, graceful_timeout: float) -> None:
+def install_signals(server: Server, graceful_timeout: float, access_log: AccessLog | None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: server.stop(graceful=True, timeout=graceful_timeout))
     signal.signal(signal.SIGQUIT, lambda *_: server.stop(graceful=False))
     # Ctrl-C reaches the whole process group; the master turns it into a graceful stop of every worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # The master forwards USR1 (reopen log files); the next once-a-second tick reopens the access log.
+    if access_log is not None:
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(access_log, "reopen_requested", True))
+    else:
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGTTIN, signal.SIG_IGN)
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
 
 
 def check_counters(server: Server) -> int:
@@ -95,8 +126,9 @@ def check_counters(server: Server) -> int:
 
 
 def report_boot_error(fd: int, slot: int, reason: str) -> None:
+    """Tell the master why we cannot start, on the pipe it reads; the line starts with our pid."""
     log.error("worker %d cannot start: %s", slot, reason)
-    line = f"{slot} {reason}".replace("\n", " ")[:400] + "\n"
+    line = f"{os.getpid()} {reason}".replace("\n", " ")[:400] + "\n"
     try:
         os.write(fd, line.encode(errors="replace"))
     except OSError:

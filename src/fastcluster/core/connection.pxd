@@ -15,6 +15,8 @@ cdef enum ConnectionState:
 cdef class Connection:
     cdef:
         readonly int fd
+        # The peer's address, looked up once per connection and only for the access log.
+        public object peer
         Context ctx
         object parser
         object feed_data
@@ -52,6 +54,10 @@ cdef class Connection:
         long long content_length
         long long body_bytes
         int reject_status
+        double request_start
+        # Kept only while an access log wants them.
+        bytes referer
+        bytes user_agent
 
     cdef int on_readable(self) except -1
     cdef int on_writable(self) except -1
@@ -68,6 +74,7 @@ cdef class Connection:
     cdef int fail(self, int status) except -1
     cdef int check_deadline(self) except -1
     cdef int start_draining(self) except -1
+    cdef void close_idle_soon(self) noexcept
     cdef void set_events(self, uint32_t events) noexcept
     cdef void abort(self) noexcept
     cdef void close(self) noexcept

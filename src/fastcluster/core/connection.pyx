@@ -19,6 +19,7 @@ from fastcluster.core.parser_state cimport (
     state_keeps_alive,
     state_of,
 )
+from fastcluster.core.stats cimport count_response, note_request
 from fastcluster.core.syscalls cimport (
     EPOLL_CTL_MOD,
     EPOLLIN,
@@ -41,6 +42,8 @@ from fastcluster.core.syscalls cimport (
 )
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Seconds an idle keep-alive connection may stay open once its worker drains.
+DEF DRAIN_IDLE_GRACE = 1.0
 # Writes this large skip the shared buffer (no copy); smaller ones gather there into one send.
 DEF DIRECT_WRITE = 16384
 DEF MAX_IOV = 64
@@ -115,6 +118,9 @@ cdef class Connection:
         self.content_length = -1
         self.body_bytes = 0
         self.unaccounted = 0
+        self.request_start = self.ctx.now
+        if self.ctx.log_headers:
+            self.referer = self.user_agent = None
 
     def on_url(self, bytes url):
         self.unaccounted = 0
@@ -155,6 +161,11 @@ cdef class Connection:
                 self.reject_status = 417
                 raise Rejected()
             self.expect_continue = True
+        elif self.ctx.log_headers:
+            if name_is(name, b"referer", 7):
+                self.referer = value
+            elif name_is(name, b"user-agent", 10):
+                self.user_agent = value
 
     def on_headers_complete(self):
         self.unaccounted = 0
@@ -216,8 +227,14 @@ cdef class Connection:
             peer_keeps_alive = self.keeps_alive() and not self.parser.should_upgrade()
             head = self.method() == b"HEAD"
         keep_alive = peer_keeps_alive and not ctx.draining
-        self.write(ctx.responder.answer(self.url, head, keep_alive))
-        ctx.stats.requests += 1
+        note_request(ctx.stats, state.method if state != NULL else 255, PyBytes_AS_STRING(self.url),
+                     PyBytes_GET_SIZE(self.url))
+        answer = ctx.responder.answer(self.url, head, keep_alive)
+        self.write(answer)
+        count_response(ctx.stats, ctx.responder.answered_status, ctx.now - self.request_start)
+        if ctx.access_log is not None:
+            ctx.access_log.log(self, self.method(), self.url, self.http_version(), ctx.responder.answered_status,
+                               PyBytes_GET_SIZE(answer), self.referer, self.user_agent)
         self.unaccounted = 0
         if keep_alive:
             self.state = IDLE
@@ -301,6 +318,7 @@ cdef class Connection:
 
     cdef int fail(self, int status) except -1:
         self.ctx.stats.client_errors += 1
+        self.ctx.stats.status_classes[status // 100] += 1
         self.state = CLOSING
         self.linger_on_close = True
         return self.write(self.ctx.responder.error(status))
@@ -398,8 +416,7 @@ cdef class Connection:
             self.set_events(EPOLLOUT)  # held-back input is parsed before anything new is read
             return 0
         if self.state == IDLE and ctx.draining:
-            self.close()
-            return 0
+            self.close_idle_soon()
         self.set_events(EPOLLIN)
         return 0
 
@@ -471,8 +488,15 @@ cdef class Connection:
 
     cdef int start_draining(self) except -1:
         if self.state == IDLE and self.pending is None:
-            self.close()
+            self.close_idle_soon()
         return 0
+
+    cdef void close_idle_soon(self) noexcept:
+        """While draining, an idle keep-alive connection gets a short grace before we close it: a client
+        under load sends its next request within it and gets a Connection: close answer, instead of racing
+        our close with its request (which would fail it)."""
+        if self.deadline > self.ctx.now + DRAIN_IDLE_GRACE:
+            self.deadline = self.ctx.now + DRAIN_IDLE_GRACE
 
     cdef void abort(self) noexcept:
         """Close with a reset, discarding unsent data (for a peer that stopped reading)."""

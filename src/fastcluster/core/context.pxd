@@ -12,6 +12,9 @@ cdef class Context:
         SlotStats *stats
         SlotStats local_stats
         object stats_block
+        # The access log (None when off: then it costs one comparison per request).
+        public object access_log
+        bint log_headers
 
         Py_ssize_t max_url
         Py_ssize_t max_header_bytes

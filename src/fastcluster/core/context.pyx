@@ -15,7 +15,7 @@ READ_SIZE = 65536
 
 
 cdef class Context:
-    def __init__(self, Responder responder, *, limits, stats_block=None, int slot=0):
+    def __init__(self, Responder responder, *, limits, stats_block=None, int record=0, access_log=None):
         self.responder = responder
         self.connections = []
         self.epfd = -1
@@ -36,7 +36,9 @@ cdef class Context:
         self.read_data = self.read_buffer
         self.read_size = READ_SIZE
         self.stats_block = stats_block
-        self.stats = &self.local_stats if stats_block is None else slot_record(stats_block, slot)
+        self.access_log = access_log
+        self.log_headers = access_log is not None and access_log.wants_headers
+        self.stats = &self.local_stats if stats_block is None else slot_record(stats_block, record)
         self.stats.pid = getpid()
         self.stats.started = time.time()
         self.stats.state = STATE_BOOTING

@@ -13,6 +13,9 @@ cdef class Responder:
         readonly bytes date
         # The largest answer one request can get: bounds how much output one read can produce.
         readonly Py_ssize_t max_answer
+        # The status of the answer answer() returned last (for the stats and the access log).
+        readonly int answered_status
+        int status
 
     cdef bytes build(self, bytes status, bytes content_type, bytes extra, bytes body, bint keep_alive,
                      bint head)

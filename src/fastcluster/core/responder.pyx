@@ -43,6 +43,7 @@ cdef class Responder:
                  content_type: bytes = b"text/plain", headers=(), server_header: bytes | None = b"fastcluster"):
         self.server_line = b"Server: " + server_header + b"\r\n" if server_header else b""
         self.status_line = status_line(status)
+        self.status = status
         self.body = body
         self.content_type = content_type
         lines = []
@@ -90,7 +91,9 @@ cdef class Responder:
 
     cdef bytes answer(self, bytes url, bint head, bint keep_alive):
         if path_is(url, b"/json", 5):
+            self.answered_status = 200
             return self.json[keep_alive * 2 + head]
+        self.answered_status = self.status
         return self.fixed[keep_alive * 2 + head]
 
     cdef bytes error(self, int status):

@@ -111,6 +111,8 @@ cdef class Server:
         finally:
             self.running = False
             self.close_all()
+            if ctx.access_log is not None:
+                ctx.access_log.flush()
             close_fd(ctx.epfd)
             ctx.epfd = -1
 
@@ -190,7 +192,9 @@ cdef class Server:
         ctx.now = monotonic()
         self.next_tick = ctx.now + 1.0
         ctx.responder.refresh(time.time())
-        ctx.stats.heartbeat = time.time()
+        ctx.stats.heartbeat = ctx.now  # CLOCK_MONOTONIC: the master compares it with its own, immune to clock steps
+        if ctx.access_log is not None:
+            ctx.access_log.tick(time.time())
         if not self.accepting and not self.stop_requested:
             self.set_accepting(True)
         for obj in ctx.connections:
