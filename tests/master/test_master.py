@@ -32,8 +32,10 @@ def cmdline(pid: int) -> str:
 
 def test_each_worker_is_pinned_to_its_own_cpu(serve):
     server = serve(workers=len(ALLOWED))
-    pinned = sorted(cpus_allowed(pid) for pid in server.workers())
-    assert pinned == sorted(str(cpu) for cpu in ALLOWED)
+    expected = sorted(str(cpu) for cpu in ALLOWED)
+    # A worker pins itself right after fork: give it that moment.
+    assert wait_until(lambda: sorted(cpus_allowed(pid) for pid in server.workers()) == expected, 2.0), (
+        [cpus_allowed(pid) for pid in server.workers()])
 
 
 def test_cpus_flag_and_no_pin(serve):
