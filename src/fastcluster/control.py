@@ -9,7 +9,8 @@ import json
 import os
 import socket
 import stat
-import time
+
+from fastcluster.oneshot import Client, OneShotServer
 
 MAX_REQUEST = 65536
 #: A client that has not sent a complete request line within this many seconds is dropped.
@@ -20,18 +21,12 @@ class ControlError(Exception):
     """No server answers on the control socket, or it answered something unreadable."""
 
 
-class Client:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = b""
-        self.since = time.monotonic()
-        self.received = False  # its request is read; the answer may come later (reload, scale)
+class ControlServer(OneShotServer):
+    max_request = MAX_REQUEST
+    request_timeout = REQUEST_TIMEOUT
 
-
-class ControlServer:
     def __init__(self, path: str) -> None:
         self.path = path
-        self.clients: dict[int, Client] = {}
         if os.path.exists(path):
             if not stat.S_ISSOCK(os.stat(path).st_mode):
                 raise OSError(f"{path} exists and is not a socket")
@@ -42,83 +37,41 @@ class ControlServer:
             else:
                 raise OSError(f"another server is running on control socket {path}")
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         umask = os.umask(0o077)  # only our user may control the server
         try:
-            self.listener.bind(path)
+            listener.bind(path)
         finally:
             os.umask(umask)
-        self.listener.listen(64)
-        self.listener.setblocking(False)
+        listener.listen(64)
+        listener.setblocking(False)
+        super().__init__(listener)
 
-    def fds(self) -> list[int]:
-        return [self.listener.fileno(), *self.clients]
+    def complete(self, buffer: bytes) -> bool:
+        return b"\n" in buffer
 
-    def sockets(self) -> list[socket.socket]:
-        return [self.listener] + [client.sock for client in self.clients.values()]
+    def too_long(self, client: Client) -> None:
+        self.answer(client, {"ok": False, "error": "request too long"})
 
     def requests(self, ready: set[int]) -> list[tuple[Client, dict]]:
         """Accept and read what is ready; the complete requests, each with the client to answer."""
         complete = []
-        if self.listener.fileno() in ready:
-            while True:
-                try:
-                    sock, _ = self.listener.accept()
-                except (BlockingIOError, InterruptedError):
-                    break
-                sock.setblocking(False)
-                self.clients[sock.fileno()] = Client(sock)
-        for fd in [fd for fd in ready if fd in self.clients]:
-            client = self.clients[fd]
+        for client in self.receive(ready):
             try:
-                data = client.sock.recv(MAX_REQUEST)
-            except (BlockingIOError, InterruptedError):
+                message = json.loads(client.buffer.split(b"\n", 1)[0])
+                if not isinstance(message, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                self.answer(client, {"ok": False, "error": f"unreadable request: {exc}"})
                 continue
-            except OSError:
-                data = b""
-            if not data:
-                self.drop(client)
-                continue
-            if client.received:
-                continue  # one request per connection; more input is ignored
-            client.buffer += data
-            if b"\n" in client.buffer:
-                client.received = True
-                line = client.buffer.split(b"\n", 1)[0]
-                try:
-                    message = json.loads(line)
-                    if not isinstance(message, dict):
-                        raise ValueError("not an object")
-                except ValueError as exc:
-                    self.answer(client, {"ok": False, "error": f"unreadable request: {exc}"})
-                    continue
-                complete.append((client, message))
-            elif len(client.buffer) > MAX_REQUEST:
-                self.answer(client, {"ok": False, "error": "request too long"})
-        now = time.monotonic()
-        for client in list(self.clients.values()):
-            if not client.received and now - client.since > REQUEST_TIMEOUT:
-                self.drop(client)
+            complete.append((client, message))
         return complete
 
     def answer(self, client: Client, reply: dict) -> None:
-        """Send the one answer line and close (answers are small: they fit in the socket buffer)."""
-        try:
-            client.sock.setblocking(True)
-            client.sock.settimeout(1.0)
-            client.sock.sendall(json.dumps(reply).encode() + b"\n")
-        except OSError:
-            pass
-        self.drop(client)
-
-    def drop(self, client: Client) -> None:
-        self.clients.pop(client.sock.fileno(), None)
-        client.sock.close()
+        self.reply(client, json.dumps(reply).encode() + b"\n")
 
     def close(self) -> None:
-        for client in list(self.clients.values()):
-            self.drop(client)
-        self.listener.close()
+        super().close()
         try:
             os.unlink(self.path)
         except OSError:

@@ -21,9 +21,10 @@ from fastcluster import worker
 from fastcluster.admin import AdminServer
 from fastcluster.balancing import make_balancer
 from fastcluster.config import Config, default_control_path
-from fastcluster.control import Client, ControlServer
+from fastcluster.control import ControlServer
 from fastcluster.core.stats import COUNTERS, STATE_NAMES, STATE_SERVING, new_block, read_slot, reset_slot
 from fastcluster.metrics import render_metrics
+from fastcluster.oneshot import Client
 
 log = logging.getLogger("fastcluster.master")
 
