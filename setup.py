@@ -7,7 +7,7 @@ from setuptools import Extension, setup
 
 MODULES = ["fastcluster.core.server", "fastcluster.core.connection", "fastcluster.core.context",
            "fastcluster.core.responder", "fastcluster.core.parser_state",
-           "fastcluster.core.stats"]
+           "fastcluster.core.stats", "fastcluster.core.producer", "fastcluster.core.routes"]
 
 
 def extension(name: str) -> Extension:

@@ -2,6 +2,7 @@ from libc.stdint cimport uint32_t
 
 from fastcluster.core.context cimport Context
 from fastcluster.core.parser_state cimport llhttp_state
+from fastcluster.core.producer cimport Producer
 
 
 cdef enum ConnectionState:
@@ -54,6 +55,17 @@ cdef class Connection:
         long long content_length
         long long body_bytes
         int reject_status
+        # The built-in route the URL takes, decided before the headers arrive, and what that route needs.
+        int route
+        bytes control          # the X-Fastcluster-Response header
+        list request_headers   # collected only for the routes that answer with them
+        list request_body
+
+        # The answer being produced piece by piece (None when none), the answers queued behind it in
+        # request order (bytes or Producer; None when none), and the time its timer is set for (0: none).
+        Producer producer
+        list later
+        double timer_at
         double request_start
         # Kept only while an access log wants them.
         bytes referer
@@ -65,6 +77,10 @@ cdef class Connection:
     cdef Py_ssize_t output_size(self) noexcept
     cdef int resume_parsing(self) except -1
     cdef int write(self, bytes data) except -1
+    cdef int choose_route(self) except -1
+    cdef int send_answer(self, object answer) except -1
+    cdef int pump(self) except -1
+    cdef int on_timer(self) except -1
     cdef ssize_t send_now(self, const char *data, Py_ssize_t length) except -2
     cdef int send_shared(self) except -1
     cdef int queue(self, bytes data, Py_ssize_t already_sent) except -1

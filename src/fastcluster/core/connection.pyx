@@ -1,7 +1,7 @@
 # One accepted socket: reads into the worker's shared buffer, feeds httptools (llhttp), enforces the
 # limits llhttp does not, answers each complete request in order, and sends all the answers to one read in
 # one send. Framing errors get their 4xx/5xx with Connection: close, and nothing more is parsed.
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.string cimport memcpy, memset
@@ -12,6 +12,7 @@ from posix.unistd cimport close as close_fd
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from fastcluster.core.routes cimport ROUTE_ECHO, ROUTE_HEADERS, ROUTE_JSON, route_of
 from fastcluster.core.parser_state cimport (
     METHOD_CONNECT,
     METHOD_HEAD,
@@ -119,6 +120,8 @@ cdef class Connection:
         self.body_bytes = 0
         self.unaccounted = 0
         self.request_start = self.ctx.now
+        self.control = None
+        self.request_headers = self.request_body = None
         if self.ctx.log_headers:
             self.referer = self.user_agent = None
 
@@ -139,6 +142,10 @@ cdef class Connection:
                 raise Rejected()
             return
         self.header_count += 1
+        if self.header_count == 1:  # the URL is complete: choose the route before the headers are read
+            self.choose_route()
+        if self.request_headers is not None:
+            self.request_headers.append((name, value))
         self.header_bytes += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4
         if self.header_count > self.ctx.max_headers or self.header_bytes > self.ctx.max_header_bytes:
             self.reject_status = 431
@@ -161,6 +168,8 @@ cdef class Connection:
                 self.reject_status = 417
                 raise Rejected()
             self.expect_continue = True
+        elif name_is(name, b"x-fastcluster-response", 22):
+            self.control = value
         elif self.ctx.log_headers:
             if name_is(name, b"referer", 7):
                 self.referer = value
@@ -195,11 +204,13 @@ cdef class Connection:
         if self.url is None:
             self.reject_status = 400
             raise Rejected()
+        if self.header_count == 0:
+            self.choose_route()
         if self.chunked or self.content_length > 0:
             self.state = READING_BODY
             self.deadline = self.ctx.now + self.ctx.body_timeout
             if self.expect_continue and http11:
-                self.write(CONTINUE_100)
+                self.send_answer(CONTINUE_100)
 
     def on_body(self, bytes body):
         self.unaccounted -= PyBytes_GET_SIZE(body)
@@ -208,6 +219,16 @@ cdef class Connection:
         if self.body_bytes > self.ctx.max_body:
             self.reject_status = 413
             raise Rejected()
+        if self.route == ROUTE_ECHO:
+            if self.request_body is None:
+                self.request_body = []
+            self.request_body.append(body)
+
+    cdef int choose_route(self) except -1:
+        self.route = route_of(self.url)
+        if self.route == ROUTE_HEADERS or self.route == ROUTE_ECHO:
+            self.request_headers = []
+        return 0
 
     def on_chunk_header(self):
         self.unaccounted = 0
@@ -229,12 +250,23 @@ cdef class Connection:
         keep_alive = peer_keeps_alive and not ctx.draining
         note_request(ctx.stats, state.method if state != NULL else 255, PyBytes_AS_STRING(self.url),
                      PyBytes_GET_SIZE(self.url))
-        answer = ctx.responder.answer(self.url, head, keep_alive)
-        self.write(answer)
+        if self.route <= ROUTE_JSON and self.control is None:
+            answer = ctx.responder.answer(self.url, head, keep_alive)
+        else:
+            answer = ctx.responder.respond(self.url, self.route, self.control, self.request_headers,
+                                           self.request_body, head, keep_alive, ctx.now)
+            self.request_headers = self.request_body = None
+            if ctx.responder.answered_close:
+                keep_alive = False
+        if self.producer is None and PyBytes_CheckExact(answer):
+            self.write(<bytes>answer)
+        else:
+            self.send_answer(answer)
         count_response(ctx.stats, ctx.responder.answered_status, ctx.now - self.request_start)
         if ctx.access_log is not None:
             ctx.access_log.log(self, self.method(), self.url, self.http_version(), ctx.responder.answered_status,
-                               PyBytes_GET_SIZE(answer), self.referer, self.user_agent)
+                               PyBytes_GET_SIZE(answer) if PyBytes_CheckExact(answer) else
+                               (<Producer>answer).total, self.referer, self.user_agent)
         self.unaccounted = 0
         if keep_alive:
             self.state = IDLE
@@ -321,7 +353,55 @@ cdef class Connection:
         self.ctx.stats.status_classes[status // 100] += 1
         self.state = CLOSING
         self.linger_on_close = True
-        return self.write(self.ctx.responder.error(status))
+        return self.send_answer(self.ctx.responder.error(status))
+
+    cdef int send_answer(self, object answer) except -1:
+        """Send an answer (bytes or Producer) after every answer before it, even those still being produced."""
+        if self.producer is not None:
+            if self.later is None:
+                self.later = []
+            self.later.append(answer)
+            return 0
+        if PyBytes_CheckExact(answer):
+            return self.write(<bytes>answer)
+        self.producer = <Producer>answer
+        return self.pump()
+
+    cdef int pump(self) except -1:
+        """Take the producer's pieces while our unsent output is under the limit, then the answers queued
+        behind it; a producer with nothing due yet sets the timer that resumes it."""
+        cdef Context ctx = self.ctx
+        cdef object piece
+        while self.producer is not None and self.fd >= 0 and not self.peer_gone:
+            if self.output_size() > ctx.max_pending_output:
+                return 0  # resumed on EPOLLOUT once the peer has read some
+            piece = self.producer.next_piece(ctx.now)
+            if piece is None:
+                self.producer = None
+                while self.later:
+                    answer = self.later.pop(0)
+                    if PyBytes_CheckExact(answer):
+                        self.write(<bytes>answer)
+                    else:
+                        self.producer = <Producer>answer
+                        break
+                if not self.later:
+                    self.later = None
+            elif PyBytes_GET_SIZE(piece) == 0:
+                if self.timer_at != self.producer.ready_at:
+                    self.timer_at = self.producer.ready_at
+                    ctx.add_timer(self.timer_at, self)
+                return 0
+            else:
+                self.write(<bytes>piece)
+        return 0
+
+    cdef int on_timer(self) except -1:
+        self.timer_at = 0
+        if self.fd < 0 or self.producer is None:
+            return 0
+        self.pump()
+        return self.flush()
 
     cdef int write(self, bytes data) except -1:
         """Send data after everything written before it: small writes gather in the worker's shared buffer
@@ -394,7 +474,8 @@ cdef class Connection:
         cdef Context ctx = self.ctx
         if waiting:
             self.deadline = ctx.now + ctx.write_timeout
-            if waiting > ctx.max_pending_output or self.state == CLOSING or self.unparsed is not None:
+            if (waiting > ctx.max_pending_output or self.state == CLOSING or self.unparsed is not None
+                    or self.producer is not None):
                 self.set_events(EPOLLOUT)  # backpressure: read no more until the peer catches up
             else:
                 self.set_events(EPOLLIN | EPOLLOUT)
@@ -403,6 +484,9 @@ cdef class Connection:
             self.pending = None
             self.pending_offset = 0
             ctx.pending_buffers -= 1
+        if self.producer is not None:
+            self.set_events(0)  # the answer waits for its timer; requests behind it wait unread
+            return 0
         if self.state == CLOSING:
             if self.linger_on_close:
                 shutdown(self.fd, SHUT_WR)
@@ -424,6 +508,12 @@ cdef class Connection:
         cdef Context ctx = self.ctx
         if self.pending is not None:
             self.send_pending()
+            if self.peer_gone:
+                self.close()
+                return 0
+        if self.producer is not None:
+            self.pump()
+            self.send_shared()
             if self.peer_gone:
                 self.close()
                 return 0
@@ -477,6 +567,8 @@ cdef class Connection:
         """Called by the once-a-second sweep: act on a timeout that has passed."""
         if self.fd < 0 or self.ctx.now < self.deadline:
             return 0
+        if self.producer is not None and self.pending is None:
+            return 0  # an answer waiting for its timer: not a stalled peer
         if self.pending is not None:
             self.abort()  # write stall: drop what the kernel still holds for this peer, too
             return 0
@@ -487,7 +579,7 @@ cdef class Connection:
         return self.flush()
 
     cdef int start_draining(self) except -1:
-        if self.state == IDLE and self.pending is None:
+        if self.state == IDLE and self.pending is None and self.producer is None:
             self.close_idle_soon()
         return 0
 
@@ -518,6 +610,8 @@ cdef class Connection:
             self.pending = None
             ctx.pending_buffers -= 1
         self.unparsed = None
+        self.producer = None
+        self.later = None
         # The parser holds our bound callbacks: drop it so the connection is freed now, not by the GC.
         self.parser = self.feed_data = self.http_version = self.keeps_alive = self.method = None
         self.llhttp = NULL

@@ -8,6 +8,9 @@ cdef class Context:
         double now
         bint draining
         list connections
+        # Timers of answers that wait (delays, drips): a heap of (time, sequence, connection).
+        list timers
+        unsigned long long timer_sequence
         Responder responder
         SlotStats *stats
         SlotStats local_stats
@@ -42,3 +45,4 @@ cdef class Context:
         readonly Py_ssize_t pending_buffers  # connections holding a pending output queue
 
     cdef int out_reserve(self, Py_ssize_t extra) except -1
+    cdef int add_timer(self, double when, object connection) except -1

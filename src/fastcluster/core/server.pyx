@@ -1,8 +1,10 @@
 # The worker's event loop: epoll over the listening sockets and every connection, accept4 until EAGAIN,
 # dispatch of readiness to connections, and a once-a-second tick that refreshes the Date, writes the
-# heartbeat, sweeps timeouts and finishes a drain. No timer per request, no Python socket per connection.
+# heartbeat, sweeps timeouts and finishes a drain. Timeouts need no timer per request; only answers that
+# wait on purpose (delays, drips) set one, in a heap checked every loop turn. No Python socket per connection.
 import logging
 import time
+from heapq import heappop
 
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, errno
@@ -84,7 +86,7 @@ cdef class Server:
         """Serve until stop(); returns when drained (or at once on a non-graceful stop)."""
         cdef Context ctx = self.ctx
         cdef epoll_event events[MAX_EVENTS]
-        cdef int ready, i
+        cdef int ready, i, timeout
         ctx.epfd = epoll_create1(EPOLL_CLOEXEC)
         if ctx.epfd < 0:
             raise OSError(errno, "epoll_create1")
@@ -94,8 +96,9 @@ cdef class Server:
             self.tick()
             self.running = True
             while True:
+                timeout = self.wait_ms()
                 with nogil:
-                    ready = epoll_wait(ctx.epfd, events, MAX_EVENTS, self.wait_ms())
+                    ready = epoll_wait(ctx.epfd, events, MAX_EVENTS, timeout)
                 if ready < 0:
                     if errno != EINTR:
                         raise OSError(errno, "epoll_wait")
@@ -103,6 +106,8 @@ cdef class Server:
                 ctx.now = monotonic()
                 for i in range(ready):
                     self.dispatch(events[i].data.u64, events[i].events)
+                if ctx.timers:
+                    self.run_timers()
                 if ctx.now >= self.next_tick:
                     self.tick()
                 PyErr_CheckSignals()  # runs the Python signal handlers (stop requests); a flag test if none
@@ -116,9 +121,27 @@ cdef class Server:
             close_fd(ctx.epfd)
             ctx.epfd = -1
 
-    cdef int wait_ms(self) noexcept nogil:
-        cdef double remaining = self.next_tick - monotonic()
+    cdef int wait_ms(self) except -1:
+        """Milliseconds epoll may sleep: until the next tick or the next timer, whichever comes first."""
+        cdef double wake = self.next_tick
+        if self.ctx.timers and <double>self.ctx.timers[0][0] < wake:
+            wake = self.ctx.timers[0][0]
+        cdef double remaining = wake - monotonic()
         return 0 if remaining <= 0 else <int>(remaining * 1000) + 1
+
+    cdef int run_timers(self) except -1:
+        cdef Context ctx = self.ctx
+        cdef Connection conn
+        cdef list timers = ctx.timers
+        while timers and <double>timers[0][0] <= ctx.now:
+            conn = <Connection>heappop(timers)[2]
+            try:
+                conn.on_timer()
+            except Exception:
+                log.exception("timed answer on fd %d failed; closing it", conn.fd)
+                ctx.out_len = 0
+                conn.close()
+        return 0
 
     cdef int dispatch(self, uint64_t data, unsigned int ready) except -1:
         cdef int fd = <int>(data & 0xFFFFFFFF)
