@@ -18,6 +18,7 @@ from fastcluster.access_log import AccessLog
 from fastcluster.config import Config
 from fastcluster.core.context import Context
 from fastcluster.core.responder import Responder
+from fastcluster.core.static import StaticFiles
 from fastcluster.core.server import Server
 
 #: Exit status of a worker that could not start; the master does not respawn it (a crash loop otherwise).
@@ -67,8 +68,9 @@ def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket
     responder = Responder(body=body, status=response.status, content_type=response.content_type,
                           headers=response.headers, server_header=response.server_header)
     access_log = open_access_log(config)
+    static = StaticFiles(response.static) if response.static else None
     ctx = Context(responder, limits=config.limits, stats_block=stats_block, record=record,
-                  access_log=access_log)
+                  access_log=access_log, static=static)
     server = Server(ctx, [sock.fileno() for sock in sockets],
                     exclusive_accept=config.balance == "shared")
     install_signals(server, config.graceful_timeout, access_log)

@@ -66,6 +66,8 @@ cdef class Connection:
         Producer producer
         list later
         double timer_at
+        # The producer's file part could not be sent: the socket is full (wait for EPOLLOUT).
+        bint file_blocked
         double request_start
         # Kept only while an access log wants them.
         bytes referer
@@ -80,6 +82,7 @@ cdef class Connection:
     cdef int choose_route(self) except -1
     cdef int send_answer(self, object answer) except -1
     cdef int pump(self) except -1
+    cdef int send_file(self) except -1
     cdef int on_timer(self) except -1
     cdef ssize_t send_now(self, const char *data, Py_ssize_t length) except -2
     cdef int send_shared(self) except -1

@@ -10,6 +10,9 @@ cdef extern from "<string.h>" nogil:
     void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
 from posix.unistd cimport close as close_fd
 
+cdef extern from "<sys/sendfile.h>" nogil:
+    ssize_t sendfile(int out_fd, int in_fd, long *offset, size_t count)
+
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from fastcluster.core.routes cimport ROUTE_ECHO, ROUTE_HEADERS, ROUTE_JSON, route_of
@@ -226,7 +229,7 @@ cdef class Connection:
 
     cdef int choose_route(self) except -1:
         self.route = route_of(self.url)
-        if self.route == ROUTE_HEADERS or self.route == ROUTE_ECHO:
+        if self.route == ROUTE_HEADERS or self.route == ROUTE_ECHO or self.ctx.static is not None:
             self.request_headers = []
         return 0
 
@@ -250,21 +253,30 @@ cdef class Connection:
         keep_alive = peer_keeps_alive and not ctx.draining
         note_request(ctx.stats, state.method if state != NULL else 255, PyBytes_AS_STRING(self.url),
                      PyBytes_GET_SIZE(self.url))
-        if self.route <= ROUTE_JSON and self.control is None:
+        cdef int status
+        answer = None
+        if self.route <= ROUTE_JSON and self.control is None and ctx.static is None:
             answer = ctx.responder.answer(self.url, head, keep_alive)
+            status = ctx.responder.answered_status
         else:
-            answer = ctx.responder.respond(self.url, self.route, self.control, self.request_headers,
-                                           self.request_body, head, keep_alive, ctx.now)
+            if ctx.static is not None and (head or self.method() == b"GET"):
+                answer = ctx.static.answer(self.url, self.request_headers, head, keep_alive,
+                                           ctx.responder.server_line + ctx.responder.date_line, ctx.now)
+                status = ctx.static.answered_status
+            if answer is None:
+                answer = ctx.responder.respond(self.url, self.route, self.control, self.request_headers,
+                                               self.request_body, head, keep_alive, ctx.now)
+                status = ctx.responder.answered_status
+                if ctx.responder.answered_close:
+                    keep_alive = False
             self.request_headers = self.request_body = None
-            if ctx.responder.answered_close:
-                keep_alive = False
         if self.producer is None and PyBytes_CheckExact(answer):
             self.write(<bytes>answer)
         else:
             self.send_answer(answer)
-        count_response(ctx.stats, ctx.responder.answered_status, ctx.now - self.request_start)
+        count_response(ctx.stats, status, ctx.now - self.request_start)
         if ctx.access_log is not None:
-            ctx.access_log.log(self, self.method(), self.url, self.http_version(), ctx.responder.answered_status,
+            ctx.access_log.log(self, self.method(), self.url, self.http_version(), status,
                                PyBytes_GET_SIZE(answer) if PyBytes_CheckExact(answer) else
                                (<Producer>answer).total, self.referer, self.user_agent)
         self.unaccounted = 0
@@ -375,6 +387,11 @@ cdef class Connection:
         while self.producer is not None and self.fd >= 0 and not self.peer_gone:
             if self.output_size() > ctx.max_pending_output:
                 return 0  # resumed on EPOLLOUT once the peer has read some
+            if self.producer.file_due and self.producer.file_offset < self.producer.file_end:
+                self.send_file()
+                if self.file_blocked or self.pending is not None:
+                    return 0
+                continue
             piece = self.producer.next_piece(ctx.now)
             if piece is None:
                 self.producer = None
@@ -394,6 +411,37 @@ cdef class Connection:
                 return 0
             else:
                 self.write(<bytes>piece)
+        return 0
+
+    cdef int send_file(self) except -1:
+        """Send the producer's file part with sendfile, after everything written before it, until the
+        socket is full or a round's budget is spent (then EPOLLOUT resumes it, letting others have a turn)."""
+        cdef Producer producer = self.producer
+        cdef long offset = producer.file_offset
+        cdef ssize_t sent
+        cdef long long budget = 4 << 20
+        self.send_shared()
+        if self.pending is not None or self.peer_gone:
+            return 0
+        while offset < producer.file_end:
+            if budget <= 0:
+                self.file_blocked = True
+                break
+            sent = sendfile(self.fd, producer.file_fd, &offset, min(producer.file_end - offset, 1 << 20))
+            if sent < 0:
+                if errno == EAGAIN or errno == EINTR:
+                    self.file_blocked = True
+                else:
+                    self.peer_gone = True
+                    self.state = CLOSING
+                break
+            if sent == 0:  # the file shrank under us: the answer cannot be completed
+                self.peer_gone = True
+                self.state = CLOSING
+                break
+            self.ctx.stats.bytes_out += sent
+            budget -= sent
+        producer.file_offset = offset
         return 0
 
     cdef int on_timer(self) except -1:
@@ -485,7 +533,11 @@ cdef class Connection:
             self.pending_offset = 0
             ctx.pending_buffers -= 1
         if self.producer is not None:
-            self.set_events(0)  # the answer waits for its timer; requests behind it wait unread
+            if self.file_blocked:
+                self.deadline = ctx.now + ctx.write_timeout
+                self.set_events(EPOLLOUT)
+            else:
+                self.set_events(0)  # the answer waits for its timer; requests behind it wait unread
             return 0
         if self.state == CLOSING:
             if self.linger_on_close:
@@ -512,6 +564,7 @@ cdef class Connection:
                 self.close()
                 return 0
         if self.producer is not None:
+            self.file_blocked = False
             self.pump()
             self.send_shared()
             if self.peer_gone:
@@ -567,9 +620,9 @@ cdef class Connection:
         """Called by the once-a-second sweep: act on a timeout that has passed."""
         if self.fd < 0 or self.ctx.now < self.deadline:
             return 0
-        if self.producer is not None and self.pending is None:
+        if self.producer is not None and self.pending is None and not self.file_blocked:
             return 0  # an answer waiting for its timer: not a stalled peer
-        if self.pending is not None:
+        if self.pending is not None or self.file_blocked:
             self.abort()  # write stall: drop what the kernel still holds for this peer, too
             return 0
         if self.state == LINGERING or self.state == IDLE:

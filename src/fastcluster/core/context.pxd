@@ -1,4 +1,5 @@
 from fastcluster.core.responder cimport Responder
+from fastcluster.core.static cimport StaticFiles
 from fastcluster.core.stats cimport SlotStats
 
 
@@ -12,6 +13,7 @@ cdef class Context:
         list timers
         unsigned long long timer_sequence
         Responder responder
+        StaticFiles static   # --static DIR, else None
         SlotStats *stats
         SlotStats local_stats
         object stats_block

@@ -16,8 +16,10 @@ READ_SIZE = 65536
 
 
 cdef class Context:
-    def __init__(self, Responder responder, *, limits, stats_block=None, int record=0, access_log=None):
+    def __init__(self, Responder responder, *, limits, stats_block=None, int record=0, access_log=None,
+                 StaticFiles static=None):
         self.responder = responder
+        self.static = static
         self.connections = []
         self.timers = []
         self.epfd = -1
