@@ -9,6 +9,8 @@ cdef class Context:
         bint draining
         list connections
         Responder responder
+        # Called with each new connection to make its app adapter; None for the built-in responder.
+        public object app_factory
         SlotStats *stats
         SlotStats local_stats
         object stats_block
