@@ -41,7 +41,8 @@ def checked_headers(headers) -> tuple[list[bytes], int | None]:
             if not value.strip().isdigit():
                 raise BadResponse(f"invalid Content-Length {value!r}")
             length = int(value)
-        elif lower in FRAMING:
+            continue  # written by head(), once
+        if lower in FRAMING:
             continue
         lines.append(name + b": " + value + b"\r\n")
     return lines, length
