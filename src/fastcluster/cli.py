@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 
 from fastcluster import __version__
 from fastcluster.access_log import FORMATS
 from fastcluster.binds import Bind, parse_bind, parse_port
 from fastcluster.config import (
+    App,
     Config,
     ConfigError,
     Limits,
@@ -87,6 +90,21 @@ def port(text: str) -> int:
 
 def add_serve(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve HTTP on every core")
+    serve.add_argument("app", nargs="?", metavar="APP",
+                       help="an ASGI or WSGI app as module:attribute; none: the built-in responder answers")
+    apps = serve.add_argument_group("apps")
+    apps.add_argument("--app-dir", default=".", metavar="DIR",
+                      help="directory put first on sys.path to import APP from (default: the current one)")
+    apps.add_argument("--factory", action="store_true", help="APP is a factory: call it to get the app")
+    apps.add_argument("--interface", choices=["auto", "asgi", "wsgi"], default="auto",
+                      help="auto: an async callable is ASGI, anything else WSGI")
+    apps.add_argument("--preload", action="store_true",
+                      help="import APP in the master before forking (shared copy-on-write)")
+    apps.add_argument("--root-path", default="", metavar="PATH", help="ASGI root_path / WSGI SCRIPT_NAME")
+    apps.add_argument("--lifespan", choices=["auto", "on", "off"], default="auto",
+                      help="ASGI lifespan events (auto: used when the app supports them)")
+    apps.add_argument("--threads", type=int, default=0, metavar="N",
+                      help="WSGI: run requests on N threads per worker (default 0: in the worker's loop)")
     where = serve.add_argument_group("sockets")
     where.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     where.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000)")
@@ -112,7 +130,7 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     answer.add_argument("--response-status", type=int, default=200, metavar="CODE")
     answer.add_argument("--response-header", action="append", default=[], metavar="'Name: value'")
     answer.add_argument("--static", metavar="DIR",
-                        help="serve the files under DIR at /; the built-in routes answer where no file matches")
+                        help="serve the files under DIR at /; built-in routes answer where no file matches")
     server = answer.add_mutually_exclusive_group()
     server.add_argument("--server-header", default="fastcluster", metavar="VALUE",
                         help="Server header value (default fastcluster)")
@@ -192,6 +210,48 @@ def parser() -> Parser:
     return top
 
 
+def app_config(args: argparse.Namespace) -> App | None:
+    """The app to run, checked here so that a bad one is one line and status 2, not a restart loop."""
+    if args.app is None:
+        return None
+    if args.threads < 0:
+        raise ConfigError(f"--threads: {args.threads} is negative")
+    app_dir = os.path.abspath(args.app_dir)
+    if not os.path.isdir(app_dir):
+        raise ConfigError(f"--app-dir: {args.app_dir} is not a directory")
+    if args.preload:
+        loaded = load_or_fail(args.app, app_dir, args.factory)
+    else:
+        check_importable(args.app, app_dir, args.factory)
+        loaded = None
+    return App(spec=args.app, app_dir=app_dir, factory=args.factory, interface=args.interface,
+               preloaded=loaded, root_path=args.root_path, lifespan=args.lifespan, threads=args.threads)
+
+
+def load_or_fail(spec: str, app_dir: str, factory: bool) -> object:
+    from fastcluster.app.loading import AppLoadError, load_app
+
+    try:
+        return load_app(spec, app_dir, factory)
+    except AppLoadError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_importable(spec: str, app_dir: str, factory: bool) -> None:
+    """Load the app in a throw-away process: the master stays free of the app's modules, so every worker
+    (and every reload) imports the code as it is then."""
+    code = ("import sys\nfrom fastcluster.app.loading import AppLoadError, load_app\n"
+            "try:\n    load_app(sys.argv[1], sys.argv[2], sys.argv[3] == '1')\n"
+            "except AppLoadError as exc:\n    print(exc, file=sys.stderr)\n    sys.exit(3)\n")
+    done = subprocess.run([sys.executable, "-c", code, spec, app_dir, "1" if factory else "0"],
+                          capture_output=True, text=True)
+    if done.returncode == 3:
+        raise ConfigError(done.stderr.strip().splitlines()[-1])
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"it exited with status {done.returncode}"])[-1]
+        raise ConfigError(f"loading {spec} failed: {last}")
+
+
 def serve_config(args: argparse.Namespace) -> Config:
     try:
         binds: list[Bind] = [parse_bind(text) for text in args.bind] or systemd_binds()
@@ -223,6 +283,7 @@ def serve_config(args: argparse.Namespace) -> Config:
             static=args.static,
         ),
         log_level=args.log_level,
+        app=app_config(args),
         manager=Manager(
             control=args.control or "",
             pidfile=args.pidfile,

@@ -85,6 +85,20 @@ def control_name(binds: list[Bind]) -> str:
 
 
 @dataclass(frozen=True)
+class App:
+    """A user's ASGI or WSGI app to run instead of the built-in responder."""
+
+    spec: str  # module:attribute
+    app_dir: str
+    factory: bool = False
+    interface: str = "auto"  # auto | asgi | wsgi
+    preloaded: object = None  # the app object, when --preload imported it in the master
+    root_path: str = ""
+    lifespan: str = "auto"  # auto | on | off
+    threads: int = 0  # WSGI: 0 runs the app in the worker's loop, N on a pool of N threads
+
+
+@dataclass(frozen=True)
 class Config:
     binds: list[Bind]
     workers: int
@@ -93,6 +107,7 @@ class Config:
     backlog: int = 2048
     graceful_timeout: float = 30.0
     limits: Limits = field(default_factory=Limits)
+    app: App | None = None
     response: Response = field(default_factory=Response)
     log_level: str = "info"
     manager: Manager = field(default_factory=lambda: Manager())

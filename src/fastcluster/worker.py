@@ -3,6 +3,7 @@ sockets, and serves until the master tells it to stop. Runs in the child right a
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
@@ -18,8 +19,8 @@ from fastcluster.access_log import AccessLog
 from fastcluster.config import Config
 from fastcluster.core.context import Context
 from fastcluster.core.responder import Responder
-from fastcluster.core.static import StaticFiles
 from fastcluster.core.server import Server
+from fastcluster.core.static import StaticFiles
 
 #: Exit status of a worker that could not start; the master does not respawn it (a crash loop otherwise).
 WORKER_BOOT_ERROR = 3
@@ -41,7 +42,10 @@ def run(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket]
     status = 1
     try:
         server = boot(slot, cpu, config, sockets, stats_block, record)
-        server.run()
+        if config.app is None:
+            server.run()
+        else:
+            serve_app(server, config, sockets)
         status = check_counters(server)
     except BootError as exc:
         report_boot_error(boot_errors, slot, str(exc))
@@ -75,6 +79,59 @@ def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket
                     exclusive_accept=config.balance == "shared")
     install_signals(server, config.graceful_timeout, access_log)
     return server
+
+
+def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> None:
+    """Run the user's app: an asyncio loop (uvloop when installed) drives our epoll loop and the app."""
+    from fastcluster.app.asgi import AsgiServer
+    from fastcluster.app.loading import AppLoadError, detect_interface, load_app
+    from fastcluster.app.wsgi import WsgiServer
+
+    spec = config.app
+    try:
+        app = spec.preloaded
+        if app is None:
+            app = load_app(spec.spec, spec.app_dir, spec.factory)
+    except AppLoadError as exc:
+        raise BootError(str(exc)) from None
+    interface = detect_interface(app) if spec.interface == "auto" else spec.interface
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    address = next((sock.getsockname() for sock in sockets if sock.family != socket.AF_UNIX), None)
+    where = {"root_path": spec.root_path, "server": address[:2] if address else None,
+             "server_header": config.response.server_header}
+    responder = server.responder
+    if interface == "asgi":
+        adapter = AsgiServer(app, loop, responder, max_output=config.limits.max_pending_output, **where)
+        try:
+            loop.run_until_complete(adapter.startup(spec.lifespan))
+        except RuntimeError as exc:
+            raise BootError(str(exc)) from None
+    else:
+        adapter = WsgiServer(app, loop, responder, threads=spec.threads, **where)
+    server.set_app_factory(adapter.adapter)
+    def stop(graceful: bool) -> None:
+        server.stop(graceful, config.graceful_timeout)
+        loop.call_soon(server.poll)  # begin the drain now, not at the next tick
+
+    for signum, graceful in ((signal.SIGTERM, True), (signal.SIGQUIT, False)):
+        loop.add_signal_handler(signum, stop, graceful)
+    try:
+        server.run_in(loop)
+    finally:
+        if interface == "asgi":
+            loop.run_until_complete(adapter.shutdown())
+        else:
+            adapter.close()
+        loop.close()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def read_response_file(path: str) -> bytes:

@@ -40,6 +40,13 @@ cdef class Connection:
         # Bytes received but not yet accounted for by a parser callback: bounds a head sent in trickles.
         Py_ssize_t unaccounted
         bint linger_on_close
+        # The app adapter of this connection (None: the built-in responder answers), the request headers
+        # collected for it, how many requests it has yet to answer, and whether reading is paused for it.
+        object app
+        list headers
+        int busy
+        bint reading_paused
+        bint stop_parsing
         # Input held back while our output to a slow reader is over the limit (None when none).
         bytes unparsed
 
@@ -73,6 +80,10 @@ cdef class Connection:
         bytes referer
         bytes user_agent
 
+    cdef int app_message_complete(self) except -1
+    cpdef int send(self, bytes data) except -1
+    cpdef int answered(self, int status, double started, bint keep_alive) except -1
+    cpdef int set_reading(self, bint reading) except -1
     cdef int on_readable(self) except -1
     cdef int on_writable(self) except -1
     cdef int parse(self, object view, const char *data, Py_ssize_t length) except -1

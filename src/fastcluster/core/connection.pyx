@@ -13,6 +13,8 @@ from posix.unistd cimport close as close_fd
 cdef extern from "<sys/sendfile.h>" nogil:
     ssize_t sendfile(int out_fd, int in_fd, long *offset, size_t count)
 
+import logging
+
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from fastcluster.core.routes cimport ROUTE_ECHO, ROUTE_HEADERS, ROUTE_JSON, route_of
@@ -46,6 +48,7 @@ from fastcluster.core.syscalls cimport (
 )
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+log = logging.getLogger("fastcluster.worker")
 #: Seconds an idle keep-alive connection may stay open once its worker drains.
 DEF DRAIN_IDLE_GRACE = 1.0
 # Writes this large skip the shared buffer (no copy); smaller ones gather there into one send.
@@ -98,6 +101,9 @@ cdef class Connection:
         self.keeps_alive = self.parser.should_keep_alive
         self.method = self.parser.get_method
         self.llhttp = state_of(self.parser)
+        if ctx.app_factory is not None:
+            self.headers = []
+            self.app = ctx.app_factory(self)
         self.state = IDLE
         self.deadline = ctx.now + ctx.header_timeout
         self.events = EPOLLIN
@@ -153,6 +159,8 @@ cdef class Connection:
         if self.header_count > self.ctx.max_headers or self.header_bytes > self.ctx.max_header_bytes:
             self.reject_status = 431
             raise Rejected()
+        if self.app is not None:
+            self.headers.append((name.lower(), value))
         if name_is(name, b"host", 4):
             self.host_count += 1
         elif name_is(name, b"content-length", 14):
@@ -214,6 +222,13 @@ cdef class Connection:
             self.deadline = self.ctx.now + self.ctx.body_timeout
             if self.expect_continue and http11:
                 self.send_answer(CONTINUE_100)
+        if self.app is not None:
+            keeps_alive = (state_keeps_alive(state) and not state.upgrade) if state != NULL else (
+                self.keeps_alive() and not self.parser.should_upgrade())
+            self.busy += 1
+            self.app.request(self.method(), self.url, http11, self.headers,
+                             keeps_alive and not self.ctx.draining)
+            self.headers = []
 
     def on_body(self, bytes body):
         self.unaccounted -= PyBytes_GET_SIZE(body)
@@ -222,7 +237,9 @@ cdef class Connection:
         if self.body_bytes > self.ctx.max_body:
             self.reject_status = 413
             raise Rejected()
-        if self.route == ROUTE_ECHO:
+        if self.app is not None:
+            self.app.body(body)
+        elif self.route == ROUTE_ECHO:
             if self.request_body is None:
                 self.request_body = []
             self.request_body.append(body)
@@ -243,6 +260,8 @@ cdef class Connection:
         cdef Context ctx = self.ctx
         cdef llhttp_state *state = self.llhttp
         cdef bint peer_keeps_alive, head, keep_alive
+        if self.app is not None:
+            return self.app_message_complete()
         if state != NULL:
             # An Upgrade is not offered: answer it as a plain request, then close.
             peer_keeps_alive = state_keeps_alive(state) and not state.upgrade
@@ -288,6 +307,61 @@ cdef class Connection:
         if peer_keeps_alive:
             raise Rejected()  # we close, so no pipelined request after this one is answered
 
+    cdef int app_message_complete(self) except -1:
+        """The request's body is all in: the app answers later; keep parsing only if it may be kept alive."""
+        cdef Context ctx = self.ctx
+        cdef llhttp_state *state = self.llhttp
+        note_request(ctx.stats, state.method if state != NULL else 255, PyBytes_AS_STRING(self.url),
+                     PyBytes_GET_SIZE(self.url))
+        self.unaccounted = 0
+        self.state = IDLE
+        self.deadline = ctx.now + ctx.keepalive_timeout
+        if not self.app.message_complete():
+            self.stop_parsing = True  # this answer closes the connection: parse nothing after it
+            raise Rejected()
+        return 0
+
+    # ---- the app's side (ASGI/WSGI adapters in fastcluster.app) ----
+
+    cpdef int send(self, bytes data) except -1:
+        """Write data after everything written before, and send what the socket takes now."""
+        self.write(data)
+        return self.flush()
+
+    cpdef int answered(self, int status, double started, bint keep_alive) except -1:
+        """One app response is complete: count it, and close the connection if it is not kept alive."""
+        cdef Context ctx = self.ctx
+        count_response(ctx.stats, status, ctx.now - started)
+        self.busy -= 1
+        if self.fd < 0:
+            return 0
+        if not keep_alive:
+            self.state = CLOSING
+            self.linger_on_close = self.stop_parsing
+            return self.flush()
+        if self.busy == 0:
+            self.deadline = ctx.now + ctx.keepalive_timeout
+        return self.after_output()
+
+    cpdef int set_reading(self, bint reading) except -1:
+        """Pause or resume reading the socket (flow control for a body the app has not consumed)."""
+        self.reading_paused = not reading
+        if self.fd >= 0:
+            self.after_output()
+        return 0
+
+    @property
+    def output_waiting(self) -> int:
+        return self.pending_size
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0
+
+    @property
+    def now(self) -> float:
+        return self.ctx.now
+
     # ---- I/O ----
 
     cdef int on_readable(self) except -1:
@@ -302,9 +376,9 @@ cdef class Connection:
             self.close()
             return 0
         ctx.stats.bytes_in += received
-        if self.state == LINGERING or self.state == CLOSING:
+        if self.state == LINGERING or self.state == CLOSING or self.stop_parsing:
             return 0
-        if self.state == IDLE:
+        if self.state == IDLE and not self.busy:
             self.deadline = ctx.now + ctx.header_timeout
         self.parse(ctx.read_view, ctx.read_data, received)
         return self.flush()
@@ -317,8 +391,9 @@ cdef class Connection:
         """
         cdef Context ctx = self.ctx
         cdef Py_ssize_t offset = 0, end
-        cdef bint whole = (length // 16 + 1) * ctx.responder.max_answer <= ctx.max_pending_output
-        while offset < length and self.state != CLOSING:
+        cdef bint whole = self.app is None and (
+            (length // 16 + 1) * ctx.responder.max_answer <= ctx.max_pending_output)
+        while offset < length and self.state != CLOSING and not self.stop_parsing:
             if not whole and self.output_size() > ctx.max_pending_output:
                 self.send_shared()
                 if self.peer_gone:
@@ -336,7 +411,9 @@ cdef class Connection:
                 self.linger_on_close = True
                 return 0
             except HttpParserError as exc:
-                if self.state != CLOSING:
+                if self.stop_parsing:
+                    pass  # an app request that ends the connection: its answer is still to come
+                elif self.state != CLOSING:
                     self.fail(self.reject_status or status_for_parser_error(exc))
                 else:
                     self.linger_on_close = True
@@ -520,10 +597,12 @@ cdef class Connection:
         """Choose the epoll interest from what is left to send; finish a closing connection."""
         cdef Py_ssize_t waiting = self.pending_size
         cdef Context ctx = self.ctx
+        if self.app is not None and waiting <= ctx.max_pending_output:
+            self.app.drained()
         if waiting:
             self.deadline = ctx.now + ctx.write_timeout
             if (waiting > ctx.max_pending_output or self.state == CLOSING or self.unparsed is not None
-                    or self.producer is not None):
+                    or self.reading_paused or self.producer is not None):
                 self.set_events(EPOLLOUT)  # backpressure: read no more until the peer catches up
             else:
                 self.set_events(EPOLLIN | EPOLLOUT)
@@ -539,7 +618,7 @@ cdef class Connection:
             else:
                 self.set_events(0)  # the answer waits for its timer; requests behind it wait unread
             return 0
-        if self.state == CLOSING:
+        if self.state == CLOSING and not self.busy:
             if self.linger_on_close:
                 shutdown(self.fd, SHUT_WR)
                 self.state = LINGERING
@@ -551,9 +630,9 @@ cdef class Connection:
         if self.unparsed is not None:
             self.set_events(EPOLLOUT)  # held-back input is parsed before anything new is read
             return 0
-        if self.state == IDLE and ctx.draining:
+        if self.state == IDLE and ctx.draining and not self.busy:
             self.close_idle_soon()
-        self.set_events(EPOLLIN)
+        self.set_events(0 if self.reading_paused or self.state == CLOSING else EPOLLIN)
         return 0
 
     cdef int on_writable(self) except -1:
@@ -625,14 +704,16 @@ cdef class Connection:
         if self.pending is not None or self.file_blocked:
             self.abort()  # write stall: drop what the kernel still holds for this peer, too
             return 0
-        if self.state == LINGERING or self.state == IDLE:
+        if self.state == LINGERING or (self.state == IDLE and not self.busy):
             self.close()
             return 0
+        if self.busy and (self.state == IDLE or self.stop_parsing):
+            return 0  # the app is answering: a stuck app is the heartbeat's business
         self.fail(408)
         return self.flush()
 
     cdef int start_draining(self) except -1:
-        if self.state == IDLE and self.pending is None and self.producer is None:
+        if self.state == IDLE and self.pending is None and not self.busy and self.producer is None:
             self.close_idle_soon()
         return 0
 
@@ -668,5 +749,11 @@ cdef class Connection:
         # The parser holds our bound callbacks: drop it so the connection is freed now, not by the GC.
         self.parser = self.feed_data = self.http_version = self.keeps_alive = self.method = None
         self.llhttp = NULL
+        if self.app is not None:
+            app, self.app = self.app, None
+            try:
+                app.connection_lost()
+            except Exception:
+                log.exception("the app adapter failed on a closed connection")
         ctx.open_connections -= 1
         ctx.stats.connections_open -= 1

@@ -14,6 +14,8 @@ cdef class Context:
         unsigned long long timer_sequence
         Responder responder
         StaticFiles static   # --static DIR, else None
+        # Called with each new connection to make its app adapter; None for the built-in responder.
+        public object app_factory
         SlotStats *stats
         SlotStats local_stats
         object stats_block

@@ -56,6 +56,7 @@ cdef class Server:
         double drain_deadline
         double next_tick
         readonly bint running
+        object asyncio_loop
 
     def __init__(self, Context ctx, listener_fds, *, bint exclusive_accept=False):
         if len(listener_fds) > MAX_LISTENERS:
@@ -65,6 +66,14 @@ cdef class Server:
         for i, fd in enumerate(listener_fds):
             self.listeners[i] = fd
         self.exclusive_accept = exclusive_accept
+
+    @property
+    def responder(self):
+        return self.ctx.responder
+
+    def set_app_factory(self, factory) -> None:
+        """Make every new connection hand its requests to factory(connection) instead of the responder."""
+        self.ctx.app_factory = factory
 
     @property
     def open_connections(self) -> int:
@@ -84,42 +93,79 @@ cdef class Server:
 
     def run(self) -> None:
         """Serve until stop(); returns when drained (or at once on a non-graceful stop)."""
+        self.start()
+        try:
+            while not self.turn(self.wait_ms()):
+                pass
+        finally:
+            self.finish()
+
+    def run_in(self, loop) -> None:
+        """Serve from an asyncio loop until stop() has finished: the loop watches our epoll fd, so one
+        callback handles a whole batch of ready connections, and apps can await anything asyncio offers."""
+        self.start()
+        self.asyncio_loop = loop
+        loop.add_reader(self.ctx.epfd, self.poll)
+        self.schedule_tick()
+        try:
+            loop.run_forever()
+        finally:
+            loop.remove_reader(self.ctx.epfd)
+            self.finish()
+
+    def poll(self) -> None:
+        if self.turn(0):
+            self.asyncio_loop.stop()
+
+    def schedule_tick(self) -> None:
+        if self.turn(0):
+            self.asyncio_loop.stop()
+        else:
+            self.asyncio_loop.call_later(max(0.0, self.next_tick - monotonic()), self.schedule_tick)
+
+    cdef int start(self) except -1:
         cdef Context ctx = self.ctx
-        cdef epoll_event events[MAX_EVENTS]
-        cdef int ready, i, timeout
         ctx.epfd = epoll_create1(EPOLL_CLOEXEC)
         if ctx.epfd < 0:
             raise OSError(errno, "epoll_create1")
-        try:
-            self.set_accepting(True)
-            ctx.stats.state = STATE_SERVING
+        self.set_accepting(True)
+        ctx.stats.state = STATE_SERVING
+        self.tick()
+        self.running = True
+        return 0
+
+    cdef bint turn(self, int timeout_ms) except -1:
+        """Wait up to timeout_ms for readiness, handle it, tick when due; True once the loop may end."""
+        cdef Context ctx = self.ctx
+        cdef epoll_event events[MAX_EVENTS]
+        cdef int ready, i
+        with nogil:
+            ready = epoll_wait(ctx.epfd, events, MAX_EVENTS, timeout_ms)
+        if ready < 0:
+            if errno != EINTR:
+                raise OSError(errno, "epoll_wait")
+            ready = 0
+        ctx.now = monotonic()
+        for i in range(ready):
+            self.dispatch(events[i].data.u64, events[i].events)
+        if ctx.timers:
+            self.run_timers()
+        if ctx.now >= self.next_tick:
             self.tick()
-            self.running = True
-            while True:
-                timeout = self.wait_ms()
-                with nogil:
-                    ready = epoll_wait(ctx.epfd, events, MAX_EVENTS, timeout)
-                if ready < 0:
-                    if errno != EINTR:
-                        raise OSError(errno, "epoll_wait")
-                    ready = 0
-                ctx.now = monotonic()
-                for i in range(ready):
-                    self.dispatch(events[i].data.u64, events[i].events)
-                if ctx.timers:
-                    self.run_timers()
-                if ctx.now >= self.next_tick:
-                    self.tick()
-                PyErr_CheckSignals()  # runs the Python signal handlers (stop requests); a flag test if none
-                if self.stop_requested and self.finish_stop():
-                    return
-        finally:
-            self.running = False
-            self.close_all()
-            if ctx.access_log is not None:
+        PyErr_CheckSignals()  # runs the Python signal handlers (stop requests); a flag test if none
+        return self.stop_requested and self.finish_stop()
+
+    cdef void finish(self) noexcept:
+        cdef Context ctx = self.ctx
+        self.running = False
+        self.close_all()
+        if ctx.access_log is not None:
+            try:
                 ctx.access_log.flush()
-            close_fd(ctx.epfd)
-            ctx.epfd = -1
+            except Exception:
+                log.exception("could not flush the access log")
+        close_fd(ctx.epfd)
+        ctx.epfd = -1
 
     cdef int wait_ms(self) except -1:
         """Milliseconds epoll may sleep: until the next tick or the next timer, whichever comes first."""

@@ -1,0 +1,44 @@
+"""Real frameworks on fastcluster: a Starlette app (ASGI) and a Flask app (WSGI)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.app.test_asgi import APPS, get
+from tests.conftest import wait_until
+
+pytest.importorskip("starlette")
+pytest.importorskip("flask")
+
+
+def test_starlette(serve, tmp_path):
+    marker = tmp_path / "marker"
+    server = serve("frameworks:starlette_app", "--app-dir", APPS, "--lifespan", "on",
+                   env={"FASTCLUSTER_TEST_MARKER": str(marker)})
+    status, _, body = get(server.port, "GET", "/items/42?q=find")
+    assert (status, json.loads(body)) == (200, {"id": 42, "q": "find", "pool": "ready"})
+    status, _, body = get(server.port, "POST", "/items", body=b'{"a": [1, 2]}',
+                          headers={"Content-Type": "application/json"})
+    assert (status, json.loads(body)) == (201, {"received": {"a": [1, 2]}})
+    status, headers, body = get(server.port, "GET", "/numbers")
+    assert (status, body, headers.get("transfer-encoding")) == (200, b"0\n1\n2\n", "chunked")
+    assert get(server.port, "GET", "/background")[2] == b"queued"
+    assert wait_until(lambda: marker.exists() and "background ran" in marker.read_text(), 3)
+    assert get(server.port, "GET", "/missing")[0] == 404
+
+
+def test_flask(serve):
+    server = serve("frameworks:flask_app", "--app-dir", APPS)
+    status, _, body = get(server.port, "POST", "/form", body=b"name=Ada&age=36",
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert (status, json.loads(body)) == (200, {"name": "Ada", "age": 36})
+    boundary = "fcboundary"
+    payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.txt\"\r\n"
+               f"Content-Type: text/plain\r\n\r\n{'x' * 5000}\r\n--{boundary}--\r\n").encode()
+    status, _, body = get(server.port, "POST", "/upload", body=payload,
+                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert (status, json.loads(body)) == (200, {"filename": "notes.txt", "size": 5000})
+    status, _, body = get(server.port, "GET", "/stream")
+    assert (status, body) == (200, b"line 0\nline 1\nline 2\n")
