@@ -90,7 +90,8 @@ def test_directory_without_index_is_404(site):
 def test_head_sends_headers_only(site):
     server, _ = site
     with server.connect() as sock:
-        sock.sendall(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /docs/style.css HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.sendall(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /docs/style.css HTTP/1.1\r\nHost: t\r\n\r\n")
         data = b""
         while not data.endswith(b"body{}"):
             chunk = sock.recv(65536)
@@ -114,7 +115,8 @@ def test_conditional_requests(site):
     old = "Mon, 01 Jan 2001 00:00:00 GMT"
     assert get(server, "/docs/style.css", {"If-Modified-Since": old}).status == 200
     # If-None-Match wins over If-Modified-Since.
-    assert get(server, "/docs/style.css", {"If-None-Match": '"x"', "If-Modified-Since": modified}).status == 200
+    both = {"If-None-Match": '"x"', "If-Modified-Since": modified}
+    assert get(server, "/docs/style.css", both).status == 200
     assert get(server, "/docs/style.css", {"If-Modified-Since": "garbage"}).status == 200
 
 
@@ -200,7 +202,7 @@ def test_changed_file_is_seen_within_a_second_or_two(site):
 
 
 def test_static_must_be_a_directory(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "fastcluster", "serve", "--static", str(tmp_path / "none")],
-                            capture_output=True, text=True, timeout=10)
+    command = [sys.executable, "-m", "fastcluster", "serve", "--static", str(tmp_path / "none")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=10)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("fastcluster: error: --static")
