@@ -78,7 +78,7 @@ cdef Route route_of(bytes url) noexcept:
 cdef long long whole_number(value, str what) except? -2:
     try:
         number = int(value)
-    except ValueError:
+    except (TypeError, ValueError):
         raise BadControl(f"{what} must be a whole number, not {value!r}") from None
     if number < 0:
         raise BadControl(f"{what} must not be negative")
@@ -90,7 +90,7 @@ cdef long long whole_number(value, str what) except? -2:
 cdef double seconds(value, double unit, str what) except -1:
     try:
         number = float(value)
-    except ValueError:
+    except (TypeError, ValueError):
         raise BadControl(f"{what} must be a number, not {value!r}") from None
     if not 0 <= number * unit <= MAX_DELAY:  # also refuses nan
         raise BadControl(f"{what} must be between 0 and {MAX_DELAY:g} s")
@@ -98,9 +98,9 @@ cdef double seconds(value, double unit, str what) except -1:
 
 
 cdef tuple header_pair(value):
-    if isinstance(value, str):
-        value = value.encode("latin-1", "replace")
-    name, colon, text = bytes(value).partition(b":")
+    if not isinstance(value, str):
+        raise BadControl("header must be Name:Value with a valid name")
+    name, colon, text = value.encode("latin-1", "replace").partition(b":")
     name = name.strip()
     text = text.strip()
     if not colon or not name or not TOKEN.issuperset(name):
@@ -292,7 +292,7 @@ cdef class Stream(Producer):
         self.head = head
         self.count = count
         self.ready_at = ready_at
-        self.total = -1
+        self.total = len(head)  # the chunks are not counted in advance
 
     cdef object next_piece(self, double now):
         if now < self.ready_at:

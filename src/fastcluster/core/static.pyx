@@ -130,12 +130,15 @@ cdef class StaticFiles:
                     st = os.stat(path)
                 except OSError:
                     return NOT_FOUND  # a directory without an index is not listed
-            if not stat_module.S_ISREG(st.st_mode):
-                return NOT_FOUND
-            if cached is None or cached.identity != (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
-                cached = OpenFile(path, st)
         except OSError:
             return None
+        if not stat_module.S_ISREG(st.st_mode):
+            return NOT_FOUND
+        if cached is None or cached.identity != (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
+            try:
+                cached = OpenFile(path, st)
+            except OSError:
+                return NOT_FOUND  # there, but not ours to read
         cached.checked = now
         self.files[relative] = cached
         if len(self.files) > MAX_OPEN_FILES:
