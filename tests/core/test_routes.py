@@ -255,3 +255,15 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def test_clients_leaving_mid_answer_leave_nothing_behind(serve):
+    server = serve("--workers", "1")
+    for target in (b"/bytes/1073741824", b"/stream/100000", b"/drip?duration=1&numbytes=5", b"/delay/1000",
+                   b"/?size=100000000&chunked=1"):
+        with server.connect() as sock:
+            sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+            if not target.startswith(b"/delay"):
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    assert fetch(server, "/").body == b"Hello, World!"
+    # Teardown checks that the worker's connection and buffer counters came back to zero.
