@@ -267,3 +267,14 @@ def test_clients_leaving_mid_answer_leave_nothing_behind(serve):
                 assert sock.recv(65536).startswith(b"HTTP/1.1 200")
     assert fetch(server, "/").body == b"Hello, World!"
     # Teardown checks that the worker's connection and buffer counters came back to zero.
+
+
+def test_http10_gets_no_chunked_coding(serve_once):
+    with serve_once.connect() as sock:
+        data = http_exchange(sock, b"GET /stream/3 HTTP/1.0\r\n\r\n")
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert b"chunked" not in head and b"Connection: close" in head
+    assert body == b'{"id": 0}\n{"id": 1}\n{"id": 2}\n'
+    with serve_once.connect() as sock:
+        data = http_exchange(sock, b"GET /bytes/5?chunked=1 HTTP/1.0\r\n\r\n")
+    assert b"chunked" not in data and b"Content-Length: 5\r\n" in data and data.endswith(b"\r\n\r\nABCDE")

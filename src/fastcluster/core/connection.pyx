@@ -283,8 +283,9 @@ cdef class Connection:
                                            ctx.responder.server_line + ctx.responder.date_line, ctx.now)
                 status = ctx.static.answered_status
             if answer is None:
+                http10 = state.http_minor == 0 if state != NULL else self.http_version() == "1.0"
                 answer = ctx.responder.respond(self.url, self.route, self.control, self.request_headers,
-                                               self.request_body, head, keep_alive, ctx.now)
+                                               self.request_body, head, keep_alive, http10, ctx.now)
                 status = ctx.responder.answered_status
                 if ctx.responder.answered_close:
                     keep_alive = False

@@ -44,8 +44,8 @@ cdef class Responder:
     cdef bytes answer(self, bytes url, bint head, bint keep_alive)
     cdef bytes error(self, int status)
     cdef object respond(self, bytes url, int route, bytes control, list headers, list body, bint head,
-                        bint keep_alive, double now)
+                        bint keep_alive, bint http10, double now)
     cdef int remember(self, tuple key, Plan plan) except -1
     cdef object start(self, Plan plan, double now)
-    cdef Plan plan(self, Shape shape, list headers, list body, bint head, bint keep_alive)
+    cdef Plan plan(self, Shape shape, list headers, list body, bint head, bint keep_alive, bint http10)
     cpdef refresh(self, double wall_time)

@@ -129,19 +129,19 @@ cdef class Responder:
         return response
 
     cdef object respond(self, bytes url, int route, bytes control, list headers, list body, bint head,
-                        bint keep_alive, double now):
+                        bint keep_alive, bint http10, double now):
         """The answer to a shaped request: bytes, or a Producer for large, delayed or streamed ones. Sets
         answered_status and answered_close."""
         cdef Plan plan
         key = None
         if route != ROUTE_HEADERS and route != ROUTE_ECHO:
-            key = (url, control, head, keep_alive)
+            key = (url, control, head, keep_alive, http10)
             plan = self.plans.pop(key, None)
             if plan is not None:
                 self.plans[key] = plan  # most recently used last
                 return self.start(plan, now)
         try:
-            plan = self.plan(shape_of(url, control), headers, body, head, keep_alive)
+            plan = self.plan(shape_of(url, control), headers, body, head, keep_alive, http10)
         except BadControl as exc:
             plan = Plan()
             plan.status = 400
@@ -169,12 +169,12 @@ cdef class Responder:
         if plan.whole is not None:
             return plan.whole if plan.delay == 0 else Whole(plan.whole, now + plan.delay)
         if plan.kind == KIND_STREAM:
-            return Stream(plan.head, plan.count, now + plan.delay)
+            return Stream(plan.head, plan.count, plan.chunked, now + plan.delay)
         if plan.kind == KIND_DRIP:
             return Drip(plan.head, plan.count, plan.duration, now + plan.delay)
         return Pattern(plan.head, plan.size, plan.chunked, now + plan.delay)
 
-    cdef Plan plan(self, Shape shape, list headers, list body, bint head, bint keep_alive):
+    cdef Plan plan(self, Shape shape, list headers, list body, bint head, bint keep_alive, bint http10):
         cdef Plan plan = Plan()
         cdef int kind = shape.kind
         cdef int status = 200
@@ -220,13 +220,17 @@ cdef class Responder:
         plan.delay = shape.delay
         plan.duration = shape.duration
         bodiless = status < 200 or status == 204 or status == 304
-        plan.chunked = (shape.chunked or kind == KIND_STREAM) and not bodiless and kind != KIND_DRIP
+        # HTTP/1.0 has no chunked coding: its bodies get a Content-Length, or (/stream) end with the connection.
+        plan.chunked = (shape.chunked or kind == KIND_STREAM) and not bodiless and kind != KIND_DRIP and not http10
+        unframed = kind == KIND_STREAM and http10 and not bodiless
+        if unframed:
+            plan.close = True
         lines = [status_line(status), self.server_line, self.date_line]
         if not bodiless:
             lines += [b"Content-Type: ", content_type, b"\r\n"]
             if plan.chunked:
                 lines.append(b"Transfer-Encoding: chunked\r\n")
-            else:
+            elif not unframed:
                 lines += [b"Content-Length: ", str(size).encode(), b"\r\n"]
         lines.append(extra)
         for name, value in shape.headers:

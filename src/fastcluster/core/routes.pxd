@@ -49,6 +49,7 @@ cdef class Pattern(Producer):
 
 cdef class Stream(Producer):
     cdef bytes head
+    cdef bint framed
     cdef long long count
     cdef long long sent
 

@@ -286,10 +286,11 @@ cdef class Pattern(Producer):
 
 
 cdef class Stream(Producer):
-    """/stream/{n}: n chunks of one JSON line each, then the last chunk."""
+    """/stream/{n}: n chunks of one JSON line each, then the last chunk (unframed lines for HTTP/1.0)."""
 
-    def __init__(self, bytes head, long long count, double ready_at):
+    def __init__(self, bytes head, long long count, bint framed, double ready_at):
         self.head = head
+        self.framed = framed
         self.count = count
         self.ready_at = ready_at
         self.total = len(head)  # the chunks are not counted in advance
@@ -302,12 +303,13 @@ cdef class Stream(Producer):
             self.head = None
             return head
         if self.sent >= self.count:
-            if self.sent > self.count:
+            if self.sent > self.count or not self.framed:
                 return None
             self.sent += 1
             return LAST_CHUNK
         self.sent += 1
-        return chunk(b'{"id": %d}\n' % (self.sent - 1))
+        line = b'{"id": %d}\n' % (self.sent - 1)
+        return chunk(line) if self.framed else line
 
 
 cdef class Drip(Producer):
