@@ -224,6 +224,9 @@ def test_drip_spreads_bytes_over_time(serve_once):
         elapsed = time.monotonic() - start
     assert status == 200 and body == b"****"
     assert 0.4 <= elapsed < 3
+    with serve_once.connect() as sock:
+        sock.sendall(b"GET /drip?duration=0.3&numbytes=300 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_responses(sock, 1)[0][2] == b"*" * 300
 
 
 def test_large_body_streams_without_holding_it(serve_once):

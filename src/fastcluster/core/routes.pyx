@@ -333,9 +333,11 @@ cdef class Drip(Producer):
             return head
         if self.sent == self.count:
             return None
-        due = self.count if self.pause <= 0 else min(self.count, <long long>((now - self.start) / self.pause) + 1)
+        due = self.count if self.pause <= 0 else min(
+            self.count, <long long>((now - self.start) / self.pause + 1e-9) + 1)
         if due <= self.sent:
-            self.ready_at = self.start + self.sent * self.pause
+            # Never a time already past: rounding must not leave the drip waiting for a timer that has fired.
+            self.ready_at = max(self.start + self.sent * self.pause, now + 0.0005)
             return b""
         piece = b"*" * (due - self.sent)
         self.sent = due
