@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import Server, free_port, http_exchange, read_responses
+from tests.conftest import Server, free_port, http_exchange, read_responses, wait_until
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 PATTERN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -281,3 +281,23 @@ def test_http10_gets_no_chunked_coding(serve_once):
     with serve_once.connect() as sock:
         data = http_exchange(sock, b"GET /bytes/5?chunked=1 HTTP/1.0\r\n\r\n")
     assert b"chunked" not in data and b"Content-Length: 5\r\n" in data and data.endswith(b"\r\n\r\nABCDE")
+
+
+def test_client_hanging_up_during_a_delay_is_closed_at_once(serve):
+    server = serve("--workers", "1")
+    [worker] = server.workers()
+
+    def open_fds() -> int:
+        return len(os.listdir(f"/proc/{worker}/fd"))
+
+    time.sleep(0.3)  # let the readiness probe's connection close
+    before = open_fds()
+    socks = [server.connect() for _ in range(20)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET /delay/60000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert wait_until(lambda: open_fds() >= before + 20, 3)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert wait_until(lambda: open_fds() <= before, 3)

@@ -30,6 +30,7 @@ from fastcluster.core.syscalls cimport (
     EPOLL_CTL_MOD,
     EPOLLIN,
     EPOLLOUT,
+    EPOLLRDHUP,
     MSG_NOSIGNAL,
     iovec,
     msghdr,
@@ -617,7 +618,9 @@ cdef class Connection:
                 self.deadline = ctx.now + ctx.write_timeout
                 self.set_events(EPOLLOUT)
             else:
-                self.set_events(0)  # the answer waits for its timer; requests behind it wait unread
+                # The answer waits for its timer and requests behind it wait unread; a client that hangs up
+                # meanwhile (a load tester's timeout) is noticed now, not when the delay ends.
+                self.set_events(EPOLLRDHUP)
             return 0
         if self.state == CLOSING and not self.busy:
             if self.linger_on_close:

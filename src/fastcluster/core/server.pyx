@@ -20,6 +20,7 @@ from fastcluster.core.syscalls cimport (
     EPOLLERR,
     EPOLLEXCLUSIVE,
     EPOLLHUP,
+    EPOLLRDHUP,
     EPOLLIN,
     EPOLLOUT,
     IPPROTO_TCP,
@@ -201,7 +202,7 @@ cdef class Server:
         try:
             if ready & EPOLLOUT:
                 conn.on_writable()
-            if ready & (EPOLLIN | EPOLLHUP | EPOLLERR) and conn.fd >= 0:
+            if ready & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP) and conn.fd >= 0:
                 conn.on_readable()
         except Exception:
             log.exception("connection on fd %d failed; closing it", fd)
