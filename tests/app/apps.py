@@ -135,3 +135,11 @@ def wsgi_slow(environ, start_response):
     time.sleep(float(environ["QUERY_STRING"] or "0.3"))
     start_response("200 OK", [])
     return [environ["PATH_INFO"].encode()]
+
+
+async def hello(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")]})
+    await send({"type": "http.response.body", "body": b"Hello, World!"})

@@ -62,6 +62,14 @@ def test_large_body_is_streamed_to_the_app(serve):
     assert status == 200 and json.loads(body)["body_length"] == 20 << 20
 
 
+def test_content_length_from_the_app_is_sent_once(serve):
+    server = app_server(serve, "apps:hello")
+    with server.connect() as sock:
+        answer = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.lower().count(b"content-length:") == 1 and body == b"Hello, World!"
+
+
 def test_streaming_response_is_chunked_and_head_has_no_body(serve):
     server = app_server(serve, "apps:stream")
     with server.connect() as sock:

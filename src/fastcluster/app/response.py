@@ -40,8 +40,11 @@ def checked_headers(headers) -> tuple[list[bytes], int | None]:
         if lower == b"content-length":
             if not value.strip().isdigit():
                 raise BadResponse(f"invalid Content-Length {value!r}")
+            if length is not None and int(value) != length:
+                raise BadResponse(f"conflicting Content-Length values {length} and {int(value)}")
             length = int(value)
-        elif lower in FRAMING:
+            continue  # sent once, by head()
+        if lower in FRAMING:
             continue
         lines.append(name + b": " + value + b"\r\n")
     return lines, length
