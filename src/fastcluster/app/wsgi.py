@@ -78,13 +78,15 @@ class WsgiConnection:
 
     def request(self, method: bytes, url: bytes, http11: bool, headers: list, keep_alive: bool) -> None:
         parsed = parse_url(url)
+        path = parsed.path or b"/"
         if self.client is False:
             self.client = peer_of(self.conn.fd)
         host, port = self.server.server[:2]
         environ = {
             "REQUEST_METHOD": method.decode("ascii"),
             "SCRIPT_NAME": self.server.root_path,
-            "PATH_INFO": unquote((parsed.path or b"/").decode("latin-1"), encoding="latin-1"),
+            "PATH_INFO": unquote(path.decode("latin-1"), encoding="latin-1") if b"%" in path
+            else path.decode("latin-1"),
             "QUERY_STRING": (parsed.query or b"").decode("latin-1"),
             "SERVER_NAME": host,
             "SERVER_PORT": str(port),
@@ -117,6 +119,14 @@ class WsgiConnection:
         call.environ["wsgi.input"] = io.BytesIO(b"".join(call.body))
         call.environ.setdefault("CONTENT_LENGTH", str(call.environ["wsgi.input"].getbuffer().nbytes))
         call.body = []
+        if not self.running and self.server.pool is None and call.keep_alive:
+            # Nothing ahead of it and no pool: answer now, while the connection parses, so the answers to
+            # the requests of one read leave together (as the built-in responder's do).
+            status, chunks, keep_alive = self.call_app(call)
+            for chunk in chunks:
+                self.conn.write_answer(chunk)
+            self.conn.answered(status, call.started_at, keep_alive)
+            return keep_alive
         self.ready.append(call)
         if not self.running:
             self.running = True

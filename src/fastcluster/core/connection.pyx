@@ -284,6 +284,11 @@ cdef class Connection:
         self.write(data)
         return self.flush()
 
+    cpdef int write_answer(self, bytes data) except -1:
+        """Write data to leave with the flush that ends the current read: for an answer made while this
+        connection parses, so the answers to all the requests of one read still go out in one send."""
+        return self.write(data)
+
     cpdef int answered(self, int status, double started, bint keep_alive) except -1:
         """One app response is complete: count it, and close the connection if it is not kept alive."""
         cdef Context ctx = self.ctx
