@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -135,3 +136,28 @@ def test_preload_serves(serve):
     server = app_server(serve, "apps:echo_scope", "--preload")
     assert get(server.port, "GET", "/p")[0] == 200
     assert wait_until(lambda: len(server.workers()) == 1)
+
+
+def test_disconnect_reaches_the_app(serve, tmp_path):
+    server = app_server(serve, "apps:watch")
+    marker = tmp_path / "gone"
+    with server.connect() as sock:
+        sock.sendall(b"GET /disconnect?%s HTTP/1.1\r\nHost: t\r\n\r\n" % str(marker).encode())
+        time.sleep(0.2)
+    assert wait_until(lambda: marker.exists() and marker.read_text() == "disconnected")
+
+
+def test_send_waits_for_a_slow_client(serve, tmp_path):
+    server = app_server(serve, "apps:watch")
+    progress = tmp_path / "progress"
+    with server.connect(timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /big?%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % str(progress).encode())
+        time.sleep(0.5)
+        stalled = int(progress.read_text())
+        assert stalled < 320, "the app was not held back while the client read nothing"
+        time.sleep(0.2)
+        assert int(progress.read_text()) == stalled
+        answer = http_exchange(sock, b"", timeout=10)
+    assert answer.endswith(b"0\r\n\r\n") and answer.count(b"x") == 320 * 65536
+    assert int(progress.read_text()) == 320
