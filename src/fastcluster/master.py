@@ -22,7 +22,15 @@ from fastcluster.admin import AdminServer
 from fastcluster.balancing import make_balancer
 from fastcluster.config import Config, default_control_path
 from fastcluster.control import ControlServer
-from fastcluster.core.stats import COUNTERS, STATE_NAMES, STATE_SERVING, new_block, read_slot, reset_slot
+from fastcluster.core.stats import (
+    COUNTERS,
+    STATE_DRAINING,
+    STATE_NAMES,
+    STATE_SERVING,
+    new_block,
+    read_slot,
+    reset_slot,
+)
 from fastcluster.metrics import render_metrics
 from fastcluster.oneshot import Client
 
@@ -78,6 +86,7 @@ class Reload:
     pending: list[int]  # slots still to replace, in order
     reason: str
     result: tuple[bool, str] | None = None
+    retired: list[Worker] = field(default_factory=list)  # old workers; done once none of them accepts
 
 
 class Master:
@@ -421,6 +430,8 @@ class Master:
             self.replacing = None
             if old is not None:
                 self.retire(old, self.reloads[0].reason if self.reloads else "replaced")
+                if self.reloads:
+                    self.reloads[0].retired.append(old)
         while self.reloads:
             reload = self.reloads[0]
             while reload.pending:
@@ -430,11 +441,16 @@ class Master:
                 self.replacing = slot.index
                 self.spawn(slot, incoming=True)
                 return
+            if any(self.still_accepting(old) for old in reload.retired):
+                return  # a reload is done when only new code can take a connection
             self.reloads.pop(0)
             if reload.reason == "reloaded":
                 self.reloads_done += 1
                 reload.result = (True, "reloaded")
                 log.info("rolling reload finished")
+
+    def still_accepting(self, old: Worker) -> bool:
+        return old.pid in self.workers and read_slot(self.stats_block, old.record)["state"] != STATE_DRAINING
 
     def replacement_failed(self, slot: Slot, new: Worker, code: int, how: str) -> None:
         """A replacement died before serving: stop this reload, keep the old workers serving."""

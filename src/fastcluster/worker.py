@@ -108,8 +108,12 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
     else:
         adapter = WsgiServer(app, loop, responder, threads=spec.threads, **where)
     server.set_app_factory(adapter.adapter)
+    def stop(graceful: bool) -> None:
+        server.stop(graceful, config.graceful_timeout)
+        loop.call_soon(server.poll)  # begin the drain now, not at the next tick
+
     for signum, graceful in ((signal.SIGTERM, True), (signal.SIGQUIT, False)):
-        loop.add_signal_handler(signum, server.stop, graceful, config.graceful_timeout)
+        loop.add_signal_handler(signum, stop, graceful)
     try:
         server.run_in(loop)
     finally:

@@ -41,6 +41,15 @@ def test_scope(serve):
     assert scope["body_length"] == 11 and scope["asgi"]["version"] == "3.0"
 
 
+def test_framing_headers_are_ours_and_appear_once(serve):
+    server = app_server(serve, "apps:echo_scope")
+    with server.connect() as sock:
+        answer = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.count(b"content-length:") == 1 and head.count(b"date:") == 1
+    assert head.count(b"connection: close") == 1
+
+
 def test_chunked_request_body_and_pipelining_in_order(serve):
     server = app_server(serve, "apps:slow")
     with server.connect(timeout=10) as sock:

@@ -192,6 +192,35 @@ def test_reload_whose_new_workers_cannot_start_keeps_the_old_ones(serve, control
     assert "reload aborted: the new worker 0 could not start (--response-file: cannot read" in server.output
 
 
+APP_VERSION = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    await send({{"type": "http.response.body", "body": b"{version}"}})
+"""
+
+
+def test_reload_with_an_app_whose_new_version_fails_to_import(serve, control, tmp_path):
+    module = tmp_path / "versioned.py"
+    module.write_text(APP_VERSION.format(version="app 1"))
+    server = serve("versioned:app", "--app-dir", str(tmp_path), "--control", control, workers=2)
+    before = serving_pids(control)
+    load = Load(server.port, 2)
+    time.sleep(0.5)
+    module.write_text("import no_such_dependency\n" + APP_VERSION.format(version="app 2"))
+    result = cli("reload", "--control", control)
+    assert result.returncode == 1
+    assert "could not start" in result.stderr and "no_such_dependency" in result.stderr, result.stderr
+    assert serving_pids(control) == before
+    failed, counts = load.failed()
+    assert failed == 0, counts["output"]
+    assert get(server.port) == (200, b"app 1")
+    module.write_text(APP_VERSION.format(version="app 2"))
+    assert cli("reload", "--control", control).returncode == 0
+    assert get(server.port) == (200, b"app 2")
+
+
 def test_reload_retries_a_slot_whose_worker_could_not_start(serve, control, tmp_path):
     page = tmp_path / "page.txt"
     page.write_text("v1")

@@ -22,6 +22,25 @@ ASGI = {"version": "3.0", "spec_version": "2.4"}
 BODY_BUFFER = 256 * 1024
 
 
+METHODS = {name.encode(): name for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+
+
+def split_target(url: bytes) -> tuple[bytes, bytes]:
+    """(path, query) of a request target, origin-form (the usual case, split here) or absolute-form."""
+    if url[:1] == b"/":
+        path, _, query = url.partition(b"?")
+        return path.partition(b"#")[0], query.partition(b"#")[0]
+    parsed = parse_url(url)
+    return parsed.path or b"/", parsed.query or b""
+
+
+def decode_path(raw_path: bytes) -> str:
+    """The percent-decoded UTF-8 path ASGI wants (and WSGI's PATH_INFO is its latin-1 twin)."""
+    if b"%" not in raw_path:
+        return raw_path.decode("utf-8", "surrogateescape")
+    return unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="surrogateescape")
+
+
 def peer_of(fd: int) -> tuple[str, int] | None:
     sock = socket.socket(fileno=os.dup(fd))
     try:
@@ -209,20 +228,18 @@ class AsgiConnection:
     # ---- called by the Cython connection while it parses ----
 
     def request(self, method: bytes, url: bytes, http11: bool, headers: list, keep_alive: bool) -> None:
-        parsed = parse_url(url)
-        raw_path = parsed.path or b"/"
+        raw_path, query = split_target(url)
         if self.client is False:
             self.client = peer_of(self.conn.fd)
         scope = {
             "type": "http",
             "asgi": ASGI,
             "http_version": "1.1" if http11 else "1.0",
-            "method": method.decode("ascii"),
+            "method": METHODS.get(method) or method.decode("ascii"),
             "scheme": "http",
-            "path": unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="surrogateescape")
-            if b"%" in raw_path else raw_path.decode("latin-1"),
+            "path": decode_path(raw_path),
             "raw_path": raw_path,
-            "query_string": parsed.query or b"",
+            "query_string": query,
             "root_path": self.server.root_path,
             "headers": headers,
             "client": self.client,

@@ -42,7 +42,7 @@ def checked_headers(headers) -> tuple[list[bytes], int | None]:
             if length is not None and int(value) != length:
                 raise BadResponse(f"conflicting Content-Length values {length} and {int(value)}")
             length = int(value)
-            continue  # sent once, by head()
+            continue  # written by head(), once
         if lower in FRAMING:
             continue
         lines.append(name + b": " + value + b"\r\n")

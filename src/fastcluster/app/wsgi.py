@@ -12,9 +12,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
-from httptools import parse_url
-
-from fastcluster.app.asgi import peer_of
+from fastcluster.app.asgi import METHODS, peer_of, split_target
 from fastcluster.app.response import NO_BODY, BadResponse, checked_headers, error_page, head
 
 log = logging.getLogger("fastcluster.app")
@@ -77,17 +75,16 @@ class WsgiConnection:
         self.client: tuple[str, int] | None | bool = False
 
     def request(self, method: bytes, url: bytes, http11: bool, headers: list, keep_alive: bool) -> None:
-        parsed = parse_url(url)
-        path = parsed.path or b"/"
+        raw_path, query = split_target(url)
         if self.client is False:
             self.client = peer_of(self.conn.fd)
         host, port = self.server.server[:2]
         environ = {
-            "REQUEST_METHOD": method.decode("ascii"),
+            "REQUEST_METHOD": METHODS.get(method) or method.decode("ascii"),
             "SCRIPT_NAME": self.server.root_path,
-            "PATH_INFO": unquote(path.decode("latin-1"), encoding="latin-1") if b"%" in path
-            else path.decode("latin-1"),
-            "QUERY_STRING": (parsed.query or b"").decode("latin-1"),
+            "PATH_INFO": unquote(raw_path.decode("latin-1"), encoding="latin-1") if b"%" in raw_path
+            else raw_path.decode("latin-1"),
+            "QUERY_STRING": query.decode("latin-1"),
             "SERVER_NAME": host,
             "SERVER_PORT": str(port),
             "SERVER_PROTOCOL": "HTTP/1.1" if http11 else "HTTP/1.0",
