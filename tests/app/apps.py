@@ -168,3 +168,32 @@ async def watch(scope, receive, send):
         with open(marker, "w") as handle:
             handle.write(str(index + 1))
     await send({"type": "http.response.body", "body": b""})
+
+
+def wsgi_stream(environ, start_response):
+    """/gate?FILE: write() one part, yield a second, then wait for FILE to exist before the third.
+    /big?FILE: 20 MiB in 64 KiB parts, writing how many parts were taken to FILE after each one."""
+    import time
+
+    marker = environ["QUERY_STRING"]
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    if not marker:  # the harness's readiness probe
+        return [b"ready"]
+
+    def gate():
+        yield b"second|"
+        while not os.path.exists(marker):
+            time.sleep(0.01)
+        yield b"third"
+
+    def big():
+        part = b"x" * 65536
+        for index in range(320):
+            yield part
+            with open(marker, "w") as handle:
+                handle.write(str(index + 1))
+
+    if environ["PATH_INFO"] == "/gate":
+        write(b"first|")
+        return gate()
+    return big()
