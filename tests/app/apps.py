@@ -197,3 +197,10 @@ def wsgi_stream(environ, start_response):
         write(b"first|")
         return gate()
     return big()
+
+
+def wsgi_generator(environ, start_response):
+    """A generator function: start_response runs only when the server asks for the first piece."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"one|"
+    yield b"two"

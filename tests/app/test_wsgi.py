@@ -102,3 +102,10 @@ def test_streamed_iterable_waits_for_a_slow_client(serve, tmp_path):
         assert stalled < 320, "the iterable was not held back while the client read nothing"
         answer = http_exchange(sock, b"", timeout=10)
     assert answer.endswith(b"0\r\n\r\n") and answer.split(b"\r\n\r\n", 1)[1].count(b"x") == 320 * 65536
+
+
+def test_generator_app_with_get_and_head(serve):
+    server = serve("apps:wsgi_generator", "--app-dir", APPS)
+    assert get(server.port, "GET", "/")[::2] == (200, b"one|two")
+    status, _, body = get(server.port, "HEAD", "/")
+    assert (status, body) == (200, b"")

@@ -276,7 +276,7 @@ class WsgiConnection:
         date, server_header = self.server.responder.date, self.server.server_header
         status = 500
         try:
-            first = await self.pull(out) if not out.head_only else DONE
+            first = await self.pull(out)  # a generator app calls start_response only now
             if reply.head is None:
                 raise BadResponse("the app did not call start_response")
             status = reply.status
