@@ -109,3 +109,13 @@ def test_generator_app_with_get_and_head(serve):
     assert get(server.port, "GET", "/")[::2] == (200, b"one|two")
     status, _, body = get(server.port, "HEAD", "/")
     assert (status, body) == (200, b"")
+
+
+@pytest.mark.parametrize("app", ["apps:hello", "apps:wsgi_echo", "apps:wsgi_generator"])
+def test_app_requests_reach_the_access_log(serve, tmp_path, app):
+    path = tmp_path / "access.log"
+    server = serve(app, "--app-dir", APPS, "--access-log", str(path), "--access-log-format", "combined")
+    get(server.port, "GET", "/logged?x=1", headers={"User-Agent": "tester", "Referer": "http://r/"})
+    assert wait_until(lambda: path.exists() and "/logged" in path.read_text(), 3)
+    [line] = [line for line in path.read_text().splitlines() if "/logged" in line]
+    assert '"GET /logged?x=1 HTTP/1.1" 200 ' in line and line.endswith('"http://r/" "tester"'), line

@@ -128,8 +128,8 @@ class Exchange:
     """One request and its response."""
 
     __slots__ = ("conn", "scope", "body", "buffered", "more_body", "end_delivered", "keep_alive", "head_only",
-                 "started_at", "status", "response_started", "pending_head", "chunked", "complete", "wakeup",
-                 "disconnected")
+                 "started_at", "status", "response_started", "pending_head", "sent", "chunked", "complete",
+                 "wakeup", "disconnected")
 
     def __init__(self, conn: AsgiConnection, scope: dict, keep_alive: bool, started_at: float) -> None:
         self.conn = conn
@@ -144,6 +144,7 @@ class Exchange:
         self.status = 0
         self.response_started = False
         self.pending_head: tuple | None = None
+        self.sent = 0
         self.chunked = False
         self.complete = False
         self.disconnected = False
@@ -209,7 +210,9 @@ class Exchange:
         if not more and self.chunked:
             parts.append(b"0\r\n\r\n")
         if parts:
-            owner.conn.send(parts[0] if len(parts) == 1 else b"".join(parts))
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            self.sent += len(data)
+            owner.conn.send(data)
         if not more:
             owner.finish(self, self.keep_alive)
         elif owner.conn.output_waiting > owner.server.max_output and not owner.conn.closed:
@@ -306,8 +309,17 @@ class AsgiConnection:
         exchange.response_started = True
         exchange.status = 500
         page = error_page(500, exchange.keep_alive, self.server.responder.date, self.server.server_header)
+        exchange.sent += len(page)
         self.conn.send(page)
         self.finish(exchange, exchange.keep_alive)
+
+    def log_access(self, exchange: Exchange) -> None:
+        scope = exchange.scope
+        target = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
+        headers = dict(scope["headers"])
+        self.conn.log_access(scope["method"].encode("latin-1"), target, scope["http_version"],
+                             exchange.status, exchange.sent, headers.get(b"referer"),
+                             headers.get(b"user-agent"))
 
     def finish(self, exchange: Exchange, keep_alive: bool) -> None:
         exchange.complete = True
@@ -315,6 +327,8 @@ class AsgiConnection:
         if self.exchanges and self.exchanges[0] is exchange:
             self.exchanges.popleft()
         if not self.conn.closed:
+            if self.conn.logs_access:
+                self.log_access(exchange)
             self.conn.answered(exchange.status, exchange.started_at, keep_alive)
         if self.exchanges and keep_alive:
             self.server.loop.create_task(self.run(self.exchanges[0]))

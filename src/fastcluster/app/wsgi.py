@@ -121,6 +121,7 @@ class WsgiConnection:
             "SERVER_NAME": host,
             "SERVER_PORT": str(port),
             "SERVER_PROTOCOL": "HTTP/1.1" if http11 else "HTTP/1.0",
+            "RAW_URI": url.decode("latin-1"),
             "REMOTE_ADDR": self.client[0] if self.client else "",
             "REMOTE_PORT": str(self.client[1]) if self.client else "",
             "wsgi.version": (1, 0),
@@ -160,6 +161,8 @@ class WsgiConnection:
             status, chunks, keep_alive = outcome
             for chunk in chunks:
                 self.conn.write_answer(chunk)
+            if self.conn.logs_access:
+                self.log_access(call, status, sum(map(len, chunks)))
             self.conn.answered(status, call.started_at, keep_alive)
             return keep_alive
         self.ready.append(call)
@@ -195,6 +198,8 @@ class WsgiConnection:
         if not self.conn.closed:
             for chunk in chunks:
                 self.conn.send(chunk)
+            if self.conn.logs_access:
+                self.log_access(call, status, sum(map(len, chunks)))
             self.conn.answered(status, call.started_at, keep_alive)
         self.after(keep_alive)
 
@@ -263,6 +268,15 @@ class WsgiConnection:
             if not streaming:
                 close_result(result)
 
+    def log_access(self, call: Call, status: int, size: int) -> None:
+        environ = call.environ
+        referer, user_agent = environ.get("HTTP_REFERER"), environ.get("HTTP_USER_AGENT")
+        self.conn.log_access(environ["REQUEST_METHOD"].encode("latin-1"),
+                             environ["RAW_URI"].encode("latin-1"), environ["SERVER_PROTOCOL"][5:], status,
+                             size,
+                             referer.encode("latin-1") if referer else None,
+                             user_agent.encode("latin-1") if user_agent else None)
+
     def log_failure(self, environ: dict, exc: Exception) -> None:
         log.error("the app failed on %s %s: %s: %s", environ["REQUEST_METHOD"], environ["PATH_INFO"],
                   type(exc).__name__, exc, exc_info=not isinstance(exc, BadResponse))
@@ -275,6 +289,7 @@ class WsgiConnection:
         keep_alive = call.keep_alive
         date, server_header = self.server.responder.date, self.server.server_header
         status = 500
+        head_size = sent = 0
         try:
             first = await self.pull(out)  # a generator app calls start_response only now
             if reply.head is None:
@@ -286,9 +301,10 @@ class WsgiConnection:
             if length is None and not bodyless and not chunked:
                 keep_alive = False  # HTTP/1.0 without a length: the close ends the body
             reply.sent = True
-            conn.send(head(status, lines, None if bodyless else length, chunked, keep_alive, date,
-                           server_header))
-            sent = 0
+            start = head(status, lines, None if bodyless else length, chunked, keep_alive, date,
+                         server_header)
+            head_size = len(start)
+            conn.send(start)
             piece = first
             while piece is not DONE and not bodyless and not conn.closed:
                 if piece:
@@ -316,6 +332,8 @@ class WsgiConnection:
         finally:
             close_result(out.result)
         if not conn.closed:
+            if conn.logs_access:
+                self.log_access(call, status if reply.sent else 500, head_size + sent)
             conn.answered(status if reply.sent else 500, call.started_at, keep_alive)
         self.after(keep_alive and not conn.closed)
 

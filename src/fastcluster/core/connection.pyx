@@ -312,6 +312,16 @@ cdef class Connection:
         return 0
 
     @property
+    def logs_access(self) -> bool:
+        return self.ctx.access_log is not None
+
+    def log_access(self, bytes method, bytes target, str version, int status, Py_ssize_t size, bytes referer,
+                   bytes user_agent) -> None:
+        """An app's answer to the access log (the adapter calls it, before answered(), when logs_access)."""
+        if self.ctx.access_log is not None and self.fd >= 0:
+            self.ctx.access_log.log(self, method, target, version, status, size, referer, user_agent)
+
+    @property
     def output_waiting(self) -> int:
         return self.pending_size
 
