@@ -108,7 +108,8 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
         except RuntimeError as exc:
             raise BootError(str(exc)) from None
     else:
-        adapter = WsgiServer(app, loop, responder, threads=spec.threads, **where)
+        adapter = WsgiServer(app, loop, responder, threads=spec.threads,
+                             max_output=config.limits.max_pending_output, **where)
     server.set_app_factory(adapter.adapter)
     def stop(graceful: bool) -> None:
         server.stop(graceful, config.graceful_timeout)

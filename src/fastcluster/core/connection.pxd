@@ -82,6 +82,7 @@ cdef class Connection:
 
     cdef int app_message_complete(self) except -1
     cpdef int send(self, bytes data) except -1
+    cpdef int write_answer(self, bytes data) except -1
     cpdef int answered(self, int status, double started, bint keep_alive) except -1
     cpdef int set_reading(self, bint reading) except -1
     cdef int on_readable(self) except -1

@@ -330,6 +330,11 @@ cdef class Connection:
         self.write(data)
         return self.flush()
 
+    cpdef int write_answer(self, bytes data) except -1:
+        """Write data to leave with the flush that ends the current read: for an answer made while this
+        connection parses, so the answers to all the requests of one read still go out in one send."""
+        return self.write(data)
+
     cpdef int answered(self, int status, double started, bint keep_alive) except -1:
         """One app response is complete: count it, and close the connection if it is not kept alive."""
         cdef Context ctx = self.ctx
@@ -351,6 +356,16 @@ cdef class Connection:
         if self.fd >= 0:
             self.after_output()
         return 0
+
+    @property
+    def logs_access(self) -> bool:
+        return self.ctx.access_log is not None
+
+    def log_access(self, bytes method, bytes target, str version, int status, Py_ssize_t size, bytes referer,
+                   bytes user_agent) -> None:
+        """An app's answer to the access log (the adapter calls it, before answered(), when logs_access)."""
+        if self.ctx.access_log is not None and self.fd >= 0:
+            self.ctx.access_log.log(self, method, target, version, status, size, referer, user_agent)
 
     @property
     def output_waiting(self) -> int:
