@@ -41,24 +41,10 @@ from fastcluster.core.stats import STATE_DRAINING, STATE_SERVING
 log = logging.getLogger("fastcluster.worker")
 
 DEF MAX_EVENTS = 512
-DEF MAX_LISTENERS = 64
 cdef uint64_t LISTENER = 1ULL << 32
 
 
 cdef class Server:
-    cdef:
-        Context ctx
-        int listeners[MAX_LISTENERS]
-        int listener_count
-        bint exclusive_accept
-        bint accepting
-        bint stop_requested
-        bint graceful
-        double drain_deadline
-        double next_tick
-        readonly bint running
-        object asyncio_loop
-
     def __init__(self, Context ctx, listener_fds, *, bint exclusive_accept=False):
         if len(listener_fds) > MAX_LISTENERS:
             raise ValueError(f"at most {MAX_LISTENERS} listening sockets per worker")
