@@ -43,7 +43,7 @@ class Server:
         self.port = port
         self.args = args
         self.expected_exit: int | None = 0  # what teardown asserts; None: the test checked it already
-        self.tracebacks_expected = False  # a test of failing apps: their tracebacks belong in the log
+        self.tracebacks_expected = False  # apps that raise on purpose get their traceback logged
         command = [sys.executable, "-m", "fastcluster", "serve", *args]
         if port is not None and not any(a.startswith(("--bind", "--port")) for a in args):
             command += ["--port", str(port)]
@@ -128,7 +128,8 @@ def serve() -> Iterator:
 def http_exchange(sock: socket.socket, data: bytes, timeout: float = 5.0) -> bytes:
     """Send data and read until the server closes the connection."""
     sock.settimeout(timeout)
-    sock.sendall(data)
+    if data:
+        sock.sendall(data)
     chunks = []
     while True:
         try:
@@ -141,10 +142,12 @@ def http_exchange(sock: socket.socket, data: bytes, timeout: float = 5.0) -> byt
     return b"".join(chunks)
 
 
-def read_responses(sock: socket.socket, count: int, timeout: float = 5.0) -> list[tuple[int, dict, bytes]]:
-    """Read `count` Content-Length-framed responses: (status, lower-cased headers, body)."""
+def read_responses(sock: socket.socket, count: int, timeout: float = 5.0,
+                   initial: bytes = b"") -> list[tuple[int, dict, bytes]]:
+    """Read `count` Content-Length-framed responses (after `initial`, bytes already read from sock):
+    (status, lower-cased headers, body) each."""
     sock.settimeout(timeout)
-    buffer = b""
+    buffer = initial
     responses = []
     while len(responses) < count:
         while b"\r\n\r\n" not in buffer:

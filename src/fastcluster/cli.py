@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import subprocess
 import sys
 
 from fastcluster import __version__
-from fastcluster.app.loading import AppSpec, LoadError, check_in_child, load
+from fastcluster.access_log import FORMATS
 from fastcluster.binds import Bind, parse_bind, parse_port
 from fastcluster.config import (
+    App,
     Config,
     ConfigError,
     Limits,
+    Manager,
     build_response,
     choose_cpus,
     choose_workers,
+    default_control_path_for_port,
     systemd_binds,
 )
+from fastcluster.control import ControlError, request
+from fastcluster.status import render_status
 
 USAGE_ERROR = 2
 
@@ -44,13 +52,21 @@ def positive_float(text: str) -> float:
     return value
 
 
+def heartbeat_timeout(text: str) -> float:
+    value = positive_float(text)
+    if value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected more than 1 second (workers beat once a second), got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return int(text)
 
 
-def non_negative_int(text: str) -> int:
+def whole_number(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
     return int(text)
@@ -75,21 +91,20 @@ def port(text: str) -> int:
 def add_serve(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve HTTP on every core")
     serve.add_argument("app", nargs="?", metavar="APP",
-                       help="your ASGI or WSGI app as module:attribute (default: the built-in responder)")
-    apps = serve.add_argument_group("your app")
+                       help="an ASGI or WSGI app as module:attribute; none: the built-in responder answers")
+    apps = serve.add_argument_group("apps")
     apps.add_argument("--app-dir", default=".", metavar="DIR",
-                      help="directory put first on sys.path to import APP (default: the current one)")
+                      help="directory put first on sys.path to import APP from (default: the current one)")
     apps.add_argument("--factory", action="store_true", help="APP is a factory: call it to get the app")
     apps.add_argument("--interface", choices=["auto", "asgi", "wsgi"], default="auto",
                       help="auto: an async callable is ASGI, anything else WSGI")
     apps.add_argument("--preload", action="store_true",
-                      help="import APP in the master before forking (default: in each worker)")
-    apps.add_argument("--root-path", default="", metavar="PATH",
-                      help="path prefix the app is mounted under (ASGI root_path, WSGI SCRIPT_NAME)")
+                      help="import APP in the master before forking (shared copy-on-write)")
+    apps.add_argument("--root-path", default="", metavar="PATH", help="ASGI root_path / WSGI SCRIPT_NAME")
     apps.add_argument("--lifespan", choices=["auto", "on", "off"], default="auto",
-                      help="ASGI lifespan events: auto uses them if the app supports them")
-    apps.add_argument("--threads", type=non_negative_int, default=0, metavar="N",
-                      help="WSGI: run requests on N threads per worker (default 0: on the event loop)")
+                      help="ASGI lifespan events (auto: used when the app supports them)")
+    apps.add_argument("--threads", type=int, default=0, metavar="N",
+                      help="WSGI: run requests on N threads per worker (default 0: in the worker's loop)")
     where = serve.add_argument_group("sockets")
     where.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     where.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000)")
@@ -114,10 +129,34 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     answer.add_argument("--response-size", type=size, metavar="N", help="answer with N bytes")
     answer.add_argument("--response-status", type=int, default=200, metavar="CODE")
     answer.add_argument("--response-header", action="append", default=[], metavar="'Name: value'")
+    answer.add_argument("--static", metavar="DIR",
+                        help="serve the files under DIR at /; built-in routes answer where no file matches")
     server = answer.add_mutually_exclusive_group()
     server.add_argument("--server-header", default="fastcluster", metavar="VALUE",
                         help="Server header value (default fastcluster)")
     server.add_argument("--no-server-header", dest="server_header", action="store_const", const=None)
+
+    manage = serve.add_argument_group("process manager")
+    manage.add_argument("--control", metavar="PATH",
+                        help="control socket for status/reload/scale/stop (default: "
+                             "$XDG_RUNTIME_DIR or /tmp, fastcluster-PORT.sock)")
+    manage.add_argument("--pidfile", metavar="PATH", help="write the master's pid to PATH")
+    manage.add_argument("--timeout", type=heartbeat_timeout, default=30.0, metavar="S",
+                        help="kill and replace a worker silent (no heartbeat) for S seconds (default 30)")
+    manage.add_argument("--max-requests", type=positive_int, default=0, metavar="N",
+                        help="replace a worker gracefully after N requests (default: never)")
+    manage.add_argument("--max-requests-jitter", type=whole_number, default=0, metavar="J",
+                        help="add 0..J to --max-requests per worker, so they do not all recycle at once")
+    manage.add_argument("--max-memory", type=positive_int, default=0, metavar="MB",
+                        help="replace a worker gracefully when its RSS passes MB MiB (default: never)")
+    manage.add_argument("--admin-port", type=port, metavar="PORT",
+                        help="serve /metrics and /healthz on this port (default: off)")
+    manage.add_argument("--admin-host", default="127.0.0.1", metavar="HOST",
+                        help="address of the admin listener (default 127.0.0.1)")
+    manage.add_argument("--access-log", metavar="PATH|-", help="log each request to PATH or - (stdout); "
+                        "default off. SIGUSR1 reopens it")
+    manage.add_argument("--access-log-format", choices=FORMATS, default="common",
+                        help="common (default), combined or json")
 
     limits = serve.add_argument_group("limits and timeouts")
     defaults = Limits()
@@ -136,13 +175,81 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                         help="longest a client may leave our output unread")
 
 
+def add_control_commands(commands: argparse._SubParsersAction) -> None:
+    def control_options(command: argparse.ArgumentParser) -> None:
+        where = command.add_mutually_exclusive_group()
+        where.add_argument("--control", metavar="PATH", help="the server's control socket")
+        where.add_argument("--port", type=port, default=8000,
+                           help="find the control socket of the server on this port (default 8000)")
+
+    status = commands.add_parser("status", help="show the workers of a running server")
+    control_options(status)
+    status.add_argument("--json", action="store_true", help="print the full status as JSON")
+    reload = commands.add_parser("reload", help="rolling reload: replace the workers one at a time")
+    control_options(reload)
+    scale = commands.add_parser("scale", help="change the number of workers")
+    control_options(scale)
+    scale.add_argument("workers", type=scale_count, help="N, +N or -N")
+    stop = commands.add_parser("stop", help="stop the server gracefully")
+    control_options(stop)
+
+
+def scale_count(text: str) -> str:
+    if not text.lstrip("+-").isdigit() or (text.isdigit() and int(text) < 1):
+        raise argparse.ArgumentTypeError(f"expected N, +N or -N workers, got {text!r}")
+    return text
+
+
 def parser() -> Parser:
     top = Parser(prog="fastcluster", description="A multicore HTTP/1.1 server with a C hot path.")
     top.add_argument("--version", action="version", version=f"fastcluster {__version__}")
     commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
     add_serve(commands)
+    add_control_commands(commands)
     return top
+
+
+def app_config(args: argparse.Namespace) -> App | None:
+    """The app to run, checked here so that a bad one is one line and status 2, not a restart loop."""
+    if args.app is None:
+        return None
+    if args.threads < 0:
+        raise ConfigError(f"--threads: {args.threads} is negative")
+    app_dir = os.path.abspath(args.app_dir)
+    if not os.path.isdir(app_dir):
+        raise ConfigError(f"--app-dir: {args.app_dir} is not a directory")
+    if args.preload:
+        loaded = load_or_fail(args.app, app_dir, args.factory)
+    else:
+        check_importable(args.app, app_dir, args.factory)
+        loaded = None
+    return App(spec=args.app, app_dir=app_dir, factory=args.factory, interface=args.interface,
+               preloaded=loaded, root_path=args.root_path, lifespan=args.lifespan, threads=args.threads)
+
+
+def load_or_fail(spec: str, app_dir: str, factory: bool) -> object:
+    from fastcluster.app.loading import AppLoadError, load_app
+
+    try:
+        return load_app(spec, app_dir, factory)
+    except AppLoadError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_importable(spec: str, app_dir: str, factory: bool) -> None:
+    """Load the app in a throw-away process: the master stays free of the app's modules, so every worker
+    (and every reload) imports the code as it is then."""
+    code = ("import sys\nfrom fastcluster.app.loading import AppLoadError, load_app\n"
+            "try:\n    load_app(sys.argv[1], sys.argv[2], sys.argv[3] == '1')\n"
+            "except AppLoadError as exc:\n    print(exc, file=sys.stderr)\n    sys.exit(3)\n")
+    done = subprocess.run([sys.executable, "-c", code, spec, app_dir, "1" if factory else "0"],
+                          capture_output=True, text=True)
+    if done.returncode == 3:
+        raise ConfigError(done.stderr.strip().splitlines()[-1])
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"it exited with status {done.returncode}"])[-1]
+        raise ConfigError(f"loading {spec} failed: {last}")
 
 
 def serve_config(args: argparse.Namespace) -> Config:
@@ -173,22 +280,23 @@ def serve_config(args: argparse.Namespace) -> Config:
         response=build_response(
             body=args.response_body, file=args.response_file, size=args.response_size,
             status=args.response_status, headers=args.response_header, server_header=args.server_header,
+            static=args.static,
         ),
         log_level=args.log_level,
-        app=AppSpec(target=args.app, app_dir=args.app_dir, factory=args.factory, interface=args.interface,
-                    preload=args.preload, root_path=args.root_path, lifespan=args.lifespan,
-                    threads=args.threads) if args.app else None,
+        app=app_config(args),
+        manager=Manager(
+            control=args.control or "",
+            pidfile=args.pidfile,
+            timeout=args.timeout,
+            max_requests=args.max_requests,
+            max_requests_jitter=args.max_requests_jitter,
+            max_memory=args.max_memory,
+            admin_host=args.admin_host,
+            admin_port=args.admin_port,
+            access_log=args.access_log,
+            access_log_format=args.access_log_format,
+        ),
     )
-
-
-def prepare_app(spec: AppSpec) -> None:
-    """Fail once, here, if the app does not import: in the master with --preload, else in a throwaway child."""
-    if spec.preload:
-        from fastcluster import worker
-
-        worker.preloaded_app = load(spec)
-    else:
-        check_in_child(spec)
 
 
 def setup_logging(level: str) -> None:
@@ -209,13 +317,33 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             fail(str(exc))
         setup_logging(config.log_level)
-        if config.app is not None:
-            try:
-                prepare_app(config.app)
-            except LoadError as exc:
-                fail(str(exc))
         return Master(config).run()
-    return USAGE_ERROR
+    return control_command(args)
+
+
+def control_command(args: argparse.Namespace) -> int:
+    """status, reload, scale, stop: one request on the control socket; exit 1 if it failed."""
+    path = args.control or default_control_path_for_port(args.port)
+    message: dict = {"command": args.command}
+    try:
+        if args.command == "scale":
+            count = args.workers
+            if count[0] in "+-":
+                current = request(path, {"command": "status"}, timeout=10)["status"]["master"]["workers"]
+                count = str(max(1, current + int(count)))
+            message["workers"] = int(count)
+        reply = request(path, message)
+    except ControlError as exc:
+        print(f"fastcluster: error: {exc}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"fastcluster: error: {reply.get('error') or reply.get('message')}", file=sys.stderr)
+        return 1
+    if args.command == "status":
+        print(json.dumps(reply["status"], indent=2) if args.json else render_status(reply["status"]))
+    else:
+        print(reply.get("message", "ok"))
+    return 0
 
 
 if __name__ == "__main__":

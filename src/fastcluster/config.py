@@ -6,7 +6,6 @@ import mimetypes
 import os
 from dataclasses import dataclass, field
 
-from fastcluster.app.loading import AppSpec
 from fastcluster.binds import Bind
 from fastcluster.cpus import allowed_cpus, auto_worker_count, cgroup_cpu_limit, parse_cpu_list
 
@@ -41,6 +40,62 @@ class Response:
     content_type: bytes = b"text/plain"
     headers: tuple[tuple[bytes, bytes], ...] = ()
     server_header: bytes | None = b"fastcluster"
+    file: str | None = None  # --response-file: read again by every worker that starts (reload picks it up)
+    static: str | None = None  # --static DIR: files served at / before the built-in routes
+
+
+@dataclass(frozen=True)
+class Manager:
+    """Process-manager settings: control, supervision, recycling, metrics and logs."""
+
+    control: str = ""  # the control socket's path ("" only before default_control_path fills it)
+    pidfile: str | None = None
+    timeout: float = 30.0  # a worker with no heartbeat for this long is killed and replaced
+    max_requests: int = 0  # 0: never recycle on a request count
+    max_requests_jitter: int = 0
+    max_memory: int = 0  # MiB of RSS; 0: never recycle on memory
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None  # None: no admin listener
+    access_log: str | None = None  # a path or "-" (standard output); None: off
+    access_log_format: str = "common"
+
+
+def default_control_path(binds: list[Bind]) -> str:
+    """Where a server's control socket lives unless --control says: per port (or per Unix socket name),
+    under $XDG_RUNTIME_DIR, else the temporary directory."""
+    return os.path.join(runtime_dir(), f"fastcluster-{control_name(binds)}.sock")
+
+
+def default_control_path_for_port(port: int) -> str:
+    return os.path.join(runtime_dir(), f"fastcluster-{port}.sock")
+
+
+def runtime_dir() -> str:
+    return os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("TMPDIR") or "/tmp"
+
+
+def control_name(binds: list[Bind]) -> str:
+    for bind in binds:
+        if bind.kind == "tcp":
+            return str(bind.port)
+    for bind in binds:
+        if bind.kind == "unix":
+            return os.path.basename(str(bind.path)).replace(".", "_")
+    return f"fd{binds[0].fd}" if binds else "default"
+
+
+@dataclass(frozen=True)
+class App:
+    """A user's ASGI or WSGI app to run instead of the built-in responder."""
+
+    spec: str  # module:attribute
+    app_dir: str
+    factory: bool = False
+    interface: str = "auto"  # auto | asgi | wsgi
+    preloaded: object = None  # the app object, when --preload imported it in the master
+    root_path: str = ""
+    lifespan: str = "auto"  # auto | on | off
+    threads: int = 0  # WSGI: 0 runs the app in the worker's loop, N on a pool of N threads
 
 
 @dataclass(frozen=True)
@@ -52,9 +107,10 @@ class Config:
     backlog: int = 2048
     graceful_timeout: float = 30.0
     limits: Limits = field(default_factory=Limits)
+    app: App | None = None
     response: Response = field(default_factory=Response)
     log_level: str = "info"
-    app: AppSpec | None = None  # None: the built-in responder answers
+    manager: Manager = field(default_factory=lambda: Manager())
 
     def cpu_for(self, slot: int) -> int | None:
         return None if self.cpus is None else self.cpus[slot % len(self.cpus)]
@@ -97,12 +153,14 @@ def parse_header(text: str) -> tuple[bytes, bytes]:
 
 
 def build_response(*, body: str | None, file: str | None, size: int | None, status: int,
-                   headers: list[str], server_header: str | None) -> Response:
+                   headers: list[str], server_header: str | None, static: str | None = None) -> Response:
     if sum(option is not None for option in (body, file, size)) > 1:
         raise ConfigError("--response-body, --response-file and --response-size exclude each other")
     if not 100 <= status <= 599 or 100 <= status < 200 or status in (204, 304):
         raise ConfigError(f"--response-status: {status} is not a status the responder can answer with "
                           "(200-599, not 204 or 304)")
+    if static is not None and not os.path.isdir(static):
+        raise ConfigError(f"--static: {static} is not a directory")
     content_type = b"text/plain"
     if body is not None:
         payload = body.encode()
@@ -125,6 +183,8 @@ def build_response(*, body: str | None, file: str | None, size: int | None, stat
         content_type=content_type,
         headers=tuple(parse_header(text) for text in headers),
         server_header=server_header.encode("latin-1") if server_header else None,
+        file=file,
+        static=os.path.abspath(static) if static is not None else None,
     )
 
 

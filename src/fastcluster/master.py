@@ -1,56 +1,121 @@
-"""The master process: owns the listening sockets and the stats block, forks one worker per slot pinned to
-its CPU, and supervises them. One loop; signal handlers only queue the signal and wake the loop through a
-pipe (as gunicorn's arbiter does)."""
+"""The master process: owns the listening sockets, the stats block, the control socket and the admin
+listener; forks one worker per slot pinned to its CPU, and supervises them: respawn with backoff, rolling
+reload, scaling, recycling, heartbeats. One loop; signal handlers only queue the signal and wake the loop
+through a pipe (as gunicorn's arbiter does)."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
+import random
 import select
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from setproctitle import setproctitle
 
 from fastcluster import worker
+from fastcluster.admin import AdminServer
 from fastcluster.balancing import make_balancer
-from fastcluster.config import Config
-from fastcluster.core.stats import new_block, reset_slot
+from fastcluster.config import Config, default_control_path
+from fastcluster.control import ControlServer
+from fastcluster.core.stats import (
+    COUNTERS,
+    STATE_DRAINING,
+    STATE_NAMES,
+    STATE_SERVING,
+    new_block,
+    read_slot,
+    reset_slot,
+)
+from fastcluster.metrics import render_metrics
+from fastcluster.oneshot import Client
 
 log = logging.getLogger("fastcluster.master")
 
-#: Slots the stats block has room for (records are small; scaling up never remaps it).
-MAX_SLOTS = 1024
+#: Records the stats block has room for: every live worker, including old ones draining, has its own.
+MAX_RECORDS = 1024
 #: A worker that dies sooner than this after starting counts as failing; its restarts back off.
 QUICK_DEATH = 1.0
 MAX_BACKOFF = 10.0
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
+#: How often the loop checks heartbeats, readiness, queues and recycling limits, at the least.
+SUPERVISE_EVERY = 0.1
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD, signal.SIGHUP,
+                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1)
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Worker:
+    """One worker process (a slot has one serving, plus a booting replacement or old ones draining)."""
+
+    pid: int
+    slot: int
+    cpu: int | None
+    record: int
+    started: float  # monotonic
+    started_wall: float
+    max_requests: int  # this worker's recycling limit with its jitter; 0: none
+    state: str = "booting"  # booting, serving, draining
+    reason: str = ""  # why it was replaced or is being stopped
+    recycle_failed: bool = False  # its replacement could not start: do not try again for this worker
+    rate: float = 0.0  # requests per second over the last second
+    rate_mark: tuple[float, int] = (0.0, 0)
+    rss: int = 0
 
 
 @dataclass
 class Slot:
     index: int
     cpu: int | None
-    pid: int = 0
-    started: float = 0.0
+    worker: Worker | None = None  # the worker taking new connections
+    incoming: Worker | None = None  # its replacement, booting (reload, recycling)
+    restarts: int = 0
     quick_deaths: int = 0
     respawn_at: float = 0.0
     boot_failed: str = ""
+    removing: bool = False  # scaling down: out of rotation, waiting for its queue to empty
+    retired: dict = field(default_factory=dict)  # counters of its finished workers
+
+
+@dataclass
+class Reload:
+    pending: list[int]  # slots still to replace, in order
+    reason: str
+    result: tuple[bool, str] | None = None
+    retired: list[Worker] = field(default_factory=list)  # old workers; done once none of them accepts
 
 
 class Master:
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.manager = config.manager
         self.balancer = make_balancer(config.balance)
         self.slots: dict[int, Slot] = {}
-        self.stats_block = new_block(MAX_SLOTS)
+        self.workers: dict[int, Worker] = {}  # by pid: every live worker
+        self.stats_block = new_block(MAX_RECORDS)
+        self.free_records = list(range(MAX_RECORDS - 1, -1, -1))
+        self.removed_totals: dict = {}  # counters of slots scaled away, so totals never go down
+        self.target = config.workers
         self.signal_queue: list[int] = []
         self.wake_r = self.wake_w = -1
         self.boot_errors_r = self.boot_errors_w = -1
+        self.boot_errors: dict[int, str] = {}
         self.stopping = False
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.reloads: list[Reload] = []  # the first is in progress
+        self.replacing: int | None = None  # the slot whose replacement is booting
+        self.reloads_done = 0
+        self.waiters: list[tuple[Client, Callable[[], dict | None]]] = []
+        self.control: ControlServer | None = None
+        self.admin: AdminServer | None = None
+        self.control_path = ""
+        self.next_sample = 0.0
+        self.stop_requested = False  # asked through the control socket
 
     # ---- life cycle ----
 
@@ -61,86 +126,143 @@ class Master:
         except OSError as exc:
             print(f"fastcluster: error: {exc.strerror or exc}", file=sys.stderr)
             return 2
+        try:
+            self.open_management()
+        except OSError as exc:
+            self.balancer.close()
+            print(f"fastcluster: error: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         setproctitle(f"fastcluster: master [{' '.join(self.balancer.addresses())}]")
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.boot_errors_r, self.boot_errors_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, self.queue_signal)
-        log.info("fastcluster master %d listening on %s with %d workers (%s)", os.getpid(),
-                 ", ".join(self.balancer.addresses()), config.workers, config.balance)
+        log.info("fastcluster master %d listening on %s with %d workers (%s); control socket %s%s",
+                 os.getpid(), ", ".join(self.balancer.addresses()), config.workers, config.balance,
+                 self.control_path, f"; admin on http://{self.manager.admin_host}:{self.admin.port}"
+                 if self.admin else "")
         for index in range(config.workers):
             self.slots[index] = Slot(index, config.cpu_for(index))
             self.spawn(self.slots[index])
         try:
             return self.loop()
         finally:
+            for signum in HANDLED_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)  # stopped: a late signal must not kill the exit
             self.balancer.close()
+            self.close_management()
+
+    def open_management(self) -> None:
+        self.control_path = self.manager.control or default_control_path(self.balancer.binds)
+        if self.manager.pidfile:
+            write_pidfile(self.manager.pidfile)
+        try:
+            self.control = ControlServer(self.control_path)
+            if self.manager.admin_port is not None:
+                self.admin = AdminServer(self.manager.admin_host, self.manager.admin_port, self.admin_page)
+        except OSError:
+            self.close_management()
+            raise
+
+    def close_management(self) -> None:
+        if self.control:
+            self.control.close()
+        if self.admin:
+            self.admin.close()
+        if self.manager.pidfile:
+            remove_pidfile(self.manager.pidfile)
 
     def loop(self) -> int:
         while True:
             self.wait(self.next_wakeup())
             while self.signal_queue:
                 signum = self.signal_queue.pop(0)
-                if signum == signal.SIGCHLD:
-                    continue
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     return self.stop(graceful=True)
                 if signum == signal.SIGQUIT:
                     return self.stop(graceful=False)
+                if signum == signal.SIGHUP:
+                    self.start_reload("SIGHUP")
+                elif signum == signal.SIGTTIN:
+                    self.scale(self.target + 1)
+                elif signum == signal.SIGTTOU:
+                    self.scale(self.target - 1)
+                elif signum == signal.SIGUSR1:
+                    log.info("reopening log files")
+                    self.signal_workers(signal.SIGUSR1)
             self.reap()
-            if all(slot.boot_failed for slot in self.slots.values()):
+            if self.slots and all(slot.boot_failed for slot in self.slots.values()):
                 reasons = sorted({slot.boot_failed for slot in self.slots.values()})
                 print(f"fastcluster: error: no worker could start: {'; '.join(reasons)}", file=sys.stderr)
                 return worker.WORKER_BOOT_ERROR
+            if self.stop_requested:
+                return self.stop(graceful=True)
+            self.supervise()
             self.respawn_due()
 
     def stop(self, graceful: bool) -> int:
         """Stop every worker: TERM and wait up to the graceful timeout (a second signal or QUIT: at once)."""
         self.stopping = True
         log.info("stopping (%s)", "graceful" if graceful else "immediate")
+        for client, _ in self.waiters:
+            self.control.answer(client, {"ok": False, "error": "the server is stopping"})
+        self.waiters.clear()
         self.balancer.close()  # the workers hold their own copies until they finish
         self.signal_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
         deadline = time.monotonic() + (self.config.graceful_timeout + 1 if graceful else 2)
-        while self.live_pids() and time.monotonic() < deadline:
+        while self.workers and time.monotonic() < deadline:
             self.wait(min(0.1, deadline - time.monotonic()))
-            if any(signum != signal.SIGCHLD for signum in self.signal_queue) and graceful:
+            if graceful and any(signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+                                for signum in self.signal_queue):
                 log.info("second stop signal: stopping at once")
                 graceful = False
                 self.signal_workers(signal.SIGQUIT)
                 deadline = min(deadline, time.monotonic() + 2)
             self.signal_queue.clear()
             self.reap()
-        if self.live_pids():
-            log.warning("killing %d workers that did not stop in time", len(self.live_pids()))
+        if self.workers:
+            log.warning("killing %d workers that did not stop in time", len(self.workers))
             self.signal_workers(signal.SIGKILL)
-            while self.live_pids():
+            while self.workers:
                 self.reap(block=True)
         log.info("stopped")
         return 0
 
     # ---- workers ----
 
-    def spawn(self, slot: Slot) -> None:
-        reset_slot(self.stats_block, slot.index)
+    def spawn(self, slot: Slot, incoming: bool = False) -> Worker:
+        record = self.free_records.pop()
+        reset_slot(self.stats_block, record)
         sockets = self.balancer.sockets_for(slot.index)
+        limit = self.manager.max_requests
+        if limit:
+            limit += random.randint(0, self.manager.max_requests_jitter)
         pid = os.fork()
         if pid == 0:
-            self.become_worker(slot, sockets)
-        slot.pid = pid
-        slot.started = time.monotonic()
+            self.become_worker(slot, sockets, record)
+        new = Worker(pid, slot.index, slot.cpu, record, time.monotonic(), time.time(), limit)
+        self.workers[pid] = new
+        if incoming:
+            slot.incoming = new
+        else:
+            slot.worker = new
         log.debug("worker %d started as pid %d on CPU %s", slot.index, pid, slot.cpu)
+        return new
 
-    def become_worker(self, slot: Slot, sockets) -> None:
+    def become_worker(self, slot: Slot, sockets, record: int) -> None:
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         mine = {sock.fileno() for sock in sockets}
         for sock in self.balancer.all_sockets():
             if sock.fileno() not in mine:
                 sock.close()  # a slot's socket must close when its master says so, not when we exit
-        os.close(self.wake_r)
-        os.close(self.wake_w)
-        os.close(self.boot_errors_r)
-        worker.run(slot.index, self.config, sockets, self.stats_block, self.boot_errors_w)
+        for fd in (self.wake_r, self.wake_w, self.boot_errors_r, *self.management_fds()):
+            os.close(fd)
+        worker.run(slot.index, slot.cpu, self.config, sockets, self.stats_block, record, self.boot_errors_w)
+
+    def management_fds(self) -> list[int]:
+        """The control socket's and admin listener's descriptors (a new worker closes them)."""
+        return (self.control.fds() if self.control else []) + (self.admin.fds() if self.admin else [])
 
     def reap(self, block: bool = False) -> None:
         while True:
@@ -155,56 +277,338 @@ class Master:
                 return
 
     def worker_exited(self, pid: int, status: int) -> None:
-        slot = next((slot for slot in self.slots.values() if slot.pid == pid), None)
-        if slot is None:
+        gone = self.workers.pop(pid, None)
+        if gone is None:
             return
-        slot.pid = 0
+        slot = self.slots.get(gone.slot)
+        self.retire_record(gone, slot)
         code = os.waitstatus_to_exitcode(status)
-        if self.stopping:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        if slot is None or self.stopping:
+            return
+        if slot.incoming is gone:
+            slot.incoming = None
+            self.replacement_failed(slot, gone, code, how)
+            return
+        if slot.worker is not gone:
+            log.info("worker %d (pid %d, %s) %s", slot.index, pid, gone.reason or "old", how)
+            return
+        slot.worker = None
+        if slot.removing:
             return
         if code == worker.WORKER_BOOT_ERROR:
-            slot.boot_failed = self.boot_error_for(slot.index) or "see the log above"
+            slot.boot_failed = self.boot_error_for(pid) or "see the log above"
             log.error("worker %d could not start (%s); not restarting it", slot.index, slot.boot_failed)
             return
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        lived = time.monotonic() - slot.started
-        slot.quick_deaths = slot.quick_deaths + 1 if lived < QUICK_DEATH else 0
+        lived = time.monotonic() - gone.started
+        slot.restarts += 1
+        # Back off from a crash loop (dying before serving, or exiting soon after), not from a worker that
+        # served and was killed from outside: that one is replaced at once, however often it happens.
+        failing = gone.state == "booting" or (lived < QUICK_DEATH and code >= 0)
+        slot.quick_deaths = slot.quick_deaths + 1 if failing else 0
         delay = 0.0 if slot.quick_deaths <= 1 else min(MAX_BACKOFF, 0.1 * 2 ** (slot.quick_deaths - 2))
         slot.respawn_at = time.monotonic() + delay
         log.warning("worker %d (pid %d) %s; restarting it%s", slot.index, pid, how,
                     f" in {delay:.1f}s" if delay else "")
 
+    def retire_record(self, gone: Worker, slot: Slot | None) -> None:
+        """Fold a finished worker's counters into its slot's (or the removed slots') and free its record."""
+        final = read_slot(self.stats_block, gone.record)
+        add_counters(slot.retired if slot is not None else self.removed_totals, final)
+        self.free_records.append(gone.record)
+
     def respawn_due(self) -> None:
         now = time.monotonic()
         for slot in self.slots.values():
-            if not slot.pid and not slot.boot_failed and slot.respawn_at <= now:
+            vacant = slot.worker is None and slot.incoming is None and not slot.boot_failed
+            # A slot leaving the rotation gets a worker again only to serve what is queued on it.
+            if vacant and slot.respawn_at <= now and (not slot.removing or self.balancer.queued(slot.index)):
                 self.spawn(slot)
 
-    def boot_error_for(self, index: int) -> str:
-        reason = ""
+    def boot_error_for(self, pid: int) -> str:
         try:
             for line in os.read(self.boot_errors_r, 65536).decode(errors="replace").splitlines():
                 number, _, text = line.partition(" ")
-                if number == str(index):
-                    reason = text
+                if number.isdigit():
+                    self.boot_errors[int(number)] = text
         except BlockingIOError:
             pass
-        return reason
-
-    def live_pids(self) -> list[int]:
-        return [slot.pid for slot in self.slots.values() if slot.pid]
+        return self.boot_errors.pop(pid, "")
 
     def signal_workers(self, signum: int) -> None:
-        for pid in self.live_pids():
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+        for pid in list(self.workers):
+            kill(pid, signum)
+
+    def retire(self, old: Worker, reason: str) -> None:
+        """Stop a worker gracefully: it stops accepting, finishes in-flight requests and exits."""
+        old.state = "draining"
+        old.reason = reason
+        kill(old.pid, signal.SIGTERM)
+
+    # ---- supervision: readiness, reloads, scaling, heartbeats, recycling ----
+
+    def supervise(self) -> None:
+        now = time.monotonic()
+        sample = now >= self.next_sample
+        if sample:
+            self.next_sample = now + 1.0
+        for current in list(self.workers.values()):
+            record = read_slot(self.stats_block, current.record)
+            if current.state == "booting" and record["state"] == STATE_SERVING:
+                current.state = "serving"
+            if sample:
+                self.sample(current, record, now)
+            self.check_heartbeat(current, record, now)
+        self.advance_reload()
+        self.advance_removals()
+        if not self.reloads and self.replacing is None:
+            self.check_recycling()
+        self.answer_waiters()
+
+    def sample(self, current: Worker, record: dict, now: float) -> None:
+        then, count = current.rate_mark
+        if then:
+            current.rate = (record["requests"] - count) / max(1e-3, now - then)
+        current.rate_mark = (now, record["requests"])
+        current.rss = rss_bytes(current.pid)
+
+    def check_heartbeat(self, current: Worker, record: dict, now: float) -> None:
+        timeout = self.manager.timeout
+        if current.state == "booting":
+            if now - current.started > timeout:
+                log.error("worker %d (pid %d) did not start within %gs; killing it", current.slot,
+                          current.pid, timeout)
+                current.reason = "boot timeout"
+                kill(current.pid, signal.SIGKILL)
+            return
+        silent = now - record["heartbeat"]
+        if record["heartbeat"] and silent > timeout and current.reason != "no heartbeat":
+            current.reason = "no heartbeat"
+            log.error("worker %d (pid %d) sent no heartbeat for %.1fs (--timeout %g); killing it; "
+                      "it was on request: %s", current.slot, current.pid, silent, timeout,
+                      record["request"] or "(none yet)")
+            kill(current.pid, signal.SIGKILL)
+
+    def check_recycling(self) -> None:
+        for slot in self.slots.values():
+            current = slot.worker
+            if current is None or current.state != "serving" or current.recycle_failed or slot.removing:
+                continue
+            reason = ""
+            if current.max_requests:
+                served = read_slot(self.stats_block, current.record)["requests"]
+                if served >= current.max_requests:
+                    reason = f"served {served} requests (--max-requests)"
+            if not reason and self.manager.max_memory and current.rss > self.manager.max_memory << 20:
+                reason = f"RSS {current.rss >> 20} MiB over --max-memory {self.manager.max_memory}"
+            if reason:
+                log.info("recycling worker %d (pid %d): %s", slot.index, current.pid, reason)
+                self.reloads.append(Reload([slot.index], "recycled"))
+                return
+
+    def start_reload(self, why: str) -> Reload:
+        for slot in self.slots.values():
+            if slot.boot_failed:  # a slot whose worker could not start gets another try with the new code
+                log.info("worker %d could not start before; starting it again", slot.index)
+                slot.boot_failed = ""
+                slot.quick_deaths = 0
+                slot.respawn_at = 0.0
+        reload = Reload(sorted(index for index, slot in self.slots.items()
+                               if not slot.removing and slot.worker is not None), "reloaded")
+        log.info("rolling reload of %d workers (%s)", len(reload.pending), why)
+        self.reloads.append(reload)
+        return reload
+
+    def advance_reload(self) -> None:
+        """One slot at a time: start its replacement; once it serves, retire the old worker."""
+        if self.replacing is not None:
+            slot = self.slots[self.replacing]
+            new = slot.incoming
+            if new is None or new.state != "serving":
+                return
+            old, slot.worker, slot.incoming = slot.worker, new, None
+            self.replacing = None
+            if old is not None:
+                self.retire(old, self.reloads[0].reason if self.reloads else "replaced")
+                if self.reloads:
+                    self.reloads[0].retired.append(old)
+        while self.reloads:
+            reload = self.reloads[0]
+            while reload.pending:
+                slot = self.slots.get(reload.pending.pop(0))
+                if slot is None or slot.removing or slot.boot_failed:
+                    continue
+                self.replacing = slot.index
+                self.spawn(slot, incoming=True)
+                return
+            if any(self.still_accepting(old) for old in reload.retired):
+                return  # a reload is done when only new code can take a connection
+            self.reloads.pop(0)
+            if reload.reason == "reloaded":
+                self.reloads_done += 1
+                reload.result = (True, "reloaded")
+                log.info("rolling reload finished")
+
+    def still_accepting(self, old: Worker) -> bool:
+        return old.pid in self.workers and read_slot(self.stats_block, old.record)["state"] != STATE_DRAINING
+
+    def replacement_failed(self, slot: Slot, new: Worker, code: int, how: str) -> None:
+        """A replacement died before serving: stop this reload, keep the old workers serving."""
+        self.replacing = None
+        reason = (self.boot_error_for(new.pid) if code == worker.WORKER_BOOT_ERROR else "") or \
+            new.reason or how
+        reload = self.reloads.pop(0) if self.reloads else None
+        if reload is not None and reload.reason == "recycled":
+            if slot.worker is not None:
+                slot.worker.recycle_failed = True
+            log.error("the replacement of worker %d could not start (%s); the old worker keeps serving",
+                      slot.index, reason)
+            return
+        log.error("reload aborted: the new worker %d could not start (%s); the old workers keep serving",
+                  slot.index, reason)
+        if reload is not None:
+            reload.result = (False, f"worker {slot.index} could not start: {reason}")
+
+    def scale(self, workers: int) -> None:
+        """Add slots on the least used CPUs, or take the highest slots out of rotation and drain them."""
+        workers = max(1, min(workers, MAX_RECORDS // 2))
+        active = sorted(index for index, slot in self.slots.items() if not slot.removing)
+        self.target = workers
+        if workers > len(active):
+            for _ in range(workers - len(active)):
+                self.add_slot()
+        elif workers < len(active):
+            for index in active[workers:]:
+                self.slots[index].removing = True
+                log.info("scaling down: slot %d leaves the rotation", index)
+        else:
+            return
+        self.balancer.steer({index for index, slot in self.slots.items() if not slot.removing})
+
+    def add_slot(self) -> None:
+        index = next(i for i in range(MAX_RECORDS) if i not in self.slots)
+        cpu = self.free_cpu()
+        self.balancer.add_slot(index)
+        slot = self.slots[index] = Slot(index, cpu)
+        log.info("scaling up: slot %d on CPU %s", index, cpu)
+        self.spawn(slot)
+
+    def free_cpu(self) -> int | None:
+        if self.config.cpus is None:
+            return None
+        used = [slot.cpu for slot in self.slots.values() if not slot.removing]
+        return min(self.config.cpus, key=lambda cpu: (used.count(cpu), self.config.cpus.index(cpu)))
+
+    def advance_removals(self) -> None:
+        """A slot out of rotation: once its queue is empty, drain its worker; once that is gone, close it."""
+        for slot in [slot for slot in self.slots.values() if slot.removing]:
+            current = slot.worker
+            if current is not None and current.state == "serving" and not self.balancer.queued(slot.index):
+                self.retire(current, "scaled down")
+                slot.worker = None
+            if slot.worker is None and slot.incoming is None and not self.balancer.queued(slot.index) and \
+                    not any(w.slot == slot.index for w in self.workers.values()):
+                self.balancer.remove_slot(slot.index)
+                add_counters(self.removed_totals, slot.retired)
+                del self.slots[slot.index]
+                self.balancer.steer({index for index, other in self.slots.items() if not other.removing})
+                log.info("slot %d removed", slot.index)
+
+    # ---- control and admin ----
+
+    def handle_control(self, client: Client, message: dict) -> None:
+        command = message.get("command")
+        if command == "ping":
+            self.control.answer(client, {"ok": True})
+        elif command == "status":
+            self.control.answer(client, {"ok": True, "status": self.snapshot()})
+        elif command == "stop":
+            self.control.answer(client, {"ok": True, "message": "stopping"})
+            self.stop_requested = True
+        elif command == "reload":
+            reload = self.start_reload("control socket")
+            self.waiters.append((client, lambda: reload.result and {"ok": reload.result[0],
+                                                                    "message": reload.result[1]}))
+        elif command == "scale":
+            workers = message.get("workers")
+            if not isinstance(workers, int) or workers < 1:
+                self.control.answer(client, {"ok": False, "error": "scale needs a positive worker count"})
+                return
+            self.scale(workers)
+            self.waiters.append((client, lambda: self.scaled() and {"ok": True,
+                                                                    "message": f"{len(self.slots)} workers"}))
+        else:
+            self.control.answer(client, {"ok": False, "error": f"unknown command {command!r}"})
+
+    def scaled(self) -> bool:
+        return len(self.slots) == self.target and all(
+            slot.boot_failed or (slot.worker is not None and slot.worker.state == "serving")
+            for slot in self.slots.values())
+
+    def answer_waiters(self) -> None:
+        still = []
+        for client, ready in self.waiters:
+            reply = ready()
+            if reply:
+                self.control.answer(client, reply)
+            else:
+                still.append((client, ready))
+        self.waiters = still
+
+    def admin_page(self, path: str) -> tuple[int, str, bytes]:
+        if path == "/healthz":
+            serving = not self.stopping and any(
+                slot.worker is not None and slot.worker.state == "serving" for slot in self.slots.values())
+            return (200, "text/plain", b"ok\n") if serving else (503, "text/plain", b"draining\n" if
+                                                                  self.stopping else b"no worker serving\n")
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(self.snapshot()).encode()
+        return 404, "text/plain", b"not found: try /metrics or /healthz\n"
+
+    def snapshot(self) -> dict:
+        """Everything status and /metrics show, as plain data."""
+        now = time.monotonic()
+        rows = []
+        slots = {}
+        for slot in sorted(self.slots.values(), key=lambda slot: slot.index):
+            totals = dict(slot.retired)
+            for current in sorted((w for w in self.workers.values() if w.slot == slot.index),
+                                  key=lambda w: w.started):
+                record = read_slot(self.stats_block, current.record)
+                add_counters(totals, record)
+                rows.append({
+                    "slot": slot.index, "pid": current.pid, "cpu": current.cpu,
+                    "state": "removing" if slot.removing and current.state == "serving" else current.state,
+                    "uptime": round(now - current.started, 3), "started": current.started_wall,
+                    "restarts": slot.restarts,
+                    "requests": record["requests"], "requests_per_second": round(current.rate, 1),
+                    "connections": record["connections_open"], "rss": current.rss,
+                    "bytes_in": record["bytes_in"], "bytes_out": record["bytes_out"],
+                    "heartbeat_age": round(now - record["heartbeat"], 3) if record["heartbeat"] else None,
+                    "worker_state": STATE_NAMES.get(record["state"], "?"), "request": record["request"],
+                })
+            totals.setdefault("connections_open", 0)
+            slots[slot.index] = {"cpu": slot.cpu, "restarts": slot.restarts, "removing": slot.removing,
+                                 "boot_failed": slot.boot_failed, **totals}
+        server = dict(self.removed_totals)
+        for totals in slots.values():
+            add_counters(server, totals)
+        return {
+            "master": {
+                "pid": os.getpid(), "uptime": round(now - self.started, 3), "started": self.started_wall,
+                "state": "draining" if self.stopping else ("reloading" if self.reloads else "serving"),
+                "addresses": self.balancer.addresses(), "workers": self.target, "reloads": self.reloads_done,
+                "restarts": sum(slot.restarts for slot in self.slots.values()), "control": self.control_path,
+            },
+            "workers": rows,
+            "slots": slots,
+            "totals": server,
+        }
 
     # ---- signals and waiting ----
 
     def queue_signal(self, signum: int, frame) -> None:
-        if len(self.signal_queue) < 16:
+        if signum != signal.SIGCHLD and len(self.signal_queue) < 16:
             self.signal_queue.append(signum)
         try:
             os.write(self.wake_w, b".")
@@ -212,19 +616,88 @@ class Master:
             pass
 
     def next_wakeup(self) -> float:
-        due = [slot.respawn_at for slot in self.slots.values() if not slot.pid and not slot.boot_failed]
-        return max(0.0, min(due) - time.monotonic()) if due else 1.0
+        due = [slot.respawn_at for slot in self.slots.values()
+               if slot.worker is None and not slot.boot_failed and not slot.removing]
+        wait = max(0.0, min(due) - time.monotonic()) if due else SUPERVISE_EVERY
+        return min(wait, SUPERVISE_EVERY)
 
     def wait(self, timeout: float) -> None:
+        poller = select.poll()
+        for fd in [self.wake_r, *self.management_fds()]:
+            poller.register(fd, select.POLLIN)
         try:
-            ready, _, _ = select.select([self.wake_r], [], [], max(0.0, timeout))
-        except OSError as exc:
-            if exc.errno != errno.EINTR:
-                raise
+            events = poller.poll(max(0.0, timeout) * 1000)
+        except InterruptedError:
             return
-        if ready:
+        ready = {fd for fd, _ in events}
+        if self.wake_r in ready:
             try:
                 while os.read(self.wake_r, 4096):
                     pass
             except BlockingIOError:
                 pass
+        if self.control:
+            for client, message in self.control.requests(ready):
+                if self.stopping and message.get("command") not in ("status", "ping"):
+                    self.control.answer(client, {"ok": False, "error": "the server is stopping"})
+                else:
+                    self.handle_control(client, message)
+        if self.admin:
+            self.admin.serve(ready)
+
+
+def add_counters(into: dict, record: dict) -> None:
+    """Sum a record's counters into `into` (status classes and latency buckets element by element)."""
+    for name in COUNTERS:
+        into[name] = into.get(name, 0) + record.get(name, 0)
+    for name in ("status_classes", "latency"):
+        if name in record:
+            have = into.get(name) or [0] * len(record[name])
+            into[name] = [a + b for a, b in zip(have, record[name])]
+    if "connections_open" in record:
+        into["connections_open"] = into.get("connections_open", 0) + record["connections_open"]
+
+
+def kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def write_pidfile(path: str) -> None:
+    try:
+        with open(path) as handle:
+            other = int(handle.read().strip() or 0)
+    except (OSError, ValueError):
+        other = 0
+    if other and other != os.getpid():
+        try:
+            os.kill(other, 0)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise OSError(f"--pidfile {path}: process {other} is running") from None
+        else:
+            raise OSError(f"--pidfile {path}: process {other} is running") from None
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as handle:
+        handle.write(f"{os.getpid()}\n")
+    os.replace(temporary, path)
+
+
+def remove_pidfile(path: str) -> None:
+    try:
+        with open(path) as handle:
+            if handle.read().strip() == str(os.getpid()):
+                os.unlink(path)
+    except OSError:
+        pass

@@ -3,6 +3,8 @@ sockets, and serves until the master tells it to stop. Runs in the child right a
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -13,37 +15,39 @@ from typing import NoReturn
 
 from setproctitle import setproctitle
 
-from fastcluster.app.loading import LoadedApp, LoadError, load
-from fastcluster.app.server import AppServer, BootFailed
-from fastcluster.app.server import install_signals as install_app_signals
+from fastcluster.access_log import AccessLog
 from fastcluster.config import Config
 from fastcluster.core.context import Context
 from fastcluster.core.responder import Responder
 from fastcluster.core.server import Server
+from fastcluster.core.static import StaticFiles
 
 #: Exit status of a worker that could not start; the master does not respawn it (a crash loop otherwise).
 WORKER_BOOT_ERROR = 3
 #: Exit status of a worker whose resource counters were not back to zero at exit.
 WORKER_LEAKED = 4
 
-log = logging.getLogger("fastcluster.worker")
+PR_SET_PDEATHSIG = 1
 
-#: The app imported in the master before forking (--preload); workers inherit it.
-preloaded_app: LoadedApp | None = None
+log = logging.getLogger("fastcluster.worker")
 
 
 class BootError(Exception):
     """The worker cannot start; the message reaches the master and the user."""
 
 
-def run(slot: int, config: Config, sockets: list[socket.socket], stats_block, boot_errors: int) -> NoReturn:
-    """The whole life of a worker process; never returns."""
+def run(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket], stats_block, record: int,
+        boot_errors: int) -> NoReturn:
+    """The whole life of a worker process; never returns. `record` is this worker's stats record."""
     status = 1
     try:
-        server = boot(slot, config, sockets, stats_block)
-        server.run()
+        server = boot(slot, cpu, config, sockets, stats_block, record)
+        if config.app is None:
+            server.run()
+        else:
+            serve_app(server, config, sockets)
         status = check_counters(server)
-    except (BootError, BootFailed) as exc:
+    except BootError as exc:
         report_boot_error(boot_errors, slot, str(exc))
         status = WORKER_BOOT_ERROR
     except BaseException:
@@ -54,46 +58,126 @@ def run(slot: int, config: Config, sockets: list[socket.socket], stats_block, bo
     os._exit(status)
 
 
-def boot(slot: int, config: Config, sockets: list[socket.socket], stats_block) -> Server | AppServer:
-    cpu = config.cpu_for(slot)
+def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket], stats_block,
+         record: int) -> Server:
+    stop_with_master()
     setproctitle(f"fastcluster: worker {slot}" + (f" [cpu {cpu}]" if cpu is not None else ""))
     if cpu is not None:
         try:
             os.sched_setaffinity(0, {cpu})
         except OSError as exc:
             raise BootError(f"cannot pin worker {slot} to CPU {cpu}: {exc.strerror}") from None
-    if config.app is not None:
-        return boot_app(config, sockets)
     response = config.response
-    responder = Responder(body=response.body, status=response.status, content_type=response.content_type,
+    body = read_response_file(response.file) if response.file else response.body
+    responder = Responder(body=body, status=response.status, content_type=response.content_type,
                           headers=response.headers, server_header=response.server_header)
-    ctx = Context(responder, limits=config.limits, stats_block=stats_block, slot=slot)
+    access_log = open_access_log(config)
+    static = StaticFiles(response.static) if response.static else None
+    ctx = Context(responder, limits=config.limits, stats_block=stats_block, record=record,
+                  access_log=access_log, static=static)
     server = Server(ctx, [sock.fileno() for sock in sockets],
                     exclusive_accept=config.balance == "shared")
-    install_signals(server, config.graceful_timeout)
+    install_signals(server, config.graceful_timeout, access_log)
     return server
 
 
-def boot_app(config: Config, sockets: list[socket.socket]) -> AppServer:
+def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> None:
+    """Run the user's app: an asyncio loop (uvloop when installed) drives our epoll loop and the app."""
+    from fastcluster.app.asgi import AsgiServer
+    from fastcluster.app.loading import AppLoadError, detect_interface, load_app
+    from fastcluster.app.wsgi import WsgiServer
+
+    spec = config.app
     try:
-        loaded = preloaded_app if preloaded_app is not None else load(config.app)
-    except LoadError as exc:
+        app = spec.preloaded
+        if app is None:
+            app = load_app(spec.spec, spec.app_dir, spec.factory)
+    except AppLoadError as exc:
         raise BootError(str(exc)) from None
-    server = AppServer(loaded, config.app, config.limits, [sock.fileno() for sock in sockets],
-                       config.response.server_header, config.backlog)
-    install_app_signals(server, config.graceful_timeout)
-    return server
+    interface = detect_interface(app) if spec.interface == "auto" else spec.interface
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    address = next((sock.getsockname() for sock in sockets if sock.family != socket.AF_UNIX), None)
+    where = {"root_path": spec.root_path, "server": address[:2] if address else None,
+             "server_header": config.response.server_header}
+    responder = server.responder
+    if interface == "asgi":
+        adapter = AsgiServer(app, loop, responder, max_output=config.limits.max_pending_output, **where)
+        try:
+            loop.run_until_complete(adapter.startup(spec.lifespan))
+        except RuntimeError as exc:
+            raise BootError(str(exc)) from None
+    else:
+        adapter = WsgiServer(app, loop, responder, threads=spec.threads,
+                             max_output=config.limits.max_pending_output, **where)
+    server.set_app_factory(adapter.adapter)
+    def stop(graceful: bool) -> None:
+        server.stop(graceful, config.graceful_timeout)
+        loop.call_soon(server.poll)  # begin the drain now, not at the next tick
+
+    for signum, graceful in ((signal.SIGTERM, True), (signal.SIGQUIT, False)):
+        loop.add_signal_handler(signum, stop, graceful)
+    try:
+        server.run_in(loop)
+    finally:
+        if interface == "asgi":
+            loop.run_until_complete(adapter.shutdown())
+        else:
+            adapter.close()
+        loop.close()
 
 
-def install_signals(server: Server, graceful_timeout: float) -> None:
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def read_response_file(path: str) -> bytes:
+    """The built-in answer's body, read at every start so that a reload serves the file as it is now."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise BootError(f"--response-file: cannot read {path}: {exc.strerror}") from None
+
+
+def open_access_log(config: Config) -> AccessLog | None:
+    manager = config.manager
+    if manager.access_log is None:
+        return None
+    try:
+        return AccessLog(manager.access_log, manager.access_log_format)
+    except OSError as exc:
+        raise BootError(f"--access-log: cannot open {manager.access_log}: {exc.strerror}") from None
+
+
+def stop_with_master() -> None:
+    """Ask the kernel for SIGTERM when the master dies, so a killed master leaves no orphans serving."""
+    master = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != master:  # the master died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def install_signals(server: Server, graceful_timeout: float, access_log: AccessLog | None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: server.stop(graceful=True, timeout=graceful_timeout))
     signal.signal(signal.SIGQUIT, lambda *_: server.stop(graceful=False))
     # Ctrl-C reaches the whole process group; the master turns it into a graceful stop of every worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # The master forwards USR1 (reopen log files); the next once-a-second tick reopens the access log.
+    if access_log is not None:
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(access_log, "reopen_requested", True))
+    else:
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGTTIN, signal.SIG_IGN)
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
 
 
-def check_counters(server: Server | AppServer) -> int:
+def check_counters(server: Server) -> int:
     if server.open_connections or server.pending_buffers:
         log.error("worker exits with %d connections and %d output buffers still counted",
                   server.open_connections, server.pending_buffers)
@@ -102,8 +186,9 @@ def check_counters(server: Server | AppServer) -> int:
 
 
 def report_boot_error(fd: int, slot: int, reason: str) -> None:
+    """Tell the master why we cannot start, on the pipe it reads; the line starts with our pid."""
     log.error("worker %d cannot start: %s", slot, reason)
-    line = f"{slot} {reason}".replace("\n", " ")[:400] + "\n"
+    line = f"{os.getpid()} {reason}".replace("\n", " ")[:400] + "\n"
     try:
         os.write(fd, line.encode(errors="replace"))
     except OSError:

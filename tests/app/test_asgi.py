@@ -1,193 +1,172 @@
-"""ASGI 3 apps over real sockets: scope, streamed bodies, streamed responses, errors, lifespan."""
+"""ASGI apps in the workers, over real sockets: scope, bodies both ways, pipelining, errors, lifespan."""
+
+from __future__ import annotations
 
 import http.client
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
 
-from tests.conftest import http_exchange, wait_until
+from tests.conftest import free_port, http_exchange, read_responses, wait_until
 
 APPS = os.path.dirname(__file__)
 
 
-def app(serve, target, *flags, **kwargs):
-    return serve("--app-dir", APPS, f"asgi_apps:{target}", *flags, **kwargs)
+def app_server(serve, app: str, *args: str, **kwargs):
+    return serve(app, "--app-dir", APPS, *args, **kwargs)
 
 
-def get(server, path, method="GET", body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response, data
+def get(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    client.request(method, path, body=body, headers=headers or {})
+    response = client.getresponse()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
 
 
 def test_scope(serve):
-    server = app(serve, "scope_echo", "--root-path", "/api")
-    response, body = get(server, "/a%20b/c?x=1&y=%20", headers={"X-Custom": "Value", "x-custom": "two"})
+    server = app_server(serve, "apps:echo_scope", "--root-path", "/base")
+    status, headers, body = get(server.port, "POST", "/caf%C3%A9/x?y=1&z", body=b"hello world",
+                                headers={"X-Test": "yes"})
     scope = json.loads(body)
-    assert response.status == 200
-    assert scope["type"] == "http"
-    assert scope["asgi"]["version"] == "3.0"
-    assert scope["http_version"] == "1.1"
-    assert scope["method"] == "GET"
-    assert scope["scheme"] == "http"
-    assert scope["path"] == "/api/a b/c"
-    assert scope["raw_path"] == "/a%20b/c"
-    assert scope["query_string"] == "x=1&y=%20"
-    assert scope["root_path"] == "/api"
-    assert ["x-custom", "Value"] in scope["headers"] and ["x-custom", "two"] in scope["headers"]
-    assert scope["headers"].index(["x-custom", "Value"]) < scope["headers"].index(["x-custom", "two"])
-    assert scope["client"][0] == "127.0.0.1"
-    assert scope["server"] == ["127.0.0.1", server.port]
-    assert scope["state"] == {"db": "connected"}
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert scope["path"] == "/café/x" and scope["raw_path"] == "/caf%C3%A9/x"
+    assert scope["query_string"] == "y=1&z" and scope["root_path"] == "/base"
+    assert scope["method"] == "POST" and scope["http_version"] == "1.1" and scope["scheme"] == "http"
+    assert ["x-test", "yes"] in scope["headers"] and ["host", f"127.0.0.1:{server.port}"] in scope["headers"]
+    assert scope["client"][0] == "127.0.0.1" and scope["server"] == ["127.0.0.1", server.port]
+    assert scope["state"] == {"started": "yes"}, "lifespan state is copied into each request"
+    assert scope["body_length"] == 11 and scope["asgi"]["version"] == "3.0"
 
 
-def test_lifespan_shutdown_runs_on_stop(serve):
-    server = app(serve, "scope_echo")
+def test_framing_headers_are_ours_and_appear_once(serve):
+    server = app_server(serve, "apps:echo_scope")
+    with server.connect() as sock:
+        answer = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.count(b"content-length:") == 1 and head.count(b"date:") == 1
+    assert head.count(b"connection: close") == 1
+
+
+def test_chunked_request_body_and_pipelining_in_order(serve):
+    server = app_server(serve, "apps:slow")
+    with server.connect(timeout=10) as sock:
+        sock.sendall(b"GET /first?0.3 HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /second?0 HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /third?0.1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        bodies = [body for _, _, body in read_responses(sock, 3)]
+    assert bodies == [b"/first", b"/second", b"/third"]
+    echo = app_server(serve, "apps:echo_scope")
+    with echo.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        [(status, _, body)] = read_responses(sock, 1)
+    assert json.loads(body)["body_length"] == 11
+
+
+def test_large_body_is_streamed_to_the_app(serve):
+    server = app_server(serve, "apps:echo_scope", "--max-body", "50m")
+    status, _, body = get(server.port, "POST", "/", body=b"x" * (20 << 20))
+    assert status == 200 and json.loads(body)["body_length"] == 20 << 20
+
+
+def test_content_length_from_the_app_is_sent_once(serve):
+    server = app_server(serve, "apps:hello")
+    with server.connect() as sock:
+        answer = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.lower().count(b"content-length:") == 1 and body == b"Hello, World!"
+
+
+def test_streaming_response_is_chunked_and_head_has_no_body(serve):
+    server = app_server(serve, "apps:stream")
+    with server.connect() as sock:
+        answer = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding: chunked" in head
+    assert body == b"".join(b"7\r\npart %d\n\r\n" % i for i in range(5)) + b"0\r\n\r\n"
+    status, headers, body = get(server.port, "HEAD", "/")
+    assert status == 200 and body == b""
+
+
+def test_app_errors_get_500_and_the_worker_lives(serve):
+    server = app_server(serve, "apps:broken")
+    server.tracebacks_expected = True  # the app raises on purpose
+    [worker] = server.workers()
+    for path in ("/raise", "/silent", "/bad-header"):
+        status, _, body = get(server.port, "GET", path)
+        assert status == 500, path
+    with server.connect() as sock:
+        answer = http_exchange(sock, b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"partial" in answer
+    assert not answer.endswith(b"0\r\n\r\n"), "a response cut short must not look complete"
+    assert get(server.port, "GET", "/fine")[2] == b"fine"
+    assert server.workers() == [worker]
     server.stop()
-    assert "lifespan shutdown ran" in server.read_output()
+    log = server.read_output()
+    assert "boom before the response" in log and "invalid value for header x-evil" in log
 
 
-def test_factory_and_class_instance(serve):
-    server = app(serve, "make_app", "--factory")
-    assert json.loads(get(server, "/f")[1])["path"] == "/f"
-    server = app(serve, "instance")
-    assert get(server, "/")[1] == b"class"
+def test_factory_and_callable_instance(serve):
+    server = app_server(serve, "apps:make_app", "--factory")
+    assert json.loads(get(server.port, "GET", "/")[2])["path"] == "/"
+    instance = app_server(serve, "apps:instance")
+    assert get(instance.port, "GET", "/")[2].startswith(b"part 0")
 
 
-def test_body_streamed_in_messages(serve):
-    server = app(serve, "echo_body")
-    payload = os.urandom(3 << 20)
-    response, body = get(server, "/", "POST", payload)
-    answer = json.loads(body)
-    assert answer["length"] == len(payload)
-    assert answer["messages"] > 1  # delivered as it arrived, not buffered whole
-    chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
-                                    b"Connection: close\r\n\r\n" + chunked)
-    assert b'"length": 11' in reply
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastcluster", "serve", "--port", str(free_port()), *args],
+                          capture_output=True, text=True, timeout=30)
 
 
-def test_streaming_response_chunked_or_with_length(serve):
-    server = app(serve, "stream")
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    assert b"transfer-encoding: chunked" in reply.lower()
-    assert reply.endswith(b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n")
-    response, body = get(server, "/?length=1")
-    assert response.getheader("content-length") == "13" and body == b"one,two,three"
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"GET / HTTP/1.0\r\n\r\n")
-    assert b"chunked" not in reply and reply.endswith(b"\r\n\r\none,two,three")
+def test_import_errors_are_one_line_and_status_2():
+    for spec, message in (("nosuchmodule:app", "cannot import module 'nosuchmodule'"),
+                          ("apps:nothing", "has no attribute 'nothing'"),
+                          ("apps", "must look like")):
+        result = run_cli(spec, "--app-dir", APPS)
+        assert result.returncode == 2, result
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
+    preload = run_cli("apps:nothing", "--app-dir", APPS, "--preload")
+    assert preload.returncode == 2 and "has no attribute" in preload.stderr
 
 
-def test_head_drops_body(serve):
-    server = app(serve, "stream")
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"HEAD /?length=1 HTTP/1.1\r\nHost: t\r\n\r\nGET /?length=1 HTTP/1.1\r\n"
-                                    b"Host: t\r\nConnection: close\r\n\r\n")
-    assert reply.count(b"HTTP/1.1 200") == 2
-    assert reply.endswith(b"\r\n\r\none,two,three") and reply.count(b"one,") == 1
-
-
-def test_pipelined_requests_answered_in_order(serve):
-    server = app(serve, "slow")
-    requests = b"".join(b"GET /%d?%s HTTP/1.1\r\nHost: t\r\n\r\n" % (i, b"0.05" if i % 2 == 0 else b"0")
-                        for i in range(6))
-    with server.connect() as sock:
-        reply = http_exchange(sock, requests + b"GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in reply.split(b"HTTP/1.1 200 OK")[1:]]
-    assert bodies == [b"/0", b"/1", b"/2", b"/3", b"/4", b"/5", b"/last"]
-
-
-def test_slow_request_does_not_block_others(serve):
-    server = app(serve, "slow")
-    slow = server.connect()
-    slow.sendall(b"GET /slow?1.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+def test_lifespan_startup_failure_stops_the_server_with_the_reason():
     started = time.monotonic()
-    assert get(server, "/fast")[1] == b"/fast"
-    assert time.monotonic() - started < 1.0
-    assert b"/slow" in slow.recv(1000)
-    slow.close()
+    result = run_cli("apps:failing_startup", "--app-dir", APPS, "--lifespan", "on", "--workers", "2")
+    assert result.returncode != 0
+    assert "database unreachable" in result.stderr.strip().splitlines()[-1]
+    assert time.monotonic() - started < 20
 
 
-def test_backpressure_large_response(serve, tmp_path):
-    server = app(serve, "big")
-    record = tmp_path / "send-time"
+def test_preload_serves(serve):
+    server = app_server(serve, "apps:echo_scope", "--preload")
+    assert get(server.port, "GET", "/p")[0] == 200
+    assert wait_until(lambda: len(server.workers()) == 1)
+
+
+def test_disconnect_reaches_the_app(serve, tmp_path):
+    server = app_server(serve, "apps:watch")
+    marker = tmp_path / "gone"
     with server.connect() as sock:
-        sock.sendall(b"GET /?%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % str(record).encode())
-        time.sleep(0.5)  # send must wait for us rather than buffer 8 MiB
-        received = 0
-        while chunk := sock.recv(1 << 20):
-            received += len(chunk)
-    assert received > 8 << 20
-    assert wait_until(record.exists, 2)
-    assert float(record.read_text()) >= 0.4
+        sock.sendall(b"GET /disconnect?%s HTTP/1.1\r\nHost: t\r\n\r\n" % str(marker).encode())
+        time.sleep(0.2)
+    assert wait_until(lambda: marker.exists() and marker.read_text() == "disconnected")
 
 
-def test_exception_before_start_gives_500_and_worker_lives(serve):
-    server = app(serve, "raises_before")
-    server.tracebacks_expected = True
-    response, _ = get(server, "/")
-    assert response.status == 500
-    assert get(server, "/ok")[1] == b"ok"
-    workers = server.workers()
-    assert get(server, "/ok")[1] == b"ok" and server.workers() == workers
-    server.stop()
-    assert "boom before start" in server.read_output()
-
-
-def test_exception_after_start_closes_connection(serve):
-    server = app(serve, "raises_after")
-    server.tracebacks_expected = True
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-    assert reply.startswith(b"HTTP/1.1 200") and b"partial" in reply
-    assert not reply.endswith(b"0\r\n\r\n")  # cut off, not a complete chunked body
-
-
-def test_no_response_is_500(serve):
-    server = app(serve, "no_response")
-    assert get(server, "/")[0].status == 500
-    server.stop()
-    assert "without a response" in server.read_output()
-
-
-def test_bad_headers_refused(serve):
-    server = app(serve, "bad_header")
-    for path in ("/value", "/name", "/nul"):
-        with server.connect() as sock:
-            reply = http_exchange(sock, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
-        assert reply.startswith(b"HTTP/1.1 500"), reply
-        assert b"evil" not in reply and b"never" not in reply
-    server.stop()
-    output = server.read_output()
-    assert "x-split" in output and "bad name" in output and "x-nul" in output
-
-
-def test_disconnect_reaches_app(serve, tmp_path):
-    server = app(serve, "disconnect")
-    record = tmp_path / "seen"
-    with server.connect() as sock:
-        sock.sendall(b"GET /wait?%s HTTP/1.1\r\nHost: t\r\n\r\n" % str(record).encode())
-        time.sleep(0.1)
-    assert wait_until(lambda: record.exists() and record.read_text() == "http.disconnect", 3)
-
-
-def test_lifespan_startup_failure_stops_without_restart_loop(serve):
-    server = app(serve, "startup_fails", ready=False, port=None)
-    server.expected_exit = None
-    assert server.proc.wait(10) == 3
-    output = server.read_output()
-    assert "database unreachable" in output
-    assert output.count("cannot start") == 1
-
-
-def test_bad_request_gets_400(serve):
-    server = app(serve, "scope_echo")
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
-    assert reply.startswith(b"HTTP/1.1 400")
+def test_send_waits_for_a_slow_client(serve, tmp_path):
+    server = app_server(serve, "apps:watch")
+    progress = tmp_path / "progress"
+    with server.connect(timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /big?%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % str(progress).encode())
+        time.sleep(0.5)
+        stalled = int(progress.read_text())
+        assert stalled < 320, "the app was not held back while the client read nothing"
+        time.sleep(0.2)
+        assert int(progress.read_text()) == stalled
+        answer = http_exchange(sock, b"", timeout=10)
+    assert answer.endswith(b"0\r\n\r\n") and answer.count(b"x") == 320 * 65536
+    assert int(progress.read_text()) == 320

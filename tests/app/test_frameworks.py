@@ -1,55 +1,44 @@
-"""Real frameworks on fastcluster: Starlette (ASGI) and Flask (WSGI), over real sockets."""
+"""Real frameworks on fastcluster: a Starlette app (ASGI) and a Flask app (WSGI)."""
 
-import http.client
+from __future__ import annotations
+
 import json
-import os
-import time
 
-from tests.conftest import http_exchange
+import pytest
 
-APPS = os.path.dirname(__file__)
+from tests.app.test_asgi import APPS, get
+from tests.conftest import wait_until
 
-
-def request(server, method, path, body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response, data
+pytest.importorskip("starlette")
+pytest.importorskip("flask")
 
 
-def test_starlette(serve):
-    server = serve("--app-dir", APPS, "framework_apps:starlette_app")
-    response, body = request(server, "GET", "/items/42?q=find")
-    assert response.status == 200
-    assert json.loads(body) == {"id": 42, "q": "find", "greeting": "hello from lifespan"}
-    assert request(server, "GET", "/items/nope")[0].status == 404
-    response, body = request(server, "POST", "/items", json.dumps({"a": [1, 2]}),
-                             {"Content-Type": "application/json"})
-    assert response.status == 201 and json.loads(body)["received"] == {"a": [1, 2]}
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"GET /numbers HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    assert b"transfer-encoding: chunked" in reply.lower() and b"2\r\n4\n\r\n0\r\n\r\n" in reply
-    assert request(server, "GET", "/remember?tag=t1")[1] == b"later"
-    time.sleep(0.1)
-    assert "t1" in json.loads(request(server, "GET", "/recall")[1])
+def test_starlette(serve, tmp_path):
+    marker = tmp_path / "marker"
+    server = serve("frameworks:starlette_app", "--app-dir", APPS, "--lifespan", "on",
+                   env={"FASTCLUSTER_TEST_MARKER": str(marker)})
+    status, _, body = get(server.port, "GET", "/items/42?q=find")
+    assert (status, json.loads(body)) == (200, {"id": 42, "q": "find", "pool": "ready"})
+    status, _, body = get(server.port, "POST", "/items", body=b'{"a": [1, 2]}',
+                          headers={"Content-Type": "application/json"})
+    assert (status, json.loads(body)) == (201, {"received": {"a": [1, 2]}})
+    status, headers, body = get(server.port, "GET", "/numbers")
+    assert (status, body, headers.get("transfer-encoding")) == (200, b"0\n1\n2\n", "chunked")
+    assert get(server.port, "GET", "/background")[2] == b"queued"
+    assert wait_until(lambda: marker.exists() and "background ran" in marker.read_text(), 3)
+    assert get(server.port, "GET", "/missing")[0] == 404
 
 
 def test_flask(serve):
-    server = serve("--app-dir", APPS, "framework_apps:flask_app")
-    response, body = request(server, "POST", "/form", "name=Ada&tag=a&tag=b",
-                             {"Content-Type": "application/x-www-form-urlencoded"})
-    assert json.loads(body) == {"name": "Ada", "tags": ["a", "b"]}
-    content = os.urandom(200_000)
-    boundary = "fastclusterboundary"
-    upload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.bin\"\r\n"
-              f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
-    response, body = request(server, "POST", "/upload", upload,
-                             {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    answer = json.loads(body)
-    assert answer["filename"] == "data.bin" and answer["size"] == len(content)
-    assert answer["head"] == content[:10].decode("latin-1")
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    assert reply.endswith(b"7\r\nline 3\n\r\n0\r\n\r\n")
+    server = serve("frameworks:flask_app", "--app-dir", APPS)
+    status, _, body = get(server.port, "POST", "/form", body=b"name=Ada&age=36",
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert (status, json.loads(body)) == (200, {"name": "Ada", "age": 36})
+    boundary = "fcboundary"
+    payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.txt\"\r\n"
+               f"Content-Type: text/plain\r\n\r\n{'x' * 5000}\r\n--{boundary}--\r\n").encode()
+    status, _, body = get(server.port, "POST", "/upload", body=payload,
+                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert (status, json.loads(body)) == (200, {"filename": "notes.txt", "size": 5000})
+    status, _, body = get(server.port, "GET", "/stream")
+    assert (status, body) == (200, b"line 0\nline 1\nline 2\n")

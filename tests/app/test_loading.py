@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from fastcluster.app.loading import AppSpec, LoadError, guess_interface, load
+from fastcluster.app.loading import AppLoadError, detect_interface, load_app
 from tests.app import asgi_apps, wsgi_apps
-from tests.app.test_asgi import APPS
+from tests.app.test_asgi_edges import APPS
 
 
 def run_serve(*args: str) -> subprocess.CompletedProcess:
@@ -15,26 +15,25 @@ def run_serve(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=20)
 
 
-def test_guess_interface():
-    assert guess_interface(asgi_apps.scope_echo) == "asgi"
-    assert guess_interface(asgi_apps.instance) == "asgi"
-    assert guess_interface(asgi_apps.AsgiClass) == "asgi"
-    assert guess_interface(wsgi_apps.environ_echo) == "wsgi"
+def test_detect_interface():
+    assert detect_interface(asgi_apps.scope_echo) == "asgi"
+    assert detect_interface(asgi_apps.instance) == "asgi"
+    assert detect_interface(asgi_apps.AsgiClass) == "asgi"
+    assert detect_interface(wsgi_apps.environ_echo) == "wsgi"
 
 
-def test_dotted_attribute_and_forced_interface():
-    loaded = load(AppSpec("asgi_apps:instance.__call__", app_dir=APPS, interface="wsgi"))
-    assert loaded.interface == "wsgi"
+def test_dotted_attribute():
+    assert load_app("asgi_apps:AsgiClass.__call__", APPS).__qualname__ == "AsgiClass.__call__"
 
 
 @pytest.mark.parametrize("target, message", [
     ("no_such_module:app", "cannot import module 'no_such_module'"),
     ("asgi_apps:missing", "has no attribute 'missing'"),
-    ("asgi_apps", "must look like module:attribute"),
+    ("asgi_apps", "must look like"),
 ])
 def test_load_errors(target, message):
-    with pytest.raises(LoadError, match=message):
-        load(AppSpec(target, app_dir=APPS))
+    with pytest.raises(AppLoadError, match=message):
+        load_app(target, APPS)
 
 
 @pytest.mark.parametrize("preload", [[], ["--preload"]])
@@ -53,5 +52,5 @@ def test_missing_attribute_exit_2():
 
 def test_preload_serves(serve):
     server = serve("--app-dir", APPS, "--preload", "wsgi_apps:write_callable", workers=2)
-    from tests.app.test_wsgi import get
+    from tests.app.test_wsgi_edges import get
     assert get(server, "/")[1] == b"hello world"

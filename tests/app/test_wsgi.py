@@ -1,126 +1,121 @@
-"""WSGI apps over real sockets: environ, bodies, start_response, write(), close(), errors, threads."""
+"""WSGI apps in the workers, over real sockets: environ, body, write(), errors, exc_info, close(), threads."""
+
+from __future__ import annotations
 
 import http.client
-import json
 import os
+import socket
 import threading
 import time
 
+import pytest
+
+from tests.app.test_asgi import APPS, get
 from tests.conftest import http_exchange, wait_until
 
-APPS = os.path.dirname(__file__)
+
+def test_environ_body_and_write(serve):
+    server = serve("apps:wsgi_echo", "--app-dir", APPS, "--root-path", "/base")
+    status, headers, body = get(server.port, "POST", "/a%20b?q=1", body=b"12345",
+                                headers={"X-Test": "t", "Content-Type": "text/x"})
+    assert status == 200
+    assert body == b"[POST|/base|/a b|q=1|text/x|t|HTTP/1.1|http|5]"
 
 
-def app(serve, target, *flags, **kwargs):
-    return serve("--app-dir", APPS, f"wsgi_apps:{target}", *flags, **kwargs)
-
-
-def get(server, path, method="GET", body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response, data
-
-
-def test_environ(serve):
-    server = app(serve, "environ_echo", "--root-path", "/api")
-    response, body = get(server, "/api/a%20b?x=1", "POST", b"payload",
-                         {"Content-Type": "text/plain", "X-Thing": "1", "x-thing": "2"})
-    environ = json.loads(body)
-    assert environ["REQUEST_METHOD"] == "POST"
-    assert environ["SCRIPT_NAME"] == "/api"
-    assert environ["PATH_INFO"] == "/a b"
-    assert environ["QUERY_STRING"] == "x=1"
-    assert environ["CONTENT_TYPE"] == "text/plain"
-    assert environ["CONTENT_LENGTH"] == "7"
-    assert environ["HTTP_X_THING"] == "1,2"
-    assert environ["SERVER_PROTOCOL"] == "HTTP/1.1"
-    assert environ["SERVER_PORT"] == str(server.port)
-    assert environ["REMOTE_ADDR"] == "127.0.0.1"
-    assert environ["wsgi.url_scheme"] == "http"
-    assert environ["wsgi.version"] == [1, 0]
-    assert environ["has_errors"] is True
-    assert environ["input"] == "payload"
-
-
-def test_chunked_request_body_and_large_body(serve):
-    server = app(serve, "environ_echo")
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
-                                    b"Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-    assert b'"input": "hello world"' in reply
-    payload = b"z" * (3 << 20)  # spills from memory to a temporary file
-    assert len(json.loads(get(server, "/", "POST", payload)[1])["input"]) == len(payload)
-
-
-def test_iterable_without_length_is_chunked(serve):
-    server = app(serve, "chunked_iterable")
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    assert reply.endswith(b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n")
-    response, _ = get(server, "/", "HEAD")
-    assert response.status == 200
-
-
-def test_close_always_called(serve, tmp_path):
-    server = app(serve, "closing")
-    server.tracebacks_expected = True
-    done, failed = tmp_path / "done", tmp_path / "failed"
-    assert get(server, f"/?{done}")[1] == b"firstsecond"
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"GET /?%s&fail HTTP/1.1\r\nHost: t\r\n\r\n" % str(failed).encode())
-    assert b"first" in reply and not reply.endswith(b"0\r\n\r\n")  # started, so cut off
-    assert wait_until(lambda: done.exists() and failed.exists(), 2)
-
-
-def test_write_callable(serve):
-    server = app(serve, "write_callable")
-    assert get(server, "/")[1] == b"hello world"
-
-
-def test_start_response_with_exc_info_replaces_headers(serve):
-    server = app(serve, "exc_info_app")
-    response, body = get(server, "/")
-    assert response.status == 503 and body == b"busy"
-
-
-def test_exception_gives_500_and_bad_header_is_refused(serve):
-    server = app(serve, "raises")
-    server.tracebacks_expected = True
-    assert get(server, "/x")[0].status == 500
-    assert get(server, "/")[0].status == 204
-    server = app(serve, "bad_header")
-    with server.connect() as sock:
-        reply = http_exchange(sock, b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
-    assert reply.startswith(b"HTTP/1.1 500") and b"evil" not in reply
-    server.stop()
-    assert "x-split" in server.read_output().lower()
-
-
-def test_file_wrapper(serve):
-    server = app(serve, "file_wrapper")
-    with open(os.path.join(APPS, "wsgi_apps.py"), "rb") as source:
-        assert get(server, "/")[1] == source.read()
+def test_errors_exc_info_and_close(serve, tmp_path):
+    marker = tmp_path / "closed"
+    server = serve("apps:wsgi_broken", "--app-dir", APPS, env={"FASTCLUSTER_TEST_MARKER": str(marker)})
+    server.tracebacks_expected = True  # the app raises on purpose
+    [worker] = server.workers()
+    assert wait_until(marker.exists)  # the readiness probe's GET / counts too
+    closed_before = marker.read_text().count("closed")
+    assert get(server.port, "GET", "/raise")[0] == 500
+    assert get(server.port, "GET", "/bad-header")[0] == 500
+    status, _, body = get(server.port, "GET", "/exc-info")
+    assert (status, body) == (503, b"sorry")
+    assert get(server.port, "GET", "/")[2] == b"ok"
+    assert marker.read_text().count("closed") == closed_before + 2
+    assert server.workers() == [worker]
 
 
 def test_threads_keep_other_connections_served(serve):
-    server = app(serve, "sleepy", "--threads", "4")
-    slow = threading.Thread(target=get, args=(server, "/slow?1.0"))
-    slow.start()
-    time.sleep(0.1)
+    server = serve("apps:wsgi_slow", "--app-dir", APPS, "--threads", "4")
+    results = []
+
+    def slow():
+        results.append(get(server.port, "GET", "/slow?1.0")[2])
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.2)
     started = time.monotonic()
-    assert get(server, "/fast")[1] == b"/fast"
-    assert time.monotonic() - started < 0.8
-    slow.join()
+    assert get(server.port, "GET", "/quick?0")[2] == b"/quick"
+    assert time.monotonic() - started < 0.7, "a slow request held up another connection"
+    thread.join(5)
+    assert results == [b"/slow"]
 
 
-def test_pipelined_in_order(serve):
-    server = app(serve, "sleepy", "--threads", "2")
-    requests = b"".join(b"GET /%d?%s HTTP/1.1\r\nHost: t\r\n\r\n" % (i, b"0.05" if i % 2 else b"0")
-                        for i in range(5))
+def test_interface_can_be_forced(serve):
+    server = serve("apps:wsgi_echo", "--app-dir", APPS, "--interface", "wsgi")
+    client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    client.request("GET", "/")
+    assert client.getresponse().status == 200
+    assert os.path.isdir(APPS)
+
+
+def read_until(sock, ending: bytes, timeout: float = 5.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while not data.endswith(ending):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before {ending!r}: {data!r}"
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("threads", ["0", "2"])
+def test_iterables_are_streamed_as_they_yield(serve, tmp_path, threads):
+    server = serve("apps:wsgi_stream", "--app-dir", APPS, "--threads", threads)
+    gate = tmp_path / "gate"
     with server.connect() as sock:
-        reply = http_exchange(sock, requests + b"GET /end HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in reply.split(b"HTTP/1.1 200 OK")[1:]]
-    assert bodies == [b"/0", b"/1", b"/2", b"/3", b"/4", b"/end"]
+        sock.sendall(b"GET /gate?%s HTTP/1.1\r\nHost: t\r\n\r\n" % str(gate).encode())
+        early = read_until(sock, b"7\r\nsecond|\r\n")
+        assert b"Transfer-Encoding: chunked" in early and b"6\r\nfirst|\r\n" in early
+        gate.touch()
+        assert read_until(sock, b"0\r\n\r\n").endswith(b"5\r\nthird\r\n0\r\n\r\n")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")  # the connection is still usable
+        assert read_until(sock, b"ready").startswith(b"HTTP/1.1 200 OK")
+    with server.connect() as sock:
+        gate_10 = http_exchange(sock, b"GET /gate?%s HTTP/1.0\r\n\r\n" % str(gate).encode())
+    head, body = gate_10.split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding" not in head and body == b"first|second|third", "HTTP/1.0: close-delimited"
+
+
+def test_streamed_iterable_waits_for_a_slow_client(serve, tmp_path):
+    server = serve("apps:wsgi_stream", "--app-dir", APPS, "--threads", "2")
+    progress = tmp_path / "progress"
+    with server.connect(timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /big?%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % str(progress).encode())
+        time.sleep(0.5)
+        stalled = int(progress.read_text())
+        assert stalled < 320, "the iterable was not held back while the client read nothing"
+        answer = http_exchange(sock, b"", timeout=10)
+    assert answer.endswith(b"0\r\n\r\n") and answer.split(b"\r\n\r\n", 1)[1].count(b"x") == 320 * 65536
+
+
+def test_generator_app_with_get_and_head(serve):
+    server = serve("apps:wsgi_generator", "--app-dir", APPS)
+    assert get(server.port, "GET", "/")[::2] == (200, b"one|two")
+    status, _, body = get(server.port, "HEAD", "/")
+    assert (status, body) == (200, b"")
+
+
+@pytest.mark.parametrize("app", ["apps:hello", "apps:wsgi_echo", "apps:wsgi_generator"])
+def test_app_requests_reach_the_access_log(serve, tmp_path, app):
+    path = tmp_path / "access.log"
+    server = serve(app, "--app-dir", APPS, "--access-log", str(path), "--access-log-format", "combined")
+    get(server.port, "GET", "/logged?x=1", headers={"User-Agent": "tester", "Referer": "http://r/"})
+    assert wait_until(lambda: path.exists() and "/logged" in path.read_text(), 3)
+    [line] = [line for line in path.read_text().splitlines() if "/logged" in line]
+    assert '"GET /logged?x=1 HTTP/1.1" 200 ' in line and line.endswith('"http://r/" "tester"'), line

@@ -1,1 +1,1 @@
-"""Running users' ASGI 3 and WSGI apps inside a worker: loading, the asyncio connection protocol, adapters."""
+"""Running users' apps in the workers: loading them (loading.py), and the ASGI and WSGI adapters."""

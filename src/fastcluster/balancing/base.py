@@ -32,6 +32,13 @@ class Balancer:
     def all_sockets(self) -> list[socket.socket]:
         raise NotImplementedError
 
+    def steer(self, active: set[int]) -> None:
+        """Send new connections only to the sockets of the `active` slots (where the strategy can)."""
+
+    def queued(self, slot: int) -> int:
+        """Connections waiting on sockets only this slot accepts from (what closing them would reset)."""
+        return 0
+
     def close(self) -> None:
         for sock in self.all_sockets():
             sock.close()

@@ -1,6 +1,8 @@
 from libc.stdint cimport uint32_t
 
 from fastcluster.core.context cimport Context
+from fastcluster.core.parser_state cimport llhttp_state
+from fastcluster.core.producer cimport Producer
 
 
 cdef enum ConnectionState:
@@ -14,22 +16,39 @@ cdef enum ConnectionState:
 cdef class Connection:
     cdef:
         readonly int fd
+        # The peer's address, looked up once per connection and only for the access log.
+        public object peer
         Context ctx
         object parser
         object feed_data
+        object http_version
+        object keeps_alive
+        object method
+        # llhttp's own state inside the parser, when its layout checked out (else NULL: use the methods).
+        llhttp_state *llhttp
         ConnectionState state
         double deadline
         uint32_t events
 
-        # The output that did not fit in the socket, waiting for EPOLLOUT (NULL when none).
-        char *pending
-        Py_ssize_t pending_start
-        Py_ssize_t pending_end
-        Py_ssize_t pending_cap
+        # Output the socket did not take yet, in order, waiting for EPOLLOUT (None when none):
+        # bytes objects held by reference, the first one sent up to pending_offset.
+        list pending
+        Py_ssize_t pending_offset
+        Py_ssize_t pending_size
+        bint peer_gone
 
         # Bytes received but not yet accounted for by a parser callback: bounds a head sent in trickles.
         Py_ssize_t unaccounted
         bint linger_on_close
+        # The app adapter of this connection (None: the built-in responder answers), the request headers
+        # collected for it, how many requests it has yet to answer, and whether reading is paused for it.
+        object app
+        list headers
+        int busy
+        bint reading_paused
+        bint stop_parsing
+        # Input held back while our output to a slow reader is over the limit (None when none).
+        bytes unparsed
 
         # The request being parsed.
         bytes url
@@ -42,17 +61,51 @@ cdef class Connection:
         bint chunked
         long long content_length
         long long body_bytes
-        Py_ssize_t chunk_extension_bytes
         int reject_status
+        # The built-in route the URL takes, decided before the headers arrive, and what that route needs.
+        int route
+        bytes control          # the X-Fastcluster-Response header
+        list request_headers   # collected only for the routes that answer with them
+        list request_body
 
+        # The answer being produced piece by piece (None when none), the answers queued behind it in
+        # request order (bytes or Producer; None when none), and the time its timer is set for (0: none).
+        Producer producer
+        list later
+        double timer_at
+        # The producer's file part could not be sent: the socket is full (wait for EPOLLOUT).
+        bint file_blocked
+        double request_start
+        # Kept only while an access log wants them.
+        bytes referer
+        bytes user_agent
+
+    cdef int app_message_complete(self) except -1
+    cpdef int send(self, bytes data) except -1
+    cpdef int write_answer(self, bytes data) except -1
+    cpdef int answered(self, int status, double started, bint keep_alive) except -1
+    cpdef int set_reading(self, bint reading) except -1
     cdef int on_readable(self) except -1
     cdef int on_writable(self) except -1
+    cdef int parse(self, object view, const char *data, Py_ssize_t length) except -1
+    cdef Py_ssize_t output_size(self) noexcept
+    cdef int resume_parsing(self) except -1
     cdef int write(self, bytes data) except -1
-    cdef int keep_pending(self, const char *data, Py_ssize_t length) except -1
+    cdef int choose_route(self) except -1
+    cdef int send_answer(self, object answer) except -1
+    cdef int pump(self) except -1
+    cdef int send_file(self) except -1
+    cdef int on_timer(self) except -1
+    cdef ssize_t send_now(self, const char *data, Py_ssize_t length) except -2
+    cdef int send_shared(self) except -1
+    cdef int queue(self, bytes data, Py_ssize_t already_sent) except -1
+    cdef int send_pending(self) except -1
     cdef int flush(self) except -1
     cdef int after_output(self) except -1
     cdef int fail(self, int status) except -1
     cdef int check_deadline(self) except -1
     cdef int start_draining(self) except -1
+    cdef void close_idle_soon(self) noexcept
     cdef void set_events(self, uint32_t events) noexcept
+    cdef void abort(self) noexcept
     cdef void close(self) noexcept

@@ -1,29 +1,60 @@
 # One accepted socket: reads into the worker's shared buffer, feeds httptools (llhttp), enforces the
 # limits llhttp does not, answers each complete request in order, and sends all the answers to one read in
 # one send. Framing errors get their 4xx/5xx with Connection: close, and nothing more is parsed.
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
-from libc.stdlib cimport free, realloc
-from libc.string cimport memcpy, memmove
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.string cimport memcpy, memset
+
+cdef extern from "<string.h>" nogil:
+    void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
 from posix.unistd cimport close as close_fd
+
+cdef extern from "<sys/sendfile.h>" nogil:
+    ssize_t sendfile(int out_fd, int in_fd, long *offset, size_t count)
+
+import logging
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from fastcluster.core.routes cimport ROUTE_ECHO, ROUTE_HEADERS, ROUTE_JSON, route_of
+from fastcluster.core.parser_state cimport (
+    METHOD_CONNECT,
+    METHOD_HEAD,
+    llhttp_state,
+    state_keeps_alive,
+    state_of,
+)
+from fastcluster.core.stats cimport count_response, note_request
 from fastcluster.core.syscalls cimport (
     EPOLL_CTL_MOD,
     EPOLLIN,
     EPOLLOUT,
+    EPOLLRDHUP,
     MSG_NOSIGNAL,
+    iovec,
+    msghdr,
     SHUT_WR,
+    SO_LINGER,
+    SOL_SOCKET,
     epoll_ctl,
     epoll_event,
     recv,
+    linger,
     send,
+    sendmsg,
+    setsockopt,
     shutdown,
     strncasecmp,
 )
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+log = logging.getLogger("fastcluster.worker")
+#: Seconds an idle keep-alive connection may stay open once its worker drains.
+DEF DRAIN_IDLE_GRACE = 1.0
+# Writes this large skip the shared buffer (no copy); smaller ones gather there into one send.
+DEF DIRECT_WRITE = 16384
+DEF MAX_IOV = 64
 
 
 class Rejected(Exception):
@@ -40,11 +71,17 @@ cdef long long parse_length(bytes value) noexcept:
     cdef const char *digits = PyBytes_AS_STRING(value)
     cdef Py_ssize_t i
     for i in range(PyBytes_GET_SIZE(value)):
-        if b'0' <= digits[i] <= b'9':
+        if c'0' <= digits[i] <= c'9':
             if number > (1LL << 62) // 10:
                 return -1
-            number = number * 10 + (digits[i] - b'0')
+            number = number * 10 + (digits[i] - c'0')
     return number
+
+
+cdef Py_ssize_t head_end(const char *data, Py_ssize_t offset, Py_ssize_t length) noexcept:
+    """The offset just past the next blank line (the end of a request head) after offset, else length."""
+    cdef const char *found = <const char *>memmem(data + offset, length - offset, b"\r\n\r\n", 4)
+    return length if found == NULL else found - data + 4
 
 
 cdef int status_for_parser_error(exc) except -1:
@@ -59,7 +96,15 @@ cdef class Connection:
         self.ctx = ctx
         self.fd = fd
         self.parser = HttpRequestParser(self)
+        # Bound once: looking the methods up per request costs more than calling them.
         self.feed_data = self.parser.feed_data
+        self.http_version = self.parser.get_http_version
+        self.keeps_alive = self.parser.should_keep_alive
+        self.method = self.parser.get_method
+        self.llhttp = state_of(self.parser)
+        if ctx.app_factory is not None:
+            self.headers = []
+            self.app = ctx.app_factory(self)
         self.state = IDLE
         self.deadline = ctx.now + ctx.header_timeout
         self.events = EPOLLIN
@@ -67,11 +112,6 @@ cdef class Connection:
         ctx.open_connections += 1
         ctx.stats.connections_open += 1
         ctx.stats.connections_total += 1
-
-    def __dealloc__(self):
-        if self.pending != NULL:
-            free(self.pending)
-            self.ctx.pending_buffers -= 1
 
     # ---- parser callbacks (called by httptools during feed_data) ----
 
@@ -88,8 +128,12 @@ cdef class Connection:
         self.chunked = False
         self.content_length = -1
         self.body_bytes = 0
-        self.chunk_extension_bytes = 0
         self.unaccounted = 0
+        self.request_start = self.ctx.now
+        self.control = None
+        self.request_headers = self.request_body = None
+        if self.ctx.log_headers:
+            self.referer = self.user_agent = None
 
     def on_url(self, bytes url):
         self.unaccounted = 0
@@ -108,10 +152,16 @@ cdef class Connection:
                 raise Rejected()
             return
         self.header_count += 1
+        if self.header_count == 1:  # the URL is complete: choose the route before the headers are read
+            self.choose_route()
+        if self.request_headers is not None:
+            self.request_headers.append((name, value))
         self.header_bytes += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4
         if self.header_count > self.ctx.max_headers or self.header_bytes > self.ctx.max_header_bytes:
             self.reject_status = 431
             raise Rejected()
+        if self.app is not None:
+            self.headers.append((name.lower(), value))
         if name_is(name, b"host", 4):
             self.host_count += 1
         elif name_is(name, b"content-length", 14):
@@ -130,30 +180,56 @@ cdef class Connection:
                 self.reject_status = 417
                 raise Rejected()
             self.expect_continue = True
+        elif name_is(name, b"x-fastcluster-response", 22):
+            self.control = value
+        elif self.ctx.log_headers:
+            if name_is(name, b"referer", 7):
+                self.referer = value
+            elif name_is(name, b"user-agent", 10):
+                self.user_agent = value
 
     def on_headers_complete(self):
         self.unaccounted = 0
         self.headers_done = True
-        version = self.parser.get_http_version()
-        if version == "1.1":
-            if self.host_count != 1:
-                self.reject_status = 400
+        cdef llhttp_state *state = self.llhttp
+        cdef bint http11
+        cdef bint tunnel
+        if state != NULL:
+            if state.http_major != 1:
+                self.reject_status = 505
                 raise Rejected()
-        elif version == "1.0":
-            if self.host_count > 1 or self.chunked:
-                self.reject_status = 400
-                raise Rejected()
+            http11 = state.http_minor == 1  # llhttp accepts no other 1.x
+            tunnel = state.method == METHOD_CONNECT
         else:
-            self.reject_status = 505
+            version = self.http_version()
+            if version != "1.1" and version != "1.0":
+                self.reject_status = 505
+                raise Rejected()
+            http11 = version == "1.1"
+            tunnel = self.method() == b"CONNECT"
+        if tunnel:  # we are no proxy: a 2xx would tell the client its tunnel is open
+            self.reject_status = 405
+            raise Rejected()
+        if (http11 and self.host_count != 1) or (not http11 and (self.host_count > 1 or self.chunked)):
+            self.reject_status = 400
             raise Rejected()
         if self.url is None:
             self.reject_status = 400
             raise Rejected()
+        if self.header_count == 0:
+            self.choose_route()
         if self.chunked or self.content_length > 0:
             self.state = READING_BODY
             self.deadline = self.ctx.now + self.ctx.body_timeout
-            if self.expect_continue and version == "1.1":
-                self.write(CONTINUE_100)
+            if self.expect_continue and http11:
+                self.send_answer(CONTINUE_100)
+        if self.app is not None:
+            keeps_alive = (state_keeps_alive(state) and not state.upgrade) if state != NULL else (
+                self.keeps_alive() and not self.parser.should_upgrade())
+            self.busy += 1
+            self.app.request(self.method(), self.url, http11, self.headers,
+                             keeps_alive and not self.ctx.draining)
+            self.headers = []
 
     def on_body(self, bytes body):
         self.unaccounted -= PyBytes_GET_SIZE(body)
@@ -162,6 +238,18 @@ cdef class Connection:
         if self.body_bytes > self.ctx.max_body:
             self.reject_status = 413
             raise Rejected()
+        if self.app is not None:
+            self.app.body(body)
+        elif self.route == ROUTE_ECHO:
+            if self.request_body is None:
+                self.request_body = []
+            self.request_body.append(body)
+
+    cdef int choose_route(self) except -1:
+        self.route = route_of(self.url)
+        if self.route == ROUTE_HEADERS or self.route == ROUTE_ECHO or self.ctx.static is not None:
+            self.request_headers = []
+        return 0
 
     def on_chunk_header(self):
         self.unaccounted = 0
@@ -171,11 +259,47 @@ cdef class Connection:
 
     def on_message_complete(self):
         cdef Context ctx = self.ctx
-        cdef bint peer_keeps_alive = self.parser.should_keep_alive()
-        cdef bint keep_alive = peer_keeps_alive and not ctx.draining
-        cdef bint head = self.parser.get_method() == b"HEAD"
-        self.write(ctx.responder.answer(self.url, head, keep_alive))
-        ctx.stats.requests += 1
+        cdef llhttp_state *state = self.llhttp
+        cdef bint peer_keeps_alive, head, keep_alive
+        if self.app is not None:
+            return self.app_message_complete()
+        if state != NULL:
+            # An Upgrade is not offered: answer it as a plain request, then close.
+            peer_keeps_alive = state_keeps_alive(state) and not state.upgrade
+            head = state.method == METHOD_HEAD
+        else:
+            peer_keeps_alive = self.keeps_alive() and not self.parser.should_upgrade()
+            head = self.method() == b"HEAD"
+        keep_alive = peer_keeps_alive and not ctx.draining
+        note_request(ctx.stats, state.method if state != NULL else 255, PyBytes_AS_STRING(self.url),
+                     PyBytes_GET_SIZE(self.url))
+        cdef int status
+        answer = None
+        if self.route <= ROUTE_JSON and self.control is None and ctx.static is None:
+            answer = ctx.responder.answer(self.url, head, keep_alive)
+            status = ctx.responder.answered_status
+        else:
+            if ctx.static is not None and (head or self.method() == b"GET"):
+                answer = ctx.static.answer(self.url, self.request_headers, head, keep_alive,
+                                           ctx.responder.server_line + ctx.responder.date_line, ctx.now)
+                status = ctx.static.answered_status
+            if answer is None:
+                http10 = state.http_minor == 0 if state != NULL else self.http_version() == "1.0"
+                answer = ctx.responder.respond(self.url, self.route, self.control, self.request_headers,
+                                               self.request_body, head, keep_alive, http10, ctx.now)
+                status = ctx.responder.answered_status
+                if ctx.responder.answered_close:
+                    keep_alive = False
+            self.request_headers = self.request_body = None
+        if self.producer is None and PyBytes_CheckExact(answer):
+            self.write(<bytes>answer)
+        else:
+            self.send_answer(answer)
+        count_response(ctx.stats, status, ctx.now - self.request_start)
+        if ctx.access_log is not None:
+            ctx.access_log.log(self, self.method(), self.url, self.http_version(), status,
+                               PyBytes_GET_SIZE(answer) if PyBytes_CheckExact(answer) else
+                               (<Producer>answer).total, self.referer, self.user_agent)
         self.unaccounted = 0
         if keep_alive:
             self.state = IDLE
@@ -184,6 +308,76 @@ cdef class Connection:
         self.state = CLOSING
         if peer_keeps_alive:
             raise Rejected()  # we close, so no pipelined request after this one is answered
+
+    cdef int app_message_complete(self) except -1:
+        """The request's body is all in: the app answers later; keep parsing only if it may be kept alive."""
+        cdef Context ctx = self.ctx
+        cdef llhttp_state *state = self.llhttp
+        note_request(ctx.stats, state.method if state != NULL else 255, PyBytes_AS_STRING(self.url),
+                     PyBytes_GET_SIZE(self.url))
+        self.unaccounted = 0
+        self.state = IDLE
+        self.deadline = ctx.now + ctx.keepalive_timeout
+        if not self.app.message_complete():
+            self.stop_parsing = True  # this answer closes the connection: parse nothing after it
+            raise Rejected()
+        return 0
+
+    # ---- the app's side (ASGI/WSGI adapters in fastcluster.app) ----
+
+    cpdef int send(self, bytes data) except -1:
+        """Write data after everything written before, and send what the socket takes now."""
+        self.write(data)
+        return self.flush()
+
+    cpdef int write_answer(self, bytes data) except -1:
+        """Write data to leave with the flush that ends the current read: for an answer made while this
+        connection parses, so the answers to all the requests of one read still go out in one send."""
+        return self.write(data)
+
+    cpdef int answered(self, int status, double started, bint keep_alive) except -1:
+        """One app response is complete: count it, and close the connection if it is not kept alive."""
+        cdef Context ctx = self.ctx
+        count_response(ctx.stats, status, ctx.now - started)
+        self.busy -= 1
+        if self.fd < 0:
+            return 0
+        if not keep_alive:
+            self.state = CLOSING
+            self.linger_on_close = self.stop_parsing
+            return self.flush()
+        if self.busy == 0:
+            self.deadline = ctx.now + ctx.keepalive_timeout
+        return self.after_output()
+
+    cpdef int set_reading(self, bint reading) except -1:
+        """Pause or resume reading the socket (flow control for a body the app has not consumed)."""
+        self.reading_paused = not reading
+        if self.fd >= 0:
+            self.after_output()
+        return 0
+
+    @property
+    def logs_access(self) -> bool:
+        return self.ctx.access_log is not None
+
+    def log_access(self, bytes method, bytes target, str version, int status, Py_ssize_t size, bytes referer,
+                   bytes user_agent) -> None:
+        """An app's answer to the access log (the adapter calls it, before answered(), when logs_access)."""
+        if self.ctx.access_log is not None and self.fd >= 0:
+            self.ctx.access_log.log(self, method, target, version, status, size, referer, user_agent)
+
+    @property
+    def output_waiting(self) -> int:
+        return self.pending_size
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0
+
+    @property
+    def now(self) -> float:
+        return self.ctx.now
 
     # ---- I/O ----
 
@@ -199,101 +393,251 @@ cdef class Connection:
             self.close()
             return 0
         ctx.stats.bytes_in += received
-        if self.state == LINGERING or self.state == CLOSING:
+        if self.state == LINGERING or self.state == CLOSING or self.stop_parsing:
             return 0
-        if self.state == IDLE:
+        if self.state == IDLE and not self.busy:
             self.deadline = ctx.now + ctx.header_timeout
-        self.unaccounted += received
-        try:
-            self.feed_data(ctx.read_view[:received])
-        except HttpParserUpgrade:
-            # Protocol switches are not offered: the request was answered, the rest is not HTTP/1.1 to us.
-            self.state = CLOSING
-            self.linger_on_close = True
-        except HttpParserError as exc:
-            if self.state != CLOSING:
-                self.fail(self.reject_status or status_for_parser_error(exc))
-            else:
+        self.parse(ctx.read_view, ctx.read_data, received)
+        return self.flush()
+
+    cdef int parse(self, object view, const char *data, Py_ssize_t length) except -1:
+        """Feed data to the parser; stop and keep the rest while our unsent output is over the limit.
+
+        Answers can be far larger than requests, so when one read could produce more output than the limit,
+        the data is fed one request head at a time and the output checked in between.
+        """
+        cdef Context ctx = self.ctx
+        cdef Py_ssize_t offset = 0, end
+        cdef bint whole = self.app is None and (
+            (length // 16 + 1) * ctx.responder.max_answer <= ctx.max_pending_output)
+        while offset < length and self.state != CLOSING and not self.stop_parsing:
+            if not whole and self.output_size() > ctx.max_pending_output:
+                self.send_shared()
+                if self.peer_gone:
+                    return 0
+                if self.pending_size > ctx.max_pending_output:
+                    self.unparsed = bytes(view[offset:length])
+                    return 0
+            end = length if whole else head_end(data, offset, length)
+            self.unaccounted += end - offset
+            try:
+                self.feed_data(view[offset:end])
+            except HttpParserUpgrade:
+                # Protocol switches are not offered: the request was answered, the rest is not ours to read.
+                self.state = CLOSING
                 self.linger_on_close = True
-        else:
-            if self.unaccounted > ctx.max_header_bytes and self.state != READING_BODY:
-                self.fail(414 if self.url is None else 431)
-            elif self.chunked and self.unaccounted > ctx.max_chunk_extension:
-                self.fail(400)
+                return 0
+            except HttpParserError as exc:
+                if self.stop_parsing:
+                    pass  # an app request that ends the connection: its answer is still to come
+                elif self.state != CLOSING:
+                    self.fail(self.reject_status or status_for_parser_error(exc))
+                else:
+                    self.linger_on_close = True
+                return 0
+            offset = end
+        if self.state == CLOSING:
+            return 0
+        if self.unaccounted > ctx.max_header_bytes and self.state != READING_BODY:
+            self.fail(414 if self.url is None else 431)
+        elif self.chunked and self.unaccounted > ctx.max_chunk_extension:
+            self.fail(400)
+        return 0
+
+    cdef Py_ssize_t output_size(self) noexcept:
+        return self.ctx.out_len + self.pending_size
+
+    cdef int resume_parsing(self) except -1:
+        """Parse the input held back by backpressure, now that the peer has read enough."""
+        cdef bytes held = self.unparsed
+        self.unparsed = None
+        self.parse(memoryview(held), PyBytes_AS_STRING(held), PyBytes_GET_SIZE(held))
         return self.flush()
 
     cdef int fail(self, int status) except -1:
         self.ctx.stats.client_errors += 1
+        self.ctx.stats.status_classes[status // 100] += 1
         self.state = CLOSING
         self.linger_on_close = True
-        return self.write(self.ctx.responder.error(status))
+        return self.send_answer(self.ctx.responder.error(status))
 
-    cdef int write(self, bytes data) except -1:
-        """Queue data after everything queued before it; flush() sends it."""
-        cdef Py_ssize_t length = PyBytes_GET_SIZE(data)
+    cdef int send_answer(self, object answer) except -1:
+        """Send an answer (bytes or Producer) after every answer before it, even those still being produced."""
+        if self.producer is not None:
+            if self.later is None:
+                self.later = []
+            self.later.append(answer)
+            return 0
+        if PyBytes_CheckExact(answer):
+            return self.write(<bytes>answer)
+        self.producer = <Producer>answer
+        return self.pump()
+
+    cdef int pump(self) except -1:
+        """Take the producer's pieces while our unsent output is under the limit, then the answers queued
+        behind it; a producer with nothing due yet sets the timer that resumes it."""
         cdef Context ctx = self.ctx
-        if self.pending != NULL:
-            return self.keep_pending(PyBytes_AS_STRING(data), length)
-        ctx.out_reserve(length)
-        memcpy(ctx.out + ctx.out_len, PyBytes_AS_STRING(data), length)
-        ctx.out_len += length
+        cdef object piece
+        while self.producer is not None and self.fd >= 0 and not self.peer_gone:
+            if self.output_size() > ctx.max_pending_output:
+                return 0  # resumed on EPOLLOUT once the peer has read some
+            if self.producer.file_due and self.producer.file_offset < self.producer.file_end:
+                self.send_file()
+                if self.file_blocked or self.pending is not None:
+                    return 0
+                continue
+            piece = self.producer.next_piece(ctx.now)
+            if piece is None:
+                self.producer = None
+                while self.later:
+                    answer = self.later.pop(0)
+                    if PyBytes_CheckExact(answer):
+                        self.write(<bytes>answer)
+                    else:
+                        self.producer = <Producer>answer
+                        break
+                if not self.later:
+                    self.later = None
+            elif PyBytes_GET_SIZE(piece) == 0:
+                if self.timer_at != self.producer.ready_at:
+                    self.timer_at = self.producer.ready_at
+                    ctx.add_timer(self.timer_at, self)
+                return 0
+            else:
+                self.write(<bytes>piece)
         return 0
 
-    cdef int keep_pending(self, const char *data, Py_ssize_t length) except -1:
-        cdef Py_ssize_t capacity
-        cdef char *grown
-        if self.pending_start and self.pending_end + length > self.pending_cap:
-            memmove(self.pending, self.pending + self.pending_start, self.pending_end - self.pending_start)
-            self.pending_end -= self.pending_start
-            self.pending_start = 0
-        if self.pending_end + length > self.pending_cap:
-            capacity = max(self.pending_cap * 2, self.pending_end + length, 16384)
-            grown = <char *>realloc(self.pending, capacity)
-            if grown == NULL:
-                raise MemoryError()
-            if self.pending == NULL:
-                self.ctx.pending_buffers += 1
-            self.pending = grown
-            self.pending_cap = capacity
-        memcpy(self.pending + self.pending_end, data, length)
-        self.pending_end += length
+    cdef int send_file(self) except -1:
+        """Send the producer's file part with sendfile, after everything written before it, until the
+        socket is full or a round's budget is spent (then EPOLLOUT resumes it, letting others have a turn)."""
+        cdef Producer producer = self.producer
+        cdef long offset = producer.file_offset
+        cdef ssize_t sent
+        cdef long long budget = 4 << 20
+        self.send_shared()
+        if self.pending is not None or self.peer_gone:
+            return 0
+        while offset < producer.file_end:
+            if budget <= 0:
+                self.file_blocked = True
+                break
+            sent = sendfile(self.fd, producer.file_fd, &offset, min(producer.file_end - offset, 1 << 20))
+            if sent < 0:
+                if errno == EAGAIN or errno == EINTR:
+                    self.file_blocked = True
+                else:
+                    self.peer_gone = True
+                    self.state = CLOSING
+                break
+            if sent == 0:  # the file shrank under us: the answer cannot be completed
+                self.peer_gone = True
+                self.state = CLOSING
+                break
+            self.ctx.stats.bytes_out += sent
+            budget -= sent
+        producer.file_offset = offset
+        return 0
+
+    cdef int on_timer(self) except -1:
+        self.timer_at = 0
+        if self.fd < 0 or self.producer is None:
+            return 0
+        self.pump()
+        return self.flush()
+
+    cdef int write(self, bytes data) except -1:
+        """Send data after everything written before it: small writes gather in the worker's shared buffer
+        (sent by flush()), large ones go straight to the socket, and what the socket does not take waits in
+        the pending queue by reference, never copied."""
+        cdef Py_ssize_t length = PyBytes_GET_SIZE(data)
+        cdef Context ctx = self.ctx
+        if self.fd < 0:
+            return 0  # closed: nobody to send to
+        if self.pending is not None:
+            return self.queue(data, 0)
+        if length < DIRECT_WRITE:
+            ctx.out_reserve(length)
+            memcpy(ctx.out + ctx.out_len, PyBytes_AS_STRING(data), length)
+            ctx.out_len += length
+            return 0
+        self.send_shared()
+        if self.pending is not None or self.peer_gone:
+            return self.queue(data, 0)
+        cdef ssize_t sent = self.send_now(PyBytes_AS_STRING(data), length)
+        if sent < length:
+            self.queue(data, sent)
+        return 0
+
+    cdef ssize_t send_now(self, const char *data, Py_ssize_t length) except -2:
+        """send() that counts; 0 when the socket is full; on a dead peer it marks the connection closing."""
+        cdef ssize_t sent = send(self.fd, data, length, MSG_NOSIGNAL)
+        if sent < 0:
+            if errno != EAGAIN and errno != EINTR:
+                self.peer_gone = True
+                self.state = CLOSING
+            return 0
+        self.ctx.stats.bytes_out += sent
+        return sent
+
+    cdef int send_shared(self) except -1:
+        """Send what the shared buffer holds for this connection; queue a copy of what the socket refuses."""
+        cdef Context ctx = self.ctx
+        cdef ssize_t sent
+        if not ctx.out_len:
+            return 0
+        sent = 0 if self.pending is not None or self.peer_gone else self.send_now(ctx.out, ctx.out_len)
+        if sent < ctx.out_len and not self.peer_gone:
+            self.queue(PyBytes_FromStringAndSize(ctx.out + sent, ctx.out_len - sent), 0)
+        ctx.out_len = 0
+        return 0
+
+    cdef int queue(self, bytes data, Py_ssize_t already_sent) except -1:
+        if self.peer_gone:
+            return 0
+        if self.pending is None:
+            self.pending = []
+            self.pending_offset = already_sent
+            self.ctx.pending_buffers += 1
+        self.pending.append(data)
+        self.pending_size += PyBytes_GET_SIZE(data) - already_sent
         return 0
 
     cdef int flush(self) except -1:
-        """Send what the shared buffer holds for this connection; keep what the socket does not take."""
-        cdef Context ctx = self.ctx
-        cdef ssize_t sent = 0
-        if ctx.out_len:
-            sent = send(self.fd, ctx.out, ctx.out_len, MSG_NOSIGNAL)
-            if sent < 0:
-                if errno != EAGAIN and errno != EINTR:
-                    ctx.out_len = 0
-                    self.close()
-                    return 0
-                sent = 0
-            ctx.stats.bytes_out += sent
-            if sent < ctx.out_len:
-                self.keep_pending(ctx.out + sent, ctx.out_len - sent)
-            ctx.out_len = 0
+        """Send what this connection has written since the last flush, then settle its epoll interest."""
+        self.send_shared()
+        if self.peer_gone:
+            self.close()
+            return 0
         return self.after_output()
 
     cdef int after_output(self) except -1:
         """Choose the epoll interest from what is left to send; finish a closing connection."""
-        cdef Py_ssize_t waiting = self.pending_end - self.pending_start
+        cdef Py_ssize_t waiting = self.pending_size
         cdef Context ctx = self.ctx
+        if self.app is not None and waiting <= ctx.max_pending_output:
+            self.app.drained()
         if waiting:
             self.deadline = ctx.now + ctx.write_timeout
-            if waiting > ctx.max_pending_output or self.state == CLOSING:
+            if (waiting > ctx.max_pending_output or self.state == CLOSING or self.unparsed is not None
+                    or self.reading_paused or self.producer is not None):
                 self.set_events(EPOLLOUT)  # backpressure: read no more until the peer catches up
             else:
                 self.set_events(EPOLLIN | EPOLLOUT)
             return 0
-        if self.pending != NULL:
-            free(self.pending)
-            self.pending = NULL
-            self.pending_start = self.pending_end = self.pending_cap = 0
+        if self.pending is not None:
+            self.pending = None
+            self.pending_offset = 0
             ctx.pending_buffers -= 1
-        if self.state == CLOSING:
+        if self.producer is not None:
+            if self.file_blocked:
+                self.deadline = ctx.now + ctx.write_timeout
+                self.set_events(EPOLLOUT)
+            else:
+                # The answer waits for its timer and requests behind it wait unread; a client that hangs up
+                # meanwhile (a load tester's timeout) is noticed now, not when the delay ends.
+                self.set_events(EPOLLRDHUP)
+            return 0
+        if self.state == CLOSING and not self.busy:
             if self.linger_on_close:
                 shutdown(self.fd, SHUT_WR)
                 self.state = LINGERING
@@ -302,27 +646,64 @@ cdef class Connection:
             else:
                 self.close()
             return 0
-        if self.state == IDLE and ctx.draining:
-            self.close()
+        if self.unparsed is not None:
+            self.set_events(EPOLLOUT)  # held-back input is parsed before anything new is read
             return 0
-        self.set_events(EPOLLIN)
+        if self.state == IDLE and ctx.draining and not self.busy:
+            self.close_idle_soon()
+        self.set_events(0 if self.reading_paused or self.state == CLOSING else EPOLLIN)
         return 0
 
     cdef int on_writable(self) except -1:
-        cdef ssize_t sent
         cdef Context ctx = self.ctx
-        if self.pending == NULL:
-            return self.after_output()
-        sent = send(self.fd, self.pending + self.pending_start, self.pending_end - self.pending_start,
-                    MSG_NOSIGNAL)
-        if sent < 0:
-            if errno == EAGAIN or errno == EINTR:
+        if self.pending is not None:
+            self.send_pending()
+            if self.peer_gone:
+                self.close()
                 return 0
-            self.close()
+        if self.producer is not None:
+            self.file_blocked = False
+            self.pump()
+            self.send_shared()
+            if self.peer_gone:
+                self.close()
+                return 0
+        self.after_output()
+        if (self.unparsed is not None and self.fd >= 0
+                and self.pending_size <= ctx.max_pending_output):
+            self.resume_parsing()
+        return 0
+
+    cdef int send_pending(self) except -1:
+        """Send as much of the pending queue as the socket takes, in one sendmsg."""
+        cdef iovec parts[MAX_IOV]
+        cdef msghdr message
+        cdef Py_ssize_t count = min(len(self.pending), MAX_IOV), i, offset = self.pending_offset
+        cdef bytes item
+        cdef ssize_t sent
+        for i in range(count):
+            item = <bytes>self.pending[i]
+            parts[i].iov_base = PyBytes_AS_STRING(item) + offset
+            parts[i].iov_len = PyBytes_GET_SIZE(item) - offset
+            offset = 0
+        memset(&message, 0, sizeof(message))
+        message.msg_iov = parts
+        message.msg_iovlen = count
+        sent = sendmsg(self.fd, &message, MSG_NOSIGNAL)
+        if sent < 0:
+            if errno != EAGAIN and errno != EINTR:
+                self.peer_gone = True
             return 0
-        ctx.stats.bytes_out += sent
-        self.pending_start += sent
-        return self.after_output()
+        self.ctx.stats.bytes_out += sent
+        self.pending_size -= sent
+        sent += self.pending_offset
+        i = 0
+        while i < count and sent >= PyBytes_GET_SIZE(<bytes>self.pending[i]):
+            sent -= PyBytes_GET_SIZE(<bytes>self.pending[i])
+            i += 1
+        del self.pending[:i]
+        self.pending_offset = sent
+        return 0
 
     cdef void set_events(self, uint32_t events) noexcept:
         cdef epoll_event event
@@ -337,16 +718,39 @@ cdef class Connection:
         """Called by the once-a-second sweep: act on a timeout that has passed."""
         if self.fd < 0 or self.ctx.now < self.deadline:
             return 0
-        if self.pending != NULL or self.state == LINGERING or self.state == IDLE:
-            self.close()  # write stall, linger over, or keep-alive idle
+        if self.producer is not None and self.pending is None and not self.file_blocked:
+            return 0  # an answer waiting for its timer: not a stalled peer
+        if self.pending is not None or self.file_blocked:
+            self.abort()  # write stall: drop what the kernel still holds for this peer, too
             return 0
+        if self.state == LINGERING or (self.state == IDLE and not self.busy):
+            self.close()
+            return 0
+        if self.busy and (self.state == IDLE or self.stop_parsing):
+            return 0  # the app is answering: a stuck app is the heartbeat's business
         self.fail(408)
         return self.flush()
 
     cdef int start_draining(self) except -1:
-        if self.state == IDLE and self.pending == NULL:
-            self.close()
+        if self.state == IDLE and self.pending is None and not self.busy and self.producer is None:
+            self.close_idle_soon()
         return 0
+
+    cdef void close_idle_soon(self) noexcept:
+        """While draining, an idle keep-alive connection gets a short grace before we close it: a client
+        under load sends its next request within it and gets a Connection: close answer, instead of racing
+        our close with its request (which would fail it)."""
+        if self.deadline > self.ctx.now + DRAIN_IDLE_GRACE:
+            self.deadline = self.ctx.now + DRAIN_IDLE_GRACE
+
+    cdef void abort(self) noexcept:
+        """Close with a reset, discarding unsent data (for a peer that stopped reading)."""
+        cdef linger reset
+        reset.l_onoff = 1
+        reset.l_linger = 0
+        if self.fd >= 0:
+            setsockopt(self.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset))
+        self.close()
 
     cdef void close(self) noexcept:
         cdef Context ctx = self.ctx
@@ -355,5 +759,20 @@ cdef class Connection:
         close_fd(self.fd)
         ctx.connections[self.fd] = None
         self.fd = -1
+        if self.pending is not None:
+            self.pending = None
+            ctx.pending_buffers -= 1
+        self.unparsed = None
+        self.producer = None
+        self.later = None
+        # The parser holds our bound callbacks: drop it so the connection is freed now, not by the GC.
+        self.parser = self.feed_data = self.http_version = self.keeps_alive = self.method = None
+        self.llhttp = NULL
+        if self.app is not None:
+            app, self.app = self.app, None
+            try:
+                app.connection_lost()
+            except Exception:
+                log.exception("the app adapter failed on a closed connection")
         ctx.open_connections -= 1
         ctx.stats.connections_open -= 1

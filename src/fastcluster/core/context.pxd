@@ -1,4 +1,5 @@
 from fastcluster.core.responder cimport Responder
+from fastcluster.core.static cimport StaticFiles
 from fastcluster.core.stats cimport SlotStats
 
 
@@ -8,10 +9,19 @@ cdef class Context:
         double now
         bint draining
         list connections
+        # Timers of answers that wait (delays, drips): a heap of (time, sequence, connection).
+        list timers
+        unsigned long long timer_sequence
         Responder responder
+        StaticFiles static   # --static DIR, else None
+        # Called with each new connection to make its app adapter; None for the built-in responder.
+        public object app_factory
         SlotStats *stats
         SlotStats local_stats
         object stats_block
+        # The access log (None when off: then it costs one comparison per request).
+        public object access_log
+        bint log_headers
 
         Py_ssize_t max_url
         Py_ssize_t max_header_bytes
@@ -36,6 +46,7 @@ cdef class Context:
 
         # Resource counters: the tests assert they are back to zero when a worker exits.
         readonly Py_ssize_t open_connections
-        readonly Py_ssize_t pending_buffers
+        readonly Py_ssize_t pending_buffers  # connections holding a pending output queue
 
     cdef int out_reserve(self, Py_ssize_t extra) except -1
+    cdef int add_timer(self, double when, object connection) except -1

@@ -2,6 +2,7 @@
 # the responder, the stats record, and the read and write buffers all connections share (a worker handles
 # one connection at a time, so one buffer of each serves them all).
 import time
+from heapq import heappush
 
 from libc.stdlib cimport free, realloc
 from posix.unistd cimport getpid
@@ -15,9 +16,12 @@ READ_SIZE = 65536
 
 
 cdef class Context:
-    def __init__(self, Responder responder, *, limits, stats_block=None, int slot=0):
+    def __init__(self, Responder responder, *, limits, stats_block=None, int record=0, access_log=None,
+                 StaticFiles static=None):
         self.responder = responder
+        self.static = static
         self.connections = []
+        self.timers = []
         self.epfd = -1
         self.now = monotonic()
         self.max_url = limits.max_request_line
@@ -36,7 +40,9 @@ cdef class Context:
         self.read_data = self.read_buffer
         self.read_size = READ_SIZE
         self.stats_block = stats_block
-        self.stats = &self.local_stats if stats_block is None else slot_record(stats_block, slot)
+        self.access_log = access_log
+        self.log_headers = access_log is not None and access_log.wants_headers
+        self.stats = &self.local_stats if stats_block is None else slot_record(stats_block, record)
         self.stats.pid = getpid()
         self.stats.started = time.time()
         self.stats.state = STATE_BOOTING
@@ -56,4 +62,10 @@ cdef class Context:
             raise MemoryError()
         self.out = grown
         self.out_cap = capacity
+        return 0
+
+    cdef int add_timer(self, double when, object connection) except -1:
+        """Have the loop call connection.on_timer() once `when` (monotonic seconds) has come."""
+        self.timer_sequence += 1
+        heappush(self.timers, (when, self.timer_sequence, connection))
         return 0

@@ -1,8 +1,10 @@
 # The worker's event loop: epoll over the listening sockets and every connection, accept4 until EAGAIN,
 # dispatch of readiness to connections, and a once-a-second tick that refreshes the Date, writes the
-# heartbeat, sweeps timeouts and finishes a drain. No timer per request, no Python socket per connection.
+# heartbeat, sweeps timeouts and finishes a drain. Timeouts need no timer per request; only answers that
+# wait on purpose (delays, drips) set one, in a heap checked every loop turn. No Python socket per connection.
 import logging
 import time
+from heapq import heappop
 
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, errno
@@ -18,6 +20,7 @@ from fastcluster.core.syscalls cimport (
     EPOLLERR,
     EPOLLEXCLUSIVE,
     EPOLLHUP,
+    EPOLLRDHUP,
     EPOLLIN,
     EPOLLOUT,
     IPPROTO_TCP,
@@ -38,23 +41,10 @@ from fastcluster.core.stats import STATE_DRAINING, STATE_SERVING
 log = logging.getLogger("fastcluster.worker")
 
 DEF MAX_EVENTS = 512
-DEF MAX_LISTENERS = 64
 cdef uint64_t LISTENER = 1ULL << 32
 
 
 cdef class Server:
-    cdef:
-        Context ctx
-        int listeners[MAX_LISTENERS]
-        int listener_count
-        bint exclusive_accept
-        bint accepting
-        bint stop_requested
-        bint graceful
-        double drain_deadline
-        double next_tick
-        readonly bint running
-
     def __init__(self, Context ctx, listener_fds, *, bint exclusive_accept=False):
         if len(listener_fds) > MAX_LISTENERS:
             raise ValueError(f"at most {MAX_LISTENERS} listening sockets per worker")
@@ -63,6 +53,14 @@ cdef class Server:
         for i, fd in enumerate(listener_fds):
             self.listeners[i] = fd
         self.exclusive_accept = exclusive_accept
+
+    @property
+    def responder(self):
+        return self.ctx.responder
+
+    def set_app_factory(self, factory) -> None:
+        """Make every new connection hand its requests to factory(connection) instead of the responder."""
+        self.ctx.app_factory = factory
 
     @property
     def open_connections(self) -> int:
@@ -82,42 +80,101 @@ cdef class Server:
 
     def run(self) -> None:
         """Serve until stop(); returns when drained (or at once on a non-graceful stop)."""
+        self.start()
+        try:
+            while not self.turn(self.wait_ms()):
+                pass
+        finally:
+            self.finish()
+
+    def run_in(self, loop) -> None:
+        """Serve from an asyncio loop until stop() has finished: the loop watches our epoll fd, so one
+        callback handles a whole batch of ready connections, and apps can await anything asyncio offers."""
+        self.start()
+        self.asyncio_loop = loop
+        loop.add_reader(self.ctx.epfd, self.poll)
+        self.schedule_tick()
+        try:
+            loop.run_forever()
+        finally:
+            loop.remove_reader(self.ctx.epfd)
+            self.finish()
+
+    def poll(self) -> None:
+        if self.turn(0):
+            self.asyncio_loop.stop()
+
+    def schedule_tick(self) -> None:
+        if self.turn(0):
+            self.asyncio_loop.stop()
+        else:
+            self.asyncio_loop.call_later(max(0.0, self.next_tick - monotonic()), self.schedule_tick)
+
+    cdef int start(self) except -1:
         cdef Context ctx = self.ctx
-        cdef epoll_event events[MAX_EVENTS]
-        cdef int ready, i
         ctx.epfd = epoll_create1(EPOLL_CLOEXEC)
         if ctx.epfd < 0:
             raise OSError(errno, "epoll_create1")
-        try:
-            self.set_accepting(True)
-            ctx.stats.state = STATE_SERVING
-            self.tick()
-            self.running = True
-            while True:
-                with nogil:
-                    ready = epoll_wait(ctx.epfd, events, MAX_EVENTS, self.wait_ms())
-                if ready < 0:
-                    if errno != EINTR:
-                        raise OSError(errno, "epoll_wait")
-                    ready = 0
-                ctx.now = monotonic()
-                for i in range(ready):
-                    self.dispatch(events[i].data.u64, events[i].events)
-                if ctx.now >= self.next_tick:
-                    self.tick()
-                if ready == 0:
-                    PyErr_CheckSignals()
-                if self.stop_requested and self.finish_stop():
-                    return
-        finally:
-            self.running = False
-            self.close_all()
-            close_fd(ctx.epfd)
-            ctx.epfd = -1
+        self.set_accepting(True)
+        ctx.stats.state = STATE_SERVING
+        self.tick()
+        self.running = True
+        return 0
 
-    cdef int wait_ms(self) noexcept nogil:
-        cdef double remaining = self.next_tick - monotonic()
+    cdef bint turn(self, int timeout_ms) except -1:
+        """Wait up to timeout_ms for readiness, handle it, tick when due; True once the loop may end."""
+        cdef Context ctx = self.ctx
+        cdef epoll_event events[MAX_EVENTS]
+        cdef int ready, i
+        with nogil:
+            ready = epoll_wait(ctx.epfd, events, MAX_EVENTS, timeout_ms)
+        if ready < 0:
+            if errno != EINTR:
+                raise OSError(errno, "epoll_wait")
+            ready = 0
+        ctx.now = monotonic()
+        for i in range(ready):
+            self.dispatch(events[i].data.u64, events[i].events)
+        if ctx.timers:
+            self.run_timers()
+        if ctx.now >= self.next_tick:
+            self.tick()
+        PyErr_CheckSignals()  # runs the Python signal handlers (stop requests); a flag test if none
+        return self.stop_requested and self.finish_stop()
+
+    cdef void finish(self) noexcept:
+        cdef Context ctx = self.ctx
+        self.running = False
+        self.close_all()
+        if ctx.access_log is not None:
+            try:
+                ctx.access_log.flush()
+            except Exception:
+                log.exception("could not flush the access log")
+        close_fd(ctx.epfd)
+        ctx.epfd = -1
+
+    cdef int wait_ms(self) except -1:
+        """Milliseconds epoll may sleep: until the next tick or the next timer, whichever comes first."""
+        cdef double wake = self.next_tick
+        if self.ctx.timers and <double>self.ctx.timers[0][0] < wake:
+            wake = self.ctx.timers[0][0]
+        cdef double remaining = wake - monotonic()
         return 0 if remaining <= 0 else <int>(remaining * 1000) + 1
+
+    cdef int run_timers(self) except -1:
+        cdef Context ctx = self.ctx
+        cdef Connection conn
+        cdef list timers = ctx.timers
+        while timers and <double>timers[0][0] <= ctx.now:
+            conn = <Connection>heappop(timers)[2]
+            try:
+                conn.on_timer()
+            except Exception:
+                log.exception("timed answer on fd %d failed; closing it", conn.fd)
+                ctx.out_len = 0
+                conn.close()
+        return 0
 
     cdef int dispatch(self, uint64_t data, unsigned int ready) except -1:
         cdef int fd = <int>(data & 0xFFFFFFFF)
@@ -131,7 +188,7 @@ cdef class Server:
         try:
             if ready & EPOLLOUT:
                 conn.on_writable()
-            if ready & (EPOLLIN | EPOLLHUP | EPOLLERR) and conn.fd >= 0:
+            if ready & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP) and conn.fd >= 0:
                 conn.on_readable()
         except Exception:
             log.exception("connection on fd %d failed; closing it", fd)
@@ -144,7 +201,11 @@ cdef class Server:
         cdef int fd, one = 1
         cdef epoll_event event
         cdef Connection conn
-        while True:
+        # A socket shared by all workers: take one connection per wake-up and let the kernel wake another
+        # worker for the next, or the first worker to wake takes a whole burst. A socket of our own: drain it.
+        cdef int budget = 1 if self.exclusive_accept else -1
+        while budget != 0:
+            budget -= 1
             fd = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
             if fd < 0:
                 if errno == EINTR or errno == ECONNABORTED:
@@ -187,7 +248,9 @@ cdef class Server:
         ctx.now = monotonic()
         self.next_tick = ctx.now + 1.0
         ctx.responder.refresh(time.time())
-        ctx.stats.heartbeat = time.time()
+        ctx.stats.heartbeat = ctx.now  # CLOCK_MONOTONIC: the master compares it with its own, immune to clock steps
+        if ctx.access_log is not None:
+            ctx.access_log.tick(time.time())
         if not self.accepting and not self.stop_requested:
             self.set_accepting(True)
         for obj in ctx.connections:

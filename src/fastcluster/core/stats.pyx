@@ -1,6 +1,6 @@
-# The shared-memory stats block: one fixed-size record per worker slot in an anonymous mmap made before fork.
+# The shared-memory stats block: one fixed-size record per worker in an anonymous mmap made before fork.
 # Workers write their own record with plain stores (no syscall per request); the master reads every record
-# for heartbeats and status.
+# for heartbeats, status and metrics.
 import mmap
 
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
@@ -14,6 +14,15 @@ STATE_NAMES = {STATE_EMPTY: "empty", STATE_BOOTING: "booting", STATE_SERVING: "s
                STATE_DRAINING: "draining"}
 
 RECORD_SIZE = sizeof(SlotStats)
+#: Upper bounds in seconds of the latency buckets; the last bucket (not listed) is +Inf.
+LATENCY_BOUNDS = tuple(FASTCLUSTER_LATENCY_BOUNDS[i] for i in range(LATENCY_BUCKETS - 1))
+#: Counters that add up over a slot's successive workers.
+COUNTERS = ("requests", "bytes_in", "bytes_out", "connections_total", "client_errors", "latency_sum")
+#: llhttp's method numbers, for the request a record notes.
+METHODS = ("DELETE", "GET", "HEAD", "POST", "PUT", "CONNECT", "OPTIONS", "TRACE", "COPY", "LOCK", "MKCOL",
+           "MOVE", "PROPFIND", "PROPPATCH", "SEARCH", "UNLOCK", "BIND", "REBIND", "UNBIND", "ACL", "REPORT",
+           "MKACTIVITY", "CHECKOUT", "MERGE", "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PATCH",
+           "PURGE", "MKCALENDAR", "LINK", "UNLINK", "SOURCE")
 
 
 cdef SlotStats *slot_record(object block, int slot) except NULL:
@@ -34,10 +43,27 @@ def new_block(int slots):
 
 
 def read_slot(block, int slot) -> dict:
-    """A copy of one slot's record as a dict (for the master: heartbeats, status, metrics)."""
+    """A copy of one record as plain Python values (for the master: heartbeats, status, metrics)."""
     cdef SlotStats *record = slot_record(block, slot)
     cdef SlotStats copy = record[0]
-    return copy
+    cdef int length = min(copy.request_note_length, REQUEST_NOTE_SIZE)
+    method = METHODS[copy.request_method] if copy.request_method < len(METHODS) else "?"
+    return {
+        "requests": copy.requests,
+        "bytes_in": copy.bytes_in,
+        "bytes_out": copy.bytes_out,
+        "connections_open": copy.connections_open,
+        "connections_total": copy.connections_total,
+        "client_errors": copy.client_errors,
+        "pid": copy.pid,
+        "state": copy.state,
+        "heartbeat": copy.heartbeat,
+        "started": copy.started,
+        "status_classes": [copy.status_classes[i] for i in range(1, 6)],
+        "latency": [copy.latency[i] for i in range(LATENCY_BUCKETS)],
+        "latency_sum": copy.latency_sum,
+        "request": (f"{method} {copy.request_note[:length].decode('latin-1')}" if copy.request_seq else ""),
+    }
 
 
 def reset_slot(block, int slot) -> None:

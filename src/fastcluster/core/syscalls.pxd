@@ -18,6 +18,7 @@ cdef extern from "<sys/epoll.h>" nogil:
         EPOLLOUT
         EPOLLERR
         EPOLLHUP
+        EPOLLRDHUP
         EPOLLEXCLUSIVE
         EPOLL_CTL_ADD
         EPOLL_CTL_MOD
@@ -35,13 +36,32 @@ cdef extern from "<sys/socket.h>" nogil:
     struct sockaddr:
         pass
 
+    struct linger:
+        int l_onoff
+        int l_linger
+
     enum:
         SOCK_NONBLOCK
         SOCK_CLOEXEC
         MSG_NOSIGNAL
         SHUT_WR
         SOL_SOCKET
+        SO_LINGER
 
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+
+    struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+
+    ssize_t sendmsg(int sockfd, const msghdr *msg, int flags)
     int accept4(int sockfd, sockaddr *addr, socklen_t *addrlen, int flags)
     ssize_t recv(int sockfd, void *buf, size_t len, int flags)
     ssize_t send(int sockfd, const void *buf, size_t len, int flags)

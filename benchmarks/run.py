@@ -1,0 +1,180 @@
+"""Compare fastcluster with the C floor, nginx, uvicorn, granian and gunicorn, scenario by scenario.
+
+    python benchmarks/run.py [--scenarios a,b] [--servers a,b] [--duration S] [--out DIR] [--install]
+
+Each server runs pinned to CPU 1 (one worker) and wrk to CPU 0; the figure that matters is the server's
+CPU time per request, summed over its whole process tree. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import PIPELINE_LUA, cpu_seconds, process_tree, run_wrk  # noqa: E402
+from report import machine_description, write_reports  # noqa: E402
+from servers import PEERS, Scenario, prepare_files  # noqa: E402
+
+SERVER_CPU, WRK_CPU = 1, 0
+SCENARIOS = {
+    "plaintext": Scenario("plaintext"),
+    "pipelined": Scenario("pipelined", pipelined=True),
+    "json": Scenario("json", path="/json"),
+    "body-1k": Scenario("body-1k", body_bytes=1024),
+    "body-64k": Scenario("body-64k", body_bytes=65536),
+    "body-1m": Scenario("body-1m", body_bytes=1 << 20),
+    "static": Scenario("static", path="/index.html", kind="static"),
+    "asgi": Scenario("asgi", kind="asgi"),
+    "wsgi": Scenario("wsgi", kind="wsgi"),
+    "workers-1": Scenario("workers-1", kind="workers", workers=1),
+    "workers-n": Scenario("workers-n", kind="workers", workers=len(os.sched_getaffinity(0))),
+}
+
+
+def progress(text: str) -> None:
+    print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("did not start listening")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGQUIT if "nginx" in proc.args[0] else signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def measure(peer_name: str, scenario: Scenario, args: argparse.Namespace, work: Path, script: Path) -> dict:
+    peer = PEERS[peer_name]
+    row = {"scenario": scenario.name, "server": peer.name}
+    launch = peer.launch(scenario, port := free_port(), work)
+    if launch is None:
+        return {}
+    command = launch.command
+    if scenario.kind != "workers":
+        command = ["taskset", "-c", str(SERVER_CPU), *command]
+    proc = subprocess.Popen(command, env={**os.environ, **launch.env}, cwd=launch.cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for_port(port, proc)
+        url = f"http://127.0.0.1:{port}{scenario.path}"
+        pipeline = script if scenario.pipelined else None
+        run_wrk(url, 1, args.connections, pipeline, WRK_CPU)  # warm-up
+        pids = process_tree(proc.pid)
+        before = {pid: cpu_seconds([pid]) for pid in pids}
+        result = run_wrk(url, args.duration, args.connections, pipeline, WRK_CPU)
+        used_by = {pid: cpu_seconds([pid]) - before.get(pid, 0.0) for pid in process_tree(proc.pid)}
+        used = sum(used_by.values())
+        if scenario.kind == "workers" and scenario.workers > 1:
+            row["worker_spread_pct"] = spread(used_by, proc.pid)
+        row.update(requests=result.requests, rps=round(result.rps), p50_ms=result.p50_ms,
+                   p99_ms=result.p99_ms, errors=result.errors, error_text=result.error_text,
+                   us_per_request=round(used * 1e6 / max(1, result.requests), 3), processes=len(pids))
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        said = proc.stderr.read().decode(errors="replace")[-300:].strip() if proc.poll() is not None else ""
+        row["skipped"] = f"failed: {exc}" + (f" ({said})" if said else "")
+    finally:
+        stop(proc)
+    return row
+
+
+def spread(used_by: dict[int, float], master: int) -> float:
+    """The largest deviation of a worker's CPU time from the workers' mean, in percent."""
+    workers = [used for pid, used in used_by.items() if pid != master]
+    mean = sum(workers) / len(workers)
+    return round(max(abs(used - mean) for used in workers) * 100 / mean, 1) if mean else 0.0
+
+
+def install_peers() -> None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "uvicorn", "httptools", "uvloop", "granian",
+                    "gunicorn", "matplotlib"], check=False)
+    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk", "nginx-light"], check=False)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, default all")
+    parser.add_argument("--servers", default=",".join(PEERS), help="comma-separated, default all")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run (default 5)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--install", action="store_true", help="pip/apt-get install missing peers first")
+    parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    args = parser.parse_args(argv)
+    for option, known in (("scenarios", SCENARIOS), ("servers", PEERS)):
+        names = [name for name in getattr(args, option).split(",") if name]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            parser.error(f"unknown {option}: {', '.join(unknown)} (known: {', '.join(known)})")
+        setattr(args, option, names)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.install:
+        install_peers()
+    if shutil.which("wrk") is None:
+        print("wrk not found: install it (apt-get install wrk) or pass --install", file=sys.stderr)
+        return 2
+    rows, skipped = [], []
+    with tempfile.TemporaryDirectory(prefix="fastcluster-bench-") as tmp:
+        work = Path(tmp)
+        prepare_files(work, [s.body_bytes for s in SCENARIOS.values() if s.body_bytes])
+        script = work / "pipeline.lua"
+        script.write_text(PIPELINE_LUA)
+        for scenario_name in args.scenarios:
+            for peer_name in args.servers:
+                reason = PEERS[peer_name].missing()
+                if reason:
+                    skipped.append(f"{PEERS[peer_name].name}: {reason}")
+                    continue
+                progress(f"[{scenario_name}] {PEERS[peer_name].name} ...")
+                row = measure(peer_name, SCENARIOS[scenario_name], args, work, script)
+                if row:
+                    rows.append(row)
+    progress("")
+    for line in sorted(set(skipped)):
+        print(f"skipped {line}", file=sys.stderr)
+    command = " ".join(["python benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+    written = write_reports(rows, args.out, machine_description(), charts=not args.no_charts, command=command)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

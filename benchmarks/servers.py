@@ -1,0 +1,182 @@
+"""The servers compared: how each one is started for a scenario, or why it is skipped."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+APPS = HERE / "apps"
+FLOOR_SOURCE = HERE.parent.parent / "shared" / "bench" / "ref_epoll.c"
+HELLO = b"Hello, World!"
+JSON = b'{"message":"Hello, World!"}'
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: str = "/"
+    pipelined: bool = False
+    body_bytes: int = 0  # 0: the hello answer
+    kind: str = "builtin"  # builtin | static | asgi | wsgi | workers
+    workers: int = 1
+
+
+@dataclass
+class Launch:
+    command: list[str]
+    env: dict[str, str]
+    cwd: Path | None = None
+
+
+class Peer:
+    name = ""
+
+    def missing(self) -> str | None:
+        """Why this server cannot run here, or None."""
+        return None
+
+    def launch(self, scenario: Scenario, port: int, work: Path) -> Launch | None:
+        """How to start it for scenario (None: the scenario does not apply to it)."""
+        raise NotImplementedError
+
+
+def fastcluster_supports(flag: str) -> bool:
+    done = subprocess.run([sys.executable, "-m", "fastcluster", "serve", "--help"], capture_output=True,
+                          text=True)
+    return flag in done.stdout
+
+
+class Fastcluster(Peer):
+    name = "fastcluster"
+
+    def launch(self, scenario, port, work):
+        base = [sys.executable, "-m", "fastcluster", "serve", "--port", str(port), "--log-level", "warning"]
+        pin = ["--workers", "1", "--cpus", "1"]
+        if scenario.kind == "workers":
+            return Launch(base + ["--workers", str(scenario.workers)], {})
+        if scenario.kind == "builtin":
+            size = ["--response-size", str(scenario.body_bytes)] if scenario.body_bytes else []
+            return Launch(base + pin + size, {})
+        if scenario.kind == "static":
+            return Launch(base + pin + ["--static", str(work / "static")], {}) if fastcluster_supports(
+                "--static") else None
+        if not fastcluster_supports("--interface"):
+            return None
+        app = "hello_asgi:app" if scenario.kind == "asgi" else "hello_wsgi:app"
+        return Launch(base + pin + [app, "--app-dir", str(APPS), "--interface", scenario.kind], {})
+
+
+class Floor(Peer):
+    name = "floor (C epoll)"
+
+    def missing(self):
+        if not FLOOR_SOURCE.exists():
+            return f"{FLOOR_SOURCE} not found"
+        return None if shutil.which("gcc") else "gcc not found"
+
+    def launch(self, scenario, port, work):
+        if scenario.kind != "builtin" or scenario.path != "/" or scenario.body_bytes:
+            return None
+        binary = work / "ref_epoll"
+        if not binary.exists():
+            subprocess.run(["gcc", "-O2", "-o", str(binary), str(FLOOR_SOURCE)], check=True)
+        return Launch([str(binary), str(port)], {})
+
+
+class Nginx(Peer):
+    name = "nginx"
+
+    def missing(self):
+        return None if shutil.which("nginx") else "nginx not found (apt-get install nginx-light)"
+
+    def launch(self, scenario, port, work):
+        if scenario.kind not in ("builtin", "static"):
+            return None
+        if scenario.kind == "static":
+            location = f"location / {{ root {work / 'static'}; }}"
+        elif scenario.body_bytes:
+            body = work / "bodies" / str(scenario.body_bytes)
+            location = f"location / {{ default_type text/plain; alias {body}; }}"
+        else:
+            location = (f'location / {{ default_type text/plain; return 200 "{HELLO.decode()}"; }}\n'
+                        f"location /json {{ default_type application/json; return 200 '{JSON.decode()}'; }}")
+        config = work / f"nginx-{port}.conf"
+        config.write_text(f"""worker_processes 1;
+daemon off;
+pid {work}/nginx-{port}.pid;
+error_log {work}/nginx-{port}.err;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  keepalive_requests 100000000;
+  server {{ listen 127.0.0.1:{port}; {location} }}
+}}
+""")
+        return Launch(["nginx", "-c", str(config)], {})
+
+
+class PythonPeer(Peer):
+    module = ""
+
+    def missing(self):
+        if importlib.util.find_spec(self.module) is None:
+            return f"{self.module} not installed (use --install)"
+        return None
+
+
+class Uvicorn(PythonPeer):
+    name = "uvicorn"
+    module = "uvicorn"
+
+    def launch(self, scenario, port, work):
+        if scenario.kind not in ("asgi", "builtin") or scenario.path != "/":
+            return None  # the hello app has no /json
+        env = {"BODY_BYTES": str(scenario.body_bytes)} if scenario.body_bytes else {}
+        return Launch([sys.executable, "-m", "uvicorn", "hello_asgi:app", "--app-dir", str(APPS), "--port",
+                       str(port), "--http", "httptools", "--loop", "uvloop", "--no-access-log",
+                       "--log-level", "warning"], env)
+
+
+class Granian(PythonPeer):
+    name = "granian"
+    module = "granian"
+
+    def launch(self, scenario, port, work):
+        if scenario.kind not in ("asgi", "wsgi", "builtin") or scenario.path != "/":
+            return None
+        interface = "wsgi" if scenario.kind == "wsgi" else "asgi"
+        env = {"BODY_BYTES": str(scenario.body_bytes)} if scenario.body_bytes else {}
+        return Launch([sys.executable, "-m", "granian", "--interface", interface, "--workers", "1",
+                       "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                       f"hello_{interface}:app"], env, cwd=APPS)
+
+
+class Gunicorn(PythonPeer):
+    name = "gunicorn"
+    module = "gunicorn"
+
+    def launch(self, scenario, port, work):
+        if scenario.kind != "wsgi":
+            return None
+        return Launch([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}",
+                       "--log-level", "warning", "hello_wsgi:app"], {}, cwd=APPS)
+
+
+PEERS: dict[str, Peer] = {peer.name.split()[0]: peer for peer in
+                          (Floor(), Nginx(), Fastcluster(), Uvicorn(), Granian(), Gunicorn())}
+
+
+def prepare_files(work: Path, sizes: list[int]) -> None:
+    """Bodies nginx serves for the body scenarios, and the directory of the static-file scenario."""
+    (work / "bodies").mkdir(exist_ok=True)
+    for size in sizes:
+        pattern = b"0123456789abcdefghijklmnopqrstuvwxyz\n" * (size // 37 + 1)
+        (work / "bodies" / str(size)).write_bytes(pattern[:size])
+    (work / "static").mkdir(exist_ok=True)
+    (work / "static" / "index.html").write_bytes(b"<!doctype html><title>hi</title>" + b"." * 4000)

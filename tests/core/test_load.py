@@ -1,0 +1,48 @@
+"""A short real load from wrk: no errors keep-alive or pipelined; with reuseport each worker gets a share."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+
+PIPELINE = """
+init = function(args)
+  local r = {}
+  for i = 1, 16 do r[i] = wrk.format(nil, wrk.path) end
+  req = table.concat(r)
+end
+request = function() return req end
+"""
+
+
+def cpu_ticks(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def run_wrk(port: int, *extra: str) -> str:
+    result = subprocess.run(["wrk", "-t1", "-c32", "-d1s", *extra, f"http://127.0.0.1:{port}/"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("balance", ["reuseport", "shared"])
+def test_wrk_keep_alive_and_pipelined_without_errors(serve, tmp_path, balance):
+    server = serve("--balance", balance, workers=2)
+    workers = server.workers()
+    before = {pid: cpu_ticks(pid) for pid in workers}
+    script = tmp_path / "pipeline.lua"
+    script.write_text(PIPELINE)
+    for output in (run_wrk(server.port), run_wrk(server.port, "-s", str(script))):
+        assert "Socket errors" not in output and "Non-2xx" not in output, output
+        assert int(re.search(r"(\d+) requests in", output).group(1)) > 1000, output
+    if balance == "reuseport":  # the kernel hashes connections over the sockets; a shared one promises less
+        assert all(cpu_ticks(pid) > before[pid] for pid in workers), "a worker took no share of the load"
