@@ -188,5 +188,6 @@ def test_lifespan_startup_failure_stops_without_restart_loop(serve):
 def test_bad_request_gets_400(serve):
     server = app(serve, "scope_echo")
     with server.connect() as sock:
-        reply = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        reply = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n"
+                                    b"Content-Length: 2\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 400")
