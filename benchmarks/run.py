@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="fastcluster-bench-") as tmp:
         work = Path(tmp)
+        work.chmod(0o755)  # nginx's workers run as another user and must read the files in it
         prepare_files(work, [s.body_bytes for s in SCENARIOS.values() if s.body_bytes])
         script = work / "pipeline.lua"
         script.write_text(PIPELINE_LUA)

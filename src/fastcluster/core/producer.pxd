@@ -2,6 +2,8 @@ cdef class Producer:
     """An answer produced piece by piece (large bodies, delays, streams, files): the connection asks for the
     next piece whenever its unsent output falls under the limit, or when ready_at has come."""
     cdef:
+        # Sent first, once ready_at has come (None once sent): the head, or the whole of a small answer.
+        bytes head
         readonly double ready_at
         # The bytes of the whole answer as far as known in advance (for the access log).
         readonly long long total
@@ -13,3 +15,4 @@ cdef class Producer:
         long long file_end
 
     cdef object next_piece(self, double now)
+    cdef object body_piece(self, double now)

@@ -38,24 +38,21 @@ cdef class Shape:
 
 
 cdef class Whole(Producer):
-    cdef bytes data
+    pass
 
 
 cdef class Pattern(Producer):
-    cdef bytes head
     cdef long long remaining
     cdef bint chunked
 
 
 cdef class Stream(Producer):
-    cdef bytes head
     cdef bint framed
     cdef long long count
     cdef long long sent
 
 
 cdef class Drip(Producer):
-    cdef bytes head
     cdef long long count
     cdef long long sent
     cdef double start

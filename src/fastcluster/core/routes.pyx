@@ -243,16 +243,9 @@ cdef class Whole(Producer):
     """A prebuilt answer sent once its delay is over."""
 
     def __init__(self, bytes data, double ready_at):
-        self.data = data
+        self.head = data
         self.ready_at = ready_at
         self.total = len(data)
-
-    cdef object next_piece(self, double now):
-        if now < self.ready_at:
-            return b""
-        data = self.data
-        self.data = None
-        return data
 
 
 cdef class Pattern(Producer):
@@ -265,14 +258,8 @@ cdef class Pattern(Producer):
         self.ready_at = ready_at
         self.total = len(head) + size
 
-    cdef object next_piece(self, double now):
+    cdef object body_piece(self, double now):
         cdef long long length
-        if now < self.ready_at:
-            return b""
-        if self.head is not None:
-            head = self.head
-            self.head = None
-            return head
         if self.remaining == 0:
             if self.chunked:
                 self.chunked = False
@@ -295,13 +282,7 @@ cdef class Stream(Producer):
         self.ready_at = ready_at
         self.total = len(head)  # the chunks are not counted in advance
 
-    cdef object next_piece(self, double now):
-        if now < self.ready_at:
-            return b""
-        if self.head is not None:
-            head = self.head
-            self.head = None
-            return head
+    cdef object body_piece(self, double now):
         if self.sent >= self.count:
             if self.sent > self.count or not self.framed:
                 return None
@@ -323,14 +304,8 @@ cdef class Drip(Producer):
         self.ready_at = ready_at
         self.total = len(head) + count
 
-    cdef object next_piece(self, double now):
+    cdef object body_piece(self, double now):
         cdef long long due
-        if now < self.ready_at:
-            return b""
-        if self.head is not None:
-            head = self.head
-            self.head = None
-            return head
         if self.sent == self.count:
             return None
         due = self.count if self.pause <= 0 else min(

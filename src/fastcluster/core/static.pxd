@@ -14,7 +14,6 @@ cdef class OpenFile:
 
 
 cdef class FileBody(Producer):
-    cdef bytes head
     cdef OpenFile file
 
 

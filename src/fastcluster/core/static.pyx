@@ -47,14 +47,6 @@ cdef class FileBody(Producer):
         self.file_end = offset + length
         self.total = len(head) + length
 
-    cdef object next_piece(self, double now):
-        if self.head is not None:
-            head = self.head
-            self.head = None
-            self.file_due = True
-            return head
-        return None
-
 
 cdef tuple byte_range(bytes spec, long long size):
     """(first, last) of a single `bytes=` range; (-1, -1) when unsatisfiable; None to ignore the header."""
