@@ -32,7 +32,7 @@ def test_scope(serve):
                                 headers={"X-Test": "yes"})
     scope = json.loads(body)
     assert status == 200 and headers["content-type"] == "application/json"
-    assert scope["path"] == "/café/x" and scope["raw_path"] == "/caf%C3%A9/x"
+    assert scope["path"] == "/base/café/x" and scope["raw_path"] == "/base/caf%C3%A9/x"
     assert scope["query_string"] == "y=1&z" and scope["root_path"] == "/base"
     assert scope["method"] == "POST" and scope["http_version"] == "1.1" and scope["scheme"] == "http"
     assert ["x-test", "yes"] in scope["headers"] and ["host", f"127.0.0.1:{server.port}"] in scope["headers"]
@@ -170,3 +170,12 @@ def test_send_waits_for_a_slow_client(serve, tmp_path):
         answer = http_exchange(sock, b"", timeout=10)
     assert answer.endswith(b"0\r\n\r\n") and answer.count(b"x") == 320 * 65536
     assert int(progress.read_text()) == 320
+
+
+def test_http10_streamed_response_is_ended_by_the_close(serve):
+    server = app_server(serve, "apps:stream")
+    with server.connect() as sock:
+        answer = http_exchange(sock, b"GET / HTTP/1.0\r\n\r\n")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding" not in head and b"Connection: close" in head
+    assert body == b"".join(b"part %d\n" % i for i in range(5))

@@ -119,3 +119,9 @@ def test_app_requests_reach_the_access_log(serve, tmp_path, app):
     assert wait_until(lambda: path.exists() and "/logged" in path.read_text(), 3)
     [line] = [line for line in path.read_text().splitlines() if "/logged" in line]
     assert '"GET /logged?x=1 HTTP/1.1" 200 ' in line and line.endswith('"http://r/" "tester"'), line
+
+
+def test_path_info_loses_a_script_name_prefix_the_proxy_passed_on(serve):
+    server = serve("apps:wsgi_echo", "--app-dir", APPS, "--root-path", "/base")
+    assert get(server.port, "GET", "/base/inner")[2].split(b"|")[1:3] == [b"/base", b"/inner"]
+    assert get(server.port, "GET", "/basement")[2].split(b"|")[2] == b"/basement"

@@ -62,6 +62,7 @@ class AsgiServer:
         self.loop = loop
         self.responder = responder
         self.root_path = root_path
+        self.raw_root_path = root_path.encode("utf-8")
         self.server = server
         self.server_header = server_header
         self.max_output = max_output
@@ -199,10 +200,12 @@ class Exchange:
             self.pending_head = None
             no_body = self.status in NO_BODY or self.status < 200
             if length is None and not no_body:
-                if more:
-                    self.chunked = not self.head_only
-                else:
+                if not more:
                     length = len(body)
+                elif self.scope["http_version"] == "1.0":
+                    self.keep_alive = False  # HTTP/1.0 has no chunked coding: the close ends the body
+                else:
+                    self.chunked = not self.head_only
             parts.append(head(self.status, lines, length, self.chunked, self.keep_alive,
                               owner.server.responder.date, owner.server.server_header))
         if body and not self.head_only:
@@ -240,8 +243,8 @@ class AsgiConnection:
             "http_version": "1.1" if http11 else "1.0",
             "method": METHODS.get(method) or method.decode("ascii"),
             "scheme": "http",
-            "path": decode_path(raw_path),
-            "raw_path": raw_path,
+            "path": self.server.root_path + decode_path(raw_path),  # as uvicorn and ASGI 2.4 have it
+            "raw_path": self.server.raw_root_path + raw_path,
             "query_string": query,
             "root_path": self.server.root_path,
             "headers": headers,

@@ -79,6 +79,15 @@ class WsgiServer:
         self.server_header = server_header
         self.max_output = max_output
 
+    def path_info(self, raw_path: bytes) -> str:
+        """The decoded path, less SCRIPT_NAME when a proxy passed the prefix on (as gunicorn does)."""
+        path = unquote(raw_path.decode("latin-1"), encoding="latin-1") if b"%" in raw_path else \
+            raw_path.decode("latin-1")
+        root = self.root_path
+        if root and (path == root or path.startswith(root + "/")):
+            path = path[len(root):]
+        return path
+
     def adapter(self, conn) -> WsgiConnection:
         return WsgiConnection(self, conn)
 
@@ -115,8 +124,7 @@ class WsgiConnection:
         environ = {
             "REQUEST_METHOD": METHODS.get(method) or method.decode("ascii"),
             "SCRIPT_NAME": self.server.root_path,
-            "PATH_INFO": unquote(raw_path.decode("latin-1"), encoding="latin-1") if b"%" in raw_path
-            else raw_path.decode("latin-1"),
+            "PATH_INFO": self.server.path_info(raw_path),
             "QUERY_STRING": query.decode("latin-1"),
             "SERVER_NAME": host,
             "SERVER_PORT": str(port),
