@@ -225,6 +225,7 @@ def test_reload_retries_a_slot_whose_worker_could_not_start(serve, control, tmp_
     page = tmp_path / "page.txt"
     page.write_text("v1")
     server = serve("--control", control, "--response-file", str(page), workers=2)
+    assert wait_until(lambda: len(serving_pids(control)) == 2, 5)  # both have told the master they serve
     page.unlink()
     os.kill(serving_pids(control)[1], signal.SIGKILL)  # its replacement cannot read the file
     assert wait_until(lambda: status(control)["slots"]["1"]["boot_failed"], 5)
