@@ -100,6 +100,7 @@ def test_scale_up_and_down_under_load_fails_no_request(serve, control):
 
 def test_scale_down_serves_connections_queued_on_the_removed_slot(serve, control):
     server = serve("--control", control, workers=2)
+    assert wait_until(lambda: len(serving_pids(control)) == 2, 5)
     victim = serving_pids(control)[1]
     os.kill(victim, signal.SIGSTOP)  # slot 1's connections now wait in its socket's queue
     try:
