@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
         ticks += int(fields[11]) + int(fields[12])
-    return ticks / 100.0
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

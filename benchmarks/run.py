@@ -80,6 +80,8 @@ def measure(peer_name: str, scenario: Scenario, args: argparse.Namespace, work: 
     launch = peer.launch(scenario, port := free_port(), work)
     if launch is None:
         return {}
+    if isinstance(launch, str):
+        return {**row, "skipped": launch}
     command = launch.command
     if scenario.kind != "workers":
         command = ["taskset", "-c", str(SERVER_CPU), *command]
@@ -131,6 +133,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run (default 5)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--floor-source", type=Path, default=PEERS["floor"].source,
+                        help="ref_epoll.c, compiled at run time (default ../shared/bench/ref_epoll.c)")
     parser.add_argument("--install", action="store_true", help="pip/apt-get install missing peers first")
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     args = parser.parse_args(argv)
@@ -145,6 +149,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    PEERS["floor"].source = args.floor_source
     if args.install:
         install_peers()
     if shutil.which("wrk") is None:
@@ -166,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure(peer_name, SCENARIOS[scenario_name], args, work, script)
                 if row:
                     rows.append(row)
+                if "skipped" in row:
+                    skipped.append(f"{row['server']} in {scenario_name}: {row['skipped']}")
     progress("")
     for line in sorted(set(skipped)):
         print(f"skipped {line}", file=sys.stderr)
