@@ -102,8 +102,9 @@ class Nginx(Peer):
         if scenario.kind == "static":
             location = f"location / {{ root {work / 'static'}; }}"
         elif scenario.body_bytes:
-            body = work / "bodies" / str(scenario.body_bytes)
-            location = f"location / {{ default_type text/plain; alias {body}; }}"
+            # every path answers with the file of that size, as the other servers do
+            location = (f"location / {{ default_type text/plain; root {work / 'bodies'}; "
+                        f"try_files /{scenario.body_bytes} =404; }}")
         else:
             location = (f'location / {{ default_type text/plain; return 200 "{HELLO.decode()}"; }}\n'
                         f"location /json {{ default_type application/json; return 200 '{JSON.decode()}'; }}")
