@@ -100,6 +100,9 @@ def markdown(rows: list[dict], machine: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+COLORS = {"fastcluster": "tab:orange", "floor (C epoll)": "tab:blue", "nginx": "tab:green"}
+
+
 def chart(rows: list[dict], path: Path) -> bool:
     try:
         import matplotlib
@@ -111,15 +114,17 @@ def chart(rows: list[dict], path: Path) -> bool:
         return False
     scenarios = [s for s in dict.fromkeys(row["scenario"] for row in rows)
                  if any("us_per_request" in row for row in rows if row["scenario"] == s)]
-    columns = 3
+    if not scenarios:
+        return False
+    columns = min(3, len(scenarios))
     height = (len(scenarios) + columns - 1) // columns
-    figure, axes = plt.subplots(height, columns, figsize=(15, 3.2 * height), squeeze=False)
+    figure, axes = plt.subplots(height, columns, figsize=(5 * columns, 3.2 * height), squeeze=False)
     for axis, scenario in zip(axes.flat, scenarios):
         group = sorted((row for row in rows if row["scenario"] == scenario and "us_per_request" in row),
                        key=lambda row: row["us_per_request"], reverse=True)
         names = [row["server"] for row in group]
         values = [row["us_per_request"] for row in group]
-        colors = ["tab:orange" if name == "fastcluster" else "tab:gray" for name in names]
+        colors = [COLORS.get(name, "tab:gray") for name in names]
         axis.barh(names, values, color=colors)
         for index, value in enumerate(values):
             axis.text(value, index, f" {value:.2f}", va="center", fontsize=8)
