@@ -129,6 +129,8 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     answer.add_argument("--response-size", type=size, metavar="N", help="answer with N bytes")
     answer.add_argument("--response-status", type=int, default=200, metavar="CODE")
     answer.add_argument("--response-header", action="append", default=[], metavar="'Name: value'")
+    answer.add_argument("--static", metavar="DIR",
+                        help="serve the files under DIR at /; built-in routes answer where no file matches")
     server = answer.add_mutually_exclusive_group()
     server.add_argument("--server-header", default="fastcluster", metavar="VALUE",
                         help="Server header value (default fastcluster)")
@@ -278,6 +280,7 @@ def serve_config(args: argparse.Namespace) -> Config:
         response=build_response(
             body=args.response_body, file=args.response_file, size=args.response_size,
             status=args.response_status, headers=args.response_header, server_header=args.server_header,
+            static=args.static,
         ),
         log_level=args.log_level,
         app=app_config(args),

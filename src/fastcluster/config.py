@@ -41,6 +41,7 @@ class Response:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     server_header: bytes | None = b"fastcluster"
     file: str | None = None  # --response-file: read again by every worker that starts (reload picks it up)
+    static: str | None = None  # --static DIR: files served at / before the built-in routes
 
 
 @dataclass(frozen=True)
@@ -152,12 +153,14 @@ def parse_header(text: str) -> tuple[bytes, bytes]:
 
 
 def build_response(*, body: str | None, file: str | None, size: int | None, status: int,
-                   headers: list[str], server_header: str | None) -> Response:
+                   headers: list[str], server_header: str | None, static: str | None = None) -> Response:
     if sum(option is not None for option in (body, file, size)) > 1:
         raise ConfigError("--response-body, --response-file and --response-size exclude each other")
     if not 100 <= status <= 599 or 100 <= status < 200 or status in (204, 304):
         raise ConfigError(f"--response-status: {status} is not a status the responder can answer with "
                           "(200-599, not 204 or 304)")
+    if static is not None and not os.path.isdir(static):
+        raise ConfigError(f"--static: {static} is not a directory")
     content_type = b"text/plain"
     if body is not None:
         payload = body.encode()
@@ -181,6 +184,7 @@ def build_response(*, body: str | None, file: str | None, size: int | None, stat
         headers=tuple(parse_header(text) for text in headers),
         server_header=server_header.encode("latin-1") if server_header else None,
         file=file,
+        static=os.path.abspath(static) if static is not None else None,
     )
 
 

@@ -20,6 +20,7 @@ from fastcluster.config import Config
 from fastcluster.core.context import Context
 from fastcluster.core.responder import Responder
 from fastcluster.core.server import Server
+from fastcluster.core.static import StaticFiles
 
 #: Exit status of a worker that could not start; the master does not respawn it (a crash loop otherwise).
 WORKER_BOOT_ERROR = 3
@@ -71,8 +72,9 @@ def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket
     responder = Responder(body=body, status=response.status, content_type=response.content_type,
                           headers=response.headers, server_header=response.server_header)
     access_log = open_access_log(config)
+    static = StaticFiles(response.static) if response.static else None
     ctx = Context(responder, limits=config.limits, stats_block=stats_block, record=record,
-                  access_log=access_log)
+                  access_log=access_log, static=static)
     server = Server(ctx, [sock.fileno() for sock in sockets],
                     exclusive_accept=config.balance == "shared")
     install_signals(server, config.graceful_timeout, access_log)
@@ -106,7 +108,8 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
         except RuntimeError as exc:
             raise BootError(str(exc)) from None
     else:
-        adapter = WsgiServer(app, loop, responder, threads=spec.threads, **where)
+        adapter = WsgiServer(app, loop, responder, threads=spec.threads,
+                             max_output=config.limits.max_pending_output, **where)
     server.set_app_factory(adapter.adapter)
     def stop(graceful: bool) -> None:
         server.stop(graceful, config.graceful_timeout)

@@ -135,3 +135,72 @@ def wsgi_slow(environ, start_response):
     time.sleep(float(environ["QUERY_STRING"] or "0.3"))
     start_response("200 OK", [])
     return [environ["PATH_INFO"].encode()]
+
+
+async def hello(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")]})
+    await send({"type": "http.response.body", "body": b"Hello, World!"})
+
+
+async def watch(scope, receive, send):
+    """/disconnect?FILE: waits for http.disconnect and writes it to FILE. /big?FILE: streams 20 MiB in 64 KiB
+    parts, writing how many parts send() has accepted to FILE after each one."""
+    if scope["type"] != "http":
+        return
+    marker = scope["query_string"].decode()
+    if not marker:  # the harness's readiness probe
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ready"})
+        return
+    if scope["path"] == "/disconnect":
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        with open(marker, "w") as handle:
+            handle.write("disconnected")
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    part = b"x" * 65536
+    for index in range(320):
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+        with open(marker, "w") as handle:
+            handle.write(str(index + 1))
+    await send({"type": "http.response.body", "body": b""})
+
+
+def wsgi_stream(environ, start_response):
+    """/gate?FILE: write() one part, yield a second, then wait for FILE to exist before the third.
+    /big?FILE: 20 MiB in 64 KiB parts, writing how many parts were taken to FILE after each one."""
+    import time
+
+    marker = environ["QUERY_STRING"]
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    if not marker:  # the harness's readiness probe
+        return [b"ready"]
+
+    def gate():
+        yield b"second|"
+        while not os.path.exists(marker):
+            time.sleep(0.01)
+        yield b"third"
+
+    def big():
+        part = b"x" * 65536
+        for index in range(320):
+            yield part
+            with open(marker, "w") as handle:
+                handle.write(str(index + 1))
+
+    if environ["PATH_INFO"] == "/gate":
+        write(b"first|")
+        return gate()
+    return big()
+
+
+def wsgi_generator(environ, start_response):
+    """A generator function: start_response runs only when the server asks for the first piece."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"one|"
+    yield b"two"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -69,6 +70,14 @@ def test_large_body_is_streamed_to_the_app(serve):
     server = app_server(serve, "apps:echo_scope", "--max-body", "50m")
     status, _, body = get(server.port, "POST", "/", body=b"x" * (20 << 20))
     assert status == 200 and json.loads(body)["body_length"] == 20 << 20
+
+
+def test_content_length_from_the_app_is_sent_once(serve):
+    server = app_server(serve, "apps:hello")
+    with server.connect() as sock:
+        answer = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.lower().count(b"content-length:") == 1 and body == b"Hello, World!"
 
 
 def test_streaming_response_is_chunked_and_head_has_no_body(serve):
@@ -136,3 +145,28 @@ def test_preload_serves(serve):
     server = app_server(serve, "apps:echo_scope", "--preload")
     assert get(server.port, "GET", "/p")[0] == 200
     assert wait_until(lambda: len(server.workers()) == 1)
+
+
+def test_disconnect_reaches_the_app(serve, tmp_path):
+    server = app_server(serve, "apps:watch")
+    marker = tmp_path / "gone"
+    with server.connect() as sock:
+        sock.sendall(b"GET /disconnect?%s HTTP/1.1\r\nHost: t\r\n\r\n" % str(marker).encode())
+        time.sleep(0.2)
+    assert wait_until(lambda: marker.exists() and marker.read_text() == "disconnected")
+
+
+def test_send_waits_for_a_slow_client(serve, tmp_path):
+    server = app_server(serve, "apps:watch")
+    progress = tmp_path / "progress"
+    with server.connect(timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /big?%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % str(progress).encode())
+        time.sleep(0.5)
+        stalled = int(progress.read_text())
+        assert stalled < 320, "the app was not held back while the client read nothing"
+        time.sleep(0.2)
+        assert int(progress.read_text()) == stalled
+        answer = http_exchange(sock, b"", timeout=10)
+    assert answer.endswith(b"0\r\n\r\n") and answer.count(b"x") == 320 * 65536
+    assert int(progress.read_text()) == 320

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import threading
 import time
 
+import pytest
+
 from tests.app.test_asgi import APPS, get
+from tests.conftest import http_exchange, wait_until
 
 
 def test_environ_body_and_write(serve):
@@ -23,7 +27,8 @@ def test_errors_exc_info_and_close(serve, tmp_path):
     server = serve("apps:wsgi_broken", "--app-dir", APPS, env={"FASTCLUSTER_TEST_MARKER": str(marker)})
     server.tracebacks_expected = True  # the app raises on purpose
     [worker] = server.workers()
-    closed_before = marker.read_text().count("closed")  # the readiness probe's GET / counts too
+    assert wait_until(marker.exists)  # the readiness probe's GET / counts too
+    closed_before = marker.read_text().count("closed")
     assert get(server.port, "GET", "/raise")[0] == 500
     assert get(server.port, "GET", "/bad-header")[0] == 500
     status, _, body = get(server.port, "GET", "/exc-info")
@@ -56,3 +61,61 @@ def test_interface_can_be_forced(serve):
     client.request("GET", "/")
     assert client.getresponse().status == 200
     assert os.path.isdir(APPS)
+
+
+def read_until(sock, ending: bytes, timeout: float = 5.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while not data.endswith(ending):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before {ending!r}: {data!r}"
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("threads", ["0", "2"])
+def test_iterables_are_streamed_as_they_yield(serve, tmp_path, threads):
+    server = serve("apps:wsgi_stream", "--app-dir", APPS, "--threads", threads)
+    gate = tmp_path / "gate"
+    with server.connect() as sock:
+        sock.sendall(b"GET /gate?%s HTTP/1.1\r\nHost: t\r\n\r\n" % str(gate).encode())
+        early = read_until(sock, b"7\r\nsecond|\r\n")
+        assert b"Transfer-Encoding: chunked" in early and b"6\r\nfirst|\r\n" in early
+        gate.touch()
+        assert read_until(sock, b"0\r\n\r\n").endswith(b"5\r\nthird\r\n0\r\n\r\n")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")  # the connection is still usable
+        assert read_until(sock, b"ready").startswith(b"HTTP/1.1 200 OK")
+    with server.connect() as sock:
+        gate_10 = http_exchange(sock, b"GET /gate?%s HTTP/1.0\r\n\r\n" % str(gate).encode())
+    head, body = gate_10.split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding" not in head and body == b"first|second|third", "HTTP/1.0: close-delimited"
+
+
+def test_streamed_iterable_waits_for_a_slow_client(serve, tmp_path):
+    server = serve("apps:wsgi_stream", "--app-dir", APPS, "--threads", "2")
+    progress = tmp_path / "progress"
+    with server.connect(timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /big?%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % str(progress).encode())
+        time.sleep(0.5)
+        stalled = int(progress.read_text())
+        assert stalled < 320, "the iterable was not held back while the client read nothing"
+        answer = http_exchange(sock, b"", timeout=10)
+    assert answer.endswith(b"0\r\n\r\n") and answer.split(b"\r\n\r\n", 1)[1].count(b"x") == 320 * 65536
+
+
+def test_generator_app_with_get_and_head(serve):
+    server = serve("apps:wsgi_generator", "--app-dir", APPS)
+    assert get(server.port, "GET", "/")[::2] == (200, b"one|two")
+    status, _, body = get(server.port, "HEAD", "/")
+    assert (status, body) == (200, b"")
+
+
+@pytest.mark.parametrize("app", ["apps:hello", "apps:wsgi_echo", "apps:wsgi_generator"])
+def test_app_requests_reach_the_access_log(serve, tmp_path, app):
+    path = tmp_path / "access.log"
+    server = serve(app, "--app-dir", APPS, "--access-log", str(path), "--access-log-format", "combined")
+    get(server.port, "GET", "/logged?x=1", headers={"User-Agent": "tester", "Referer": "http://r/"})
+    assert wait_until(lambda: path.exists() and "/logged" in path.read_text(), 3)
+    [line] = [line for line in path.read_text().splitlines() if "/logged" in line]
+    assert '"GET /logged?x=1 HTTP/1.1" 200 ' in line and line.endswith('"http://r/" "tester"'), line

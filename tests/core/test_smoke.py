@@ -10,7 +10,7 @@ def test_hello_and_json(serve):
     response = client.getresponse()
     assert (response.status, response.read()) == (200, b"Hello, World!")
     assert response.getheader("Content-Type") == "text/plain"
-    client.request("GET", "/json?x=1")
+    client.request("GET", "/json?status=200")
     response = client.getresponse()
     assert response.read() == b'{"message":"Hello, World!"}'
     assert response.getheader("Content-Type") == "application/json"

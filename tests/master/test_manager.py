@@ -312,16 +312,16 @@ def test_access_log_formats_and_reopen_on_usr1(serve, control, tmp_path, log_for
     path = tmp_path / "access.log"
     server = serve("--control", control, "--access-log", str(path), "--access-log-format", log_format)
     client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    client.request("GET", "/json?q=1", headers={"User-Agent": 'agent "quoted"', "Referer": "http://r/"})
+    client.request("GET", "/json?status=200", headers={"User-Agent": 'agent "quoted"', "Referer": "http://r/"})
     client.getresponse().read()
     assert wait_until(lambda: path.exists() and "/json" in path.read_text(), 3)
     [line] = [line for line in path.read_text().splitlines() if "/json" in line]
     if log_format == "json":
         entry = json.loads(line)
         assert (entry["method"], entry["target"], entry["status"], entry["user_agent"]) == (
-            "GET", "/json?q=1", 200, 'agent "quoted"')
+            "GET", "/json?status=200", 200, 'agent "quoted"')
     else:
-        assert line.startswith("127.0.0.1 - - [") and '"GET /json?q=1 HTTP/1.1" 200 ' in line
+        assert line.startswith("127.0.0.1 - - [") and '"GET /json?status=200 HTTP/1.1" 200 ' in line
         if log_format == "combined":
             assert line.endswith('"http://r/" "agent \\x22quoted\\x22"')
     if log_format != "common":

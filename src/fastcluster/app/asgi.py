@@ -127,10 +127,12 @@ class AsgiServer:
 class Exchange:
     """One request and its response."""
 
-    __slots__ = ("scope", "body", "buffered", "more_body", "end_delivered", "keep_alive", "head_only",
-                 "started_at", "status", "response_started", "chunked", "complete", "wakeup", "disconnected")
+    __slots__ = ("conn", "scope", "body", "buffered", "more_body", "end_delivered", "keep_alive", "head_only",
+                 "started_at", "status", "response_started", "pending_head", "sent", "chunked", "complete",
+                 "wakeup", "disconnected")
 
-    def __init__(self, scope: dict, keep_alive: bool, started_at: float) -> None:
+    def __init__(self, conn: AsgiConnection, scope: dict, keep_alive: bool, started_at: float) -> None:
+        self.conn = conn
         self.scope = scope
         self.body: list[bytes] = []
         self.buffered = 0
@@ -141,6 +143,8 @@ class Exchange:
         self.started_at = started_at
         self.status = 0
         self.response_started = False
+        self.pending_head: tuple | None = None
+        self.sent = 0
         self.chunked = False
         self.complete = False
         self.disconnected = False
@@ -149,6 +153,71 @@ class Exchange:
     def wake(self) -> None:
         if self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
+
+    # The app's receive and send: bound methods, so a request costs no closures.
+
+    async def receive(self) -> dict:
+        while True:
+            if self.body:
+                data = b"".join(self.body) if len(self.body) > 1 else self.body[0]
+                self.body.clear()
+                if self.buffered > BODY_BUFFER and not self.conn.conn.closed:
+                    self.conn.conn.set_reading(True)
+                self.buffered = 0
+                self.end_delivered = not self.more_body
+                return {"type": "http.request", "body": data, "more_body": self.more_body}
+            if not self.more_body and not self.end_delivered:
+                self.end_delivered = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.disconnected or self.complete:
+                return {"type": "http.disconnect"}
+            self.wakeup = self.conn.server.loop.create_future()
+            await self.wakeup
+
+    async def send(self, message: dict) -> None:
+        owner = self.conn
+        if self.disconnected:
+            raise OSError("the client has gone away")  # uvicorn raises too; apps stop streaming on it
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.response_started:
+                raise BadResponse("http.response.start sent twice")
+            self.status = message["status"]
+            lines, length = checked_headers(message.get("headers", ()))
+            self.response_started = True
+            self.pending_head = (lines, length)
+            return
+        if kind != "http.response.body":
+            raise BadResponse(f"unexpected message {kind!r}")
+        if not self.response_started or self.complete:
+            raise BadResponse("http.response.body outside a response")
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        parts = []
+        if self.pending_head is not None:
+            lines, length = self.pending_head
+            self.pending_head = None
+            no_body = self.status in NO_BODY or self.status < 200
+            if length is None and not no_body:
+                if more:
+                    self.chunked = not self.head_only
+                else:
+                    length = len(body)
+            parts.append(head(self.status, lines, length, self.chunked, self.keep_alive,
+                              owner.server.responder.date, owner.server.server_header))
+        if body and not self.head_only:
+            parts.append(b"%x\r\n%b\r\n" % (len(body), body) if self.chunked else body)
+        if not more and self.chunked:
+            parts.append(b"0\r\n\r\n")
+        if parts:
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            self.sent += len(data)
+            owner.conn.send(data)
+        if not more:
+            owner.finish(self, self.keep_alive)
+        elif owner.conn.output_waiting > owner.server.max_output and not owner.conn.closed:
+            owner.drain_waiter = owner.server.loop.create_future()
+            await owner.drain_waiter
 
 
 class AsgiConnection:
@@ -180,7 +249,7 @@ class AsgiConnection:
             "server": self.server.server,
             "state": self.server.state.copy(),
         }
-        exchange = Exchange(scope, keep_alive, self.conn.now)
+        exchange = Exchange(self, scope, keep_alive, self.conn.now)
         self.exchanges.append(exchange)
         if len(self.exchanges) == 1:
             self.server.loop.create_task(self.run(exchange))
@@ -212,29 +281,8 @@ class AsgiConnection:
     # ---- the app's side ----
 
     async def run(self, exchange: Exchange) -> None:
-        async def receive() -> dict:
-            while True:
-                if exchange.body:
-                    data = b"".join(exchange.body) if len(exchange.body) > 1 else exchange.body[0]
-                    exchange.body.clear()
-                    if exchange.buffered > BODY_BUFFER and not self.conn.closed:
-                        self.conn.set_reading(True)
-                    exchange.buffered = 0
-                    exchange.end_delivered = not exchange.more_body
-                    return {"type": "http.request", "body": data, "more_body": exchange.more_body}
-                if not exchange.more_body and not exchange.end_delivered:
-                    exchange.end_delivered = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
-                if exchange.disconnected or exchange.complete:
-                    return {"type": "http.disconnect"}
-                exchange.wakeup = self.server.loop.create_future()
-                await exchange.wakeup
-
-        async def send(message: dict) -> None:
-            await self.send(exchange, message)
-
         try:
-            await self.server.app(exchange.scope, receive, send)
+            await self.server.app(exchange.scope, exchange.receive, exchange.send)
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -261,52 +309,17 @@ class AsgiConnection:
         exchange.response_started = True
         exchange.status = 500
         page = error_page(500, exchange.keep_alive, self.server.responder.date, self.server.server_header)
+        exchange.sent += len(page)
         self.conn.send(page)
         self.finish(exchange, exchange.keep_alive)
 
-    async def send(self, exchange: Exchange, message: dict) -> None:
-        if exchange.disconnected:
-            raise OSError("the client has gone away")  # uvicorn raises too; apps stop streaming on it
-        kind = message["type"]
-        if kind == "http.response.start":
-            if exchange.response_started:
-                raise BadResponse("http.response.start sent twice")
-            exchange.status = message["status"]
-            lines, length = checked_headers(message.get("headers", ()))
-            exchange.response_started = True
-            self.pending_head = (lines, length)
-            return
-        if kind != "http.response.body":
-            raise BadResponse(f"unexpected message {kind!r}")
-        if not exchange.response_started or exchange.complete:
-            raise BadResponse("http.response.body outside a response")
-        body = message.get("body", b"")
-        more = message.get("more_body", False)
-        parts = []
-        if self.pending_head is not None:
-            lines, length = self.pending_head
-            self.pending_head = None
-            no_body = exchange.status in NO_BODY or exchange.status < 200
-            if length is None and not no_body:
-                if more:
-                    exchange.chunked = not exchange.head_only
-                else:
-                    length = len(body)
-            parts.append(head(exchange.status, lines, length, exchange.chunked, exchange.keep_alive,
-                              self.server.responder.date, self.server.server_header))
-        if body and not exchange.head_only:
-            parts.append(b"%x\r\n%b\r\n" % (len(body), body) if exchange.chunked else body)
-        if not more and exchange.chunked:
-            parts.append(b"0\r\n\r\n")
-        if parts:
-            self.conn.send(parts[0] if len(parts) == 1 else b"".join(parts))
-        if not more:
-            self.finish(exchange, exchange.keep_alive)
-        elif self.conn.output_waiting > self.server.max_output and not self.conn.closed:
-            self.drain_waiter = self.server.loop.create_future()
-            await self.drain_waiter
-
-    pending_head: tuple | None = None
+    def log_access(self, exchange: Exchange) -> None:
+        scope = exchange.scope
+        target = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
+        headers = dict(scope["headers"])
+        self.conn.log_access(scope["method"].encode("latin-1"), target, scope["http_version"],
+                             exchange.status, exchange.sent, headers.get(b"referer"),
+                             headers.get(b"user-agent"))
 
     def finish(self, exchange: Exchange, keep_alive: bool) -> None:
         exchange.complete = True
@@ -314,6 +327,8 @@ class AsgiConnection:
         if self.exchanges and self.exchanges[0] is exchange:
             self.exchanges.popleft()
         if not self.conn.closed:
+            if self.conn.logs_access:
+                self.log_access(exchange)
             self.conn.answered(exchange.status, exchange.started_at, keep_alive)
         if self.exchanges and keep_alive:
             self.server.loop.create_task(self.run(self.exchanges[0]))

@@ -2,6 +2,7 @@ from libc.stdint cimport uint32_t
 
 from fastcluster.core.context cimport Context
 from fastcluster.core.parser_state cimport llhttp_state
+from fastcluster.core.producer cimport Producer
 
 
 cdef enum ConnectionState:
@@ -61,6 +62,19 @@ cdef class Connection:
         long long content_length
         long long body_bytes
         int reject_status
+        # The built-in route the URL takes, decided before the headers arrive, and what that route needs.
+        int route
+        bytes control          # the X-Fastcluster-Response header
+        list request_headers   # collected only for the routes that answer with them
+        list request_body
+
+        # The answer being produced piece by piece (None when none), the answers queued behind it in
+        # request order (bytes or Producer; None when none), and the time its timer is set for (0: none).
+        Producer producer
+        list later
+        double timer_at
+        # The producer's file part could not be sent: the socket is full (wait for EPOLLOUT).
+        bint file_blocked
         double request_start
         # Kept only while an access log wants them.
         bytes referer
@@ -68,6 +82,7 @@ cdef class Connection:
 
     cdef int app_message_complete(self) except -1
     cpdef int send(self, bytes data) except -1
+    cpdef int write_answer(self, bytes data) except -1
     cpdef int answered(self, int status, double started, bint keep_alive) except -1
     cpdef int set_reading(self, bint reading) except -1
     cdef int on_readable(self) except -1
@@ -76,6 +91,11 @@ cdef class Connection:
     cdef Py_ssize_t output_size(self) noexcept
     cdef int resume_parsing(self) except -1
     cdef int write(self, bytes data) except -1
+    cdef int choose_route(self) except -1
+    cdef int send_answer(self, object answer) except -1
+    cdef int pump(self) except -1
+    cdef int send_file(self) except -1
+    cdef int on_timer(self) except -1
     cdef ssize_t send_now(self, const char *data, Py_ssize_t length) except -2
     cdef int send_shared(self) except -1
     cdef int queue(self, bytes data, Py_ssize_t already_sent) except -1

@@ -1,7 +1,7 @@
 # One accepted socket: reads into the worker's shared buffer, feeds httptools (llhttp), enforces the
 # limits llhttp does not, answers each complete request in order, and sends all the answers to one read in
 # one send. Framing errors get their 4xx/5xx with Connection: close, and nothing more is parsed.
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.string cimport memcpy, memset
@@ -10,10 +10,14 @@ cdef extern from "<string.h>" nogil:
     void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
 from posix.unistd cimport close as close_fd
 
+cdef extern from "<sys/sendfile.h>" nogil:
+    ssize_t sendfile(int out_fd, int in_fd, long *offset, size_t count)
+
 import logging
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from fastcluster.core.routes cimport ROUTE_ECHO, ROUTE_HEADERS, ROUTE_JSON, route_of
 from fastcluster.core.parser_state cimport (
     METHOD_CONNECT,
     METHOD_HEAD,
@@ -26,6 +30,7 @@ from fastcluster.core.syscalls cimport (
     EPOLL_CTL_MOD,
     EPOLLIN,
     EPOLLOUT,
+    EPOLLRDHUP,
     MSG_NOSIGNAL,
     iovec,
     msghdr,
@@ -125,6 +130,8 @@ cdef class Connection:
         self.body_bytes = 0
         self.unaccounted = 0
         self.request_start = self.ctx.now
+        self.control = None
+        self.request_headers = self.request_body = None
         if self.ctx.log_headers:
             self.referer = self.user_agent = None
 
@@ -145,6 +152,10 @@ cdef class Connection:
                 raise Rejected()
             return
         self.header_count += 1
+        if self.header_count == 1:  # the URL is complete: choose the route before the headers are read
+            self.choose_route()
+        if self.request_headers is not None:
+            self.request_headers.append((name, value))
         self.header_bytes += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4
         if self.header_count > self.ctx.max_headers or self.header_bytes > self.ctx.max_header_bytes:
             self.reject_status = 431
@@ -169,6 +180,8 @@ cdef class Connection:
                 self.reject_status = 417
                 raise Rejected()
             self.expect_continue = True
+        elif name_is(name, b"x-fastcluster-response", 22):
+            self.control = value
         elif self.ctx.log_headers:
             if name_is(name, b"referer", 7):
                 self.referer = value
@@ -203,11 +216,13 @@ cdef class Connection:
         if self.url is None:
             self.reject_status = 400
             raise Rejected()
+        if self.header_count == 0:
+            self.choose_route()
         if self.chunked or self.content_length > 0:
             self.state = READING_BODY
             self.deadline = self.ctx.now + self.ctx.body_timeout
             if self.expect_continue and http11:
-                self.write(CONTINUE_100)
+                self.send_answer(CONTINUE_100)
         if self.app is not None:
             keeps_alive = (state_keeps_alive(state) and not state.upgrade) if state != NULL else (
                 self.keeps_alive() and not self.parser.should_upgrade())
@@ -225,6 +240,16 @@ cdef class Connection:
             raise Rejected()
         if self.app is not None:
             self.app.body(body)
+        elif self.route == ROUTE_ECHO:
+            if self.request_body is None:
+                self.request_body = []
+            self.request_body.append(body)
+
+    cdef int choose_route(self) except -1:
+        self.route = route_of(self.url)
+        if self.route == ROUTE_HEADERS or self.route == ROUTE_ECHO or self.ctx.static is not None:
+            self.request_headers = []
+        return 0
 
     def on_chunk_header(self):
         self.unaccounted = 0
@@ -248,12 +273,33 @@ cdef class Connection:
         keep_alive = peer_keeps_alive and not ctx.draining
         note_request(ctx.stats, state.method if state != NULL else 255, PyBytes_AS_STRING(self.url),
                      PyBytes_GET_SIZE(self.url))
-        answer = ctx.responder.answer(self.url, head, keep_alive)
-        self.write(answer)
-        count_response(ctx.stats, ctx.responder.answered_status, ctx.now - self.request_start)
+        cdef int status
+        answer = None
+        if self.route <= ROUTE_JSON and self.control is None and ctx.static is None:
+            answer = ctx.responder.answer(self.url, head, keep_alive)
+            status = ctx.responder.answered_status
+        else:
+            if ctx.static is not None and (head or self.method() == b"GET"):
+                answer = ctx.static.answer(self.url, self.request_headers, head, keep_alive,
+                                           ctx.responder.server_line + ctx.responder.date_line, ctx.now)
+                status = ctx.static.answered_status
+            if answer is None:
+                http10 = state.http_minor == 0 if state != NULL else self.http_version() == "1.0"
+                answer = ctx.responder.respond(self.url, self.route, self.control, self.request_headers,
+                                               self.request_body, head, keep_alive, http10, ctx.now)
+                status = ctx.responder.answered_status
+                if ctx.responder.answered_close:
+                    keep_alive = False
+            self.request_headers = self.request_body = None
+        if self.producer is None and PyBytes_CheckExact(answer):
+            self.write(<bytes>answer)
+        else:
+            self.send_answer(answer)
+        count_response(ctx.stats, status, ctx.now - self.request_start)
         if ctx.access_log is not None:
-            ctx.access_log.log(self, self.method(), self.url, self.http_version(), ctx.responder.answered_status,
-                               PyBytes_GET_SIZE(answer), self.referer, self.user_agent)
+            ctx.access_log.log(self, self.method(), self.url, self.http_version(), status,
+                               PyBytes_GET_SIZE(answer) if PyBytes_CheckExact(answer) else
+                               (<Producer>answer).total, self.referer, self.user_agent)
         self.unaccounted = 0
         if keep_alive:
             self.state = IDLE
@@ -284,6 +330,11 @@ cdef class Connection:
         self.write(data)
         return self.flush()
 
+    cpdef int write_answer(self, bytes data) except -1:
+        """Write data to leave with the flush that ends the current read: for an answer made while this
+        connection parses, so the answers to all the requests of one read still go out in one send."""
+        return self.write(data)
+
     cpdef int answered(self, int status, double started, bint keep_alive) except -1:
         """One app response is complete: count it, and close the connection if it is not kept alive."""
         cdef Context ctx = self.ctx
@@ -305,6 +356,16 @@ cdef class Connection:
         if self.fd >= 0:
             self.after_output()
         return 0
+
+    @property
+    def logs_access(self) -> bool:
+        return self.ctx.access_log is not None
+
+    def log_access(self, bytes method, bytes target, str version, int status, Py_ssize_t size, bytes referer,
+                   bytes user_agent) -> None:
+        """An app's answer to the access log (the adapter calls it, before answered(), when logs_access)."""
+        if self.ctx.access_log is not None and self.fd >= 0:
+            self.ctx.access_log.log(self, method, target, version, status, size, referer, user_agent)
 
     @property
     def output_waiting(self) -> int:
@@ -398,7 +459,91 @@ cdef class Connection:
         self.ctx.stats.status_classes[status // 100] += 1
         self.state = CLOSING
         self.linger_on_close = True
-        return self.write(self.ctx.responder.error(status))
+        return self.send_answer(self.ctx.responder.error(status))
+
+    cdef int send_answer(self, object answer) except -1:
+        """Send an answer (bytes or Producer) after every answer before it, even those still being produced."""
+        if self.producer is not None:
+            if self.later is None:
+                self.later = []
+            self.later.append(answer)
+            return 0
+        if PyBytes_CheckExact(answer):
+            return self.write(<bytes>answer)
+        self.producer = <Producer>answer
+        return self.pump()
+
+    cdef int pump(self) except -1:
+        """Take the producer's pieces while our unsent output is under the limit, then the answers queued
+        behind it; a producer with nothing due yet sets the timer that resumes it."""
+        cdef Context ctx = self.ctx
+        cdef object piece
+        while self.producer is not None and self.fd >= 0 and not self.peer_gone:
+            if self.output_size() > ctx.max_pending_output:
+                return 0  # resumed on EPOLLOUT once the peer has read some
+            if self.producer.file_due and self.producer.file_offset < self.producer.file_end:
+                self.send_file()
+                if self.file_blocked or self.pending is not None:
+                    return 0
+                continue
+            piece = self.producer.next_piece(ctx.now)
+            if piece is None:
+                self.producer = None
+                while self.later:
+                    answer = self.later.pop(0)
+                    if PyBytes_CheckExact(answer):
+                        self.write(<bytes>answer)
+                    else:
+                        self.producer = <Producer>answer
+                        break
+                if not self.later:
+                    self.later = None
+            elif PyBytes_GET_SIZE(piece) == 0:
+                if self.timer_at != self.producer.ready_at:
+                    self.timer_at = self.producer.ready_at
+                    ctx.add_timer(self.timer_at, self)
+                return 0
+            else:
+                self.write(<bytes>piece)
+        return 0
+
+    cdef int send_file(self) except -1:
+        """Send the producer's file part with sendfile, after everything written before it, until the
+        socket is full or a round's budget is spent (then EPOLLOUT resumes it, letting others have a turn)."""
+        cdef Producer producer = self.producer
+        cdef long offset = producer.file_offset
+        cdef ssize_t sent
+        cdef long long budget = 4 << 20
+        self.send_shared()
+        if self.pending is not None or self.peer_gone:
+            return 0
+        while offset < producer.file_end:
+            if budget <= 0:
+                self.file_blocked = True
+                break
+            sent = sendfile(self.fd, producer.file_fd, &offset, min(producer.file_end - offset, 1 << 20))
+            if sent < 0:
+                if errno == EAGAIN or errno == EINTR:
+                    self.file_blocked = True
+                else:
+                    self.peer_gone = True
+                    self.state = CLOSING
+                break
+            if sent == 0:  # the file shrank under us: the answer cannot be completed
+                self.peer_gone = True
+                self.state = CLOSING
+                break
+            self.ctx.stats.bytes_out += sent
+            budget -= sent
+        producer.file_offset = offset
+        return 0
+
+    cdef int on_timer(self) except -1:
+        self.timer_at = 0
+        if self.fd < 0 or self.producer is None:
+            return 0
+        self.pump()
+        return self.flush()
 
     cdef int write(self, bytes data) except -1:
         """Send data after everything written before it: small writes gather in the worker's shared buffer
@@ -474,7 +619,7 @@ cdef class Connection:
         if waiting:
             self.deadline = ctx.now + ctx.write_timeout
             if (waiting > ctx.max_pending_output or self.state == CLOSING or self.unparsed is not None
-                    or self.reading_paused):
+                    or self.reading_paused or self.producer is not None):
                 self.set_events(EPOLLOUT)  # backpressure: read no more until the peer catches up
             else:
                 self.set_events(EPOLLIN | EPOLLOUT)
@@ -483,6 +628,15 @@ cdef class Connection:
             self.pending = None
             self.pending_offset = 0
             ctx.pending_buffers -= 1
+        if self.producer is not None:
+            if self.file_blocked:
+                self.deadline = ctx.now + ctx.write_timeout
+                self.set_events(EPOLLOUT)
+            else:
+                # The answer waits for its timer and requests behind it wait unread; a client that hangs up
+                # meanwhile (a load tester's timeout) is noticed now, not when the delay ends.
+                self.set_events(EPOLLRDHUP)
+            return 0
         if self.state == CLOSING and not self.busy:
             if self.linger_on_close:
                 shutdown(self.fd, SHUT_WR)
@@ -504,6 +658,13 @@ cdef class Connection:
         cdef Context ctx = self.ctx
         if self.pending is not None:
             self.send_pending()
+            if self.peer_gone:
+                self.close()
+                return 0
+        if self.producer is not None:
+            self.file_blocked = False
+            self.pump()
+            self.send_shared()
             if self.peer_gone:
                 self.close()
                 return 0
@@ -557,7 +718,9 @@ cdef class Connection:
         """Called by the once-a-second sweep: act on a timeout that has passed."""
         if self.fd < 0 or self.ctx.now < self.deadline:
             return 0
-        if self.pending is not None:
+        if self.producer is not None and self.pending is None and not self.file_blocked:
+            return 0  # an answer waiting for its timer: not a stalled peer
+        if self.pending is not None or self.file_blocked:
             self.abort()  # write stall: drop what the kernel still holds for this peer, too
             return 0
         if self.state == LINGERING or (self.state == IDLE and not self.busy):
@@ -569,7 +732,7 @@ cdef class Connection:
         return self.flush()
 
     cdef int start_draining(self) except -1:
-        if self.state == IDLE and self.pending is None and not self.busy:
+        if self.state == IDLE and self.pending is None and not self.busy and self.producer is None:
             self.close_idle_soon()
         return 0
 
@@ -600,6 +763,8 @@ cdef class Connection:
             self.pending = None
             ctx.pending_buffers -= 1
         self.unparsed = None
+        self.producer = None
+        self.later = None
         # The parser holds our bound callbacks: drop it so the connection is freed now, not by the GC.
         self.parser = self.feed_data = self.http_version = self.keeps_alive = self.method = None
         self.llhttp = NULL

@@ -1,4 +1,5 @@
 from fastcluster.core.responder cimport Responder
+from fastcluster.core.static cimport StaticFiles
 from fastcluster.core.stats cimport SlotStats
 
 
@@ -8,7 +9,11 @@ cdef class Context:
         double now
         bint draining
         list connections
+        # Timers of answers that wait (delays, drips): a heap of (time, sequence, connection).
+        list timers
+        unsigned long long timer_sequence
         Responder responder
+        StaticFiles static   # --static DIR, else None
         # Called with each new connection to make its app adapter; None for the built-in responder.
         public object app_factory
         SlotStats *stats
@@ -44,3 +49,4 @@ cdef class Context:
         readonly Py_ssize_t pending_buffers  # connections holding a pending output queue
 
     cdef int out_reserve(self, Py_ssize_t extra) except -1
+    cdef int add_timer(self, double when, object connection) except -1

@@ -2,6 +2,7 @@
 # the responder, the stats record, and the read and write buffers all connections share (a worker handles
 # one connection at a time, so one buffer of each serves them all).
 import time
+from heapq import heappush
 
 from libc.stdlib cimport free, realloc
 from posix.unistd cimport getpid
@@ -15,9 +16,12 @@ READ_SIZE = 65536
 
 
 cdef class Context:
-    def __init__(self, Responder responder, *, limits, stats_block=None, int record=0, access_log=None):
+    def __init__(self, Responder responder, *, limits, stats_block=None, int record=0, access_log=None,
+                 StaticFiles static=None):
         self.responder = responder
+        self.static = static
         self.connections = []
+        self.timers = []
         self.epfd = -1
         self.now = monotonic()
         self.max_url = limits.max_request_line
@@ -58,4 +62,10 @@ cdef class Context:
             raise MemoryError()
         self.out = grown
         self.out_cap = capacity
+        return 0
+
+    cdef int add_timer(self, double when, object connection) except -1:
+        """Have the loop call connection.on_timer() once `when` (monotonic seconds) has come."""
+        self.timer_sequence += 1
+        heappush(self.timers, (when, self.timer_sequence, connection))
         return 0

@@ -3,9 +3,36 @@
 from email.utils import formatdate
 from http import HTTPStatus
 
-from libc.string cimport memcmp, memchr
+from libc.string cimport memcmp
+
+from fastcluster.core.producer cimport Producer
+from fastcluster.core.routes cimport (
+    KIND_BYTES,
+    KIND_DRIP,
+    KIND_ECHO,
+    KIND_HEADERS,
+    KIND_HELLO,
+    KIND_JSON,
+    KIND_STATUS,
+    KIND_STREAM,
+    ROUTE_ECHO,
+    ROUTE_HEADERS,
+    Drip,
+    Pattern,
+    Shape,
+    Stream,
+    Whole,
+    path_start,
+)
+
+from fastcluster.core.routes import BadControl, chunk, headers_json, pattern_body, shape_of
 
 JSON_BODY = b'{"message":"Hello, World!"}'
+# Shaped answers with bodies up to this size are prebuilt whole; larger ones are produced piece by piece.
+DEF PREBUILT_BODY = 65536
+# The cache of shaped answers: at most this many shapes, and this many bytes of prebuilt answers.
+DEF MAX_SHAPES = 1024
+DEF MAX_SHAPE_BYTES = 16 * 1024 * 1024
 
 
 cdef bytes status_line(int status):
@@ -16,18 +43,6 @@ cdef bytes status_line(int status):
     return f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")
 
 
-cdef Py_ssize_t path_start(const char *url, Py_ssize_t length) noexcept:
-    """Where the path begins: 0 for origin-form, after scheme://authority for absolute-form."""
-    cdef const char *scheme_end
-    if length and url[0] == c'/':
-        return 0
-    scheme_end = <const char *>memchr(url, c':', length)
-    if scheme_end == NULL or scheme_end + 3 > url + length or memcmp(scheme_end, b"://", 3) != 0:
-        return length
-    cdef const char *path = <const char *>memchr(scheme_end + 3, c'/', url + length - scheme_end - 3)
-    return length if path == NULL else path - url
-
-
 cdef bint path_is(bytes url, const char *path, Py_ssize_t path_length) noexcept:
     cdef const char *data = url
     cdef Py_ssize_t length = len(url)
@@ -36,6 +51,11 @@ cdef bint path_is(bytes url, const char *path, Py_ssize_t path_length) noexcept:
     if end > length or memcmp(data + start, path, path_length) != 0:
         return False
     return end == length or data[end] == c'?' or data[end] == c'#'
+
+
+cdef class Plan:
+    """A shaped answer prebuilt for one distinct request shape: the whole answer when it is small and
+    immediate, else what a producer needs to send it."""
 
 
 cdef class Responder:
@@ -85,6 +105,8 @@ cdef class Responder:
                 self.json.append(self.build(json_status, b"application/json", b"", JSON_BODY, keep_alive,
                                             head))
         self.errors = {}
+        self.plans = {}
+        self.plan_bytes = 0
         self.max_answer = 0
         for answer in self.fixed + self.json:
             self.max_answer = max(self.max_answer, len(answer))
@@ -105,6 +127,128 @@ cdef class Responder:
             response = self.build(line, b"text/plain", b"", reason, False, False)
             self.errors[status] = response
         return response
+
+    cdef object respond(self, bytes url, int route, bytes control, list headers, list body, bint head,
+                        bint keep_alive, bint http10, double now):
+        """The answer to a shaped request: bytes, or a Producer for large, delayed or streamed ones. Sets
+        answered_status and answered_close."""
+        cdef Plan plan
+        key = None
+        if route != ROUTE_HEADERS and route != ROUTE_ECHO:
+            key = (url, control, head, keep_alive, http10)
+            plan = self.plans.pop(key, None)
+            if plan is not None:
+                self.plans[key] = plan  # most recently used last
+                return self.start(plan, now)
+        try:
+            plan = self.plan(shape_of(url, control), headers, body, head, keep_alive, http10)
+        except BadControl as exc:
+            plan = Plan()
+            plan.status = 400
+            plan.whole = self.build(status_line(400), b"text/plain", b"", str(exc).encode() + b"\n",
+                                    keep_alive, head)
+        if key is not None:
+            self.remember(key, plan)
+        return self.start(plan, now)
+
+    cdef int remember(self, tuple key, Plan plan) except -1:
+        cdef Plan oldest
+        cdef Py_ssize_t size = len(plan.whole or b"") + len(plan.head or b"")
+        if size > MAX_SHAPE_BYTES // 16:
+            return 0
+        self.plans[key] = plan
+        self.plan_bytes += size
+        while len(self.plans) > MAX_SHAPES or self.plan_bytes > MAX_SHAPE_BYTES:
+            oldest = self.plans.pop(next(iter(self.plans)))
+            self.plan_bytes -= len(oldest.whole or b"") + len(oldest.head or b"")
+        return 0
+
+    cdef object start(self, Plan plan, double now):
+        self.answered_status = plan.status
+        self.answered_close = plan.close
+        if plan.whole is not None:
+            return plan.whole if plan.delay == 0 else Whole(plan.whole, now + plan.delay)
+        if plan.kind == KIND_STREAM:
+            return Stream(plan.head, plan.count, plan.chunked, now + plan.delay)
+        if plan.kind == KIND_DRIP:
+            return Drip(plan.head, plan.count, plan.duration, now + plan.delay)
+        return Pattern(plan.head, plan.size, plan.chunked, now + plan.delay)
+
+    cdef Plan plan(self, Shape shape, list headers, list body, bint head, bint keep_alive, bint http10):
+        cdef Plan plan = Plan()
+        cdef int kind = shape.kind
+        cdef int status = 200
+        content_type = b"text/plain"
+        extra = b""
+        content = b""
+        if kind == KIND_HELLO:
+            status, content_type, extra, content = self.status, self.content_type, self.extra_headers, self.body
+        elif kind == KIND_JSON:
+            content_type, content = b"application/json", JSON_BODY
+        elif kind == KIND_STATUS:
+            status = shape.status
+            content = status_line(status)[9:]
+        elif kind == KIND_BYTES:
+            content_type = b"application/octet-stream"
+        elif kind == KIND_ECHO:
+            content_type = b"application/octet-stream"
+            for name, value in headers:
+                if name.lower() == b"content-type":
+                    content_type = value
+            content = b"".join(body or ())
+        elif kind == KIND_HEADERS:
+            content_type, content = b"application/json", headers_json(headers)
+        elif kind == KIND_STREAM:
+            content_type = b"application/json"
+        elif kind == KIND_DRIP:
+            content_type = b"application/octet-stream"
+        if shape.status >= 0:
+            status = shape.status
+        size = len(content)
+        if shape.size >= 0 and kind != KIND_DRIP:
+            kind = KIND_BYTES
+            size = shape.size
+        elif kind == KIND_BYTES:
+            size = shape.size
+        elif kind == KIND_DRIP:
+            size = shape.count
+        plan.status = status
+        plan.close = shape.close or not keep_alive
+        plan.kind = kind
+        plan.size = size
+        plan.count = shape.count
+        plan.delay = shape.delay
+        plan.duration = shape.duration
+        bodiless = status < 200 or status == 204 or status == 304
+        # HTTP/1.0 has no chunked coding: its bodies get a Content-Length, or (/stream) end with the connection.
+        plan.chunked = (shape.chunked or kind == KIND_STREAM) and not bodiless and kind != KIND_DRIP and not http10
+        unframed = kind == KIND_STREAM and http10 and not bodiless
+        if unframed:
+            plan.close = True
+        lines = [status_line(status), self.server_line, self.date_line]
+        if not bodiless:
+            lines += [b"Content-Type: ", content_type, b"\r\n"]
+            if plan.chunked:
+                lines.append(b"Transfer-Encoding: chunked\r\n")
+            elif not unframed:
+                lines += [b"Content-Length: ", str(size).encode(), b"\r\n"]
+        lines.append(extra)
+        for name, value in shape.headers:
+            lines += [name, b": ", value, b"\r\n"]
+        if plan.close:
+            lines.append(b"Connection: close\r\n")
+        lines.append(b"\r\n")
+        plan.head = b"".join(lines)
+        if head or bodiless:
+            plan.whole = plan.head
+        elif kind == KIND_BYTES and size <= PREBUILT_BODY:
+            content = pattern_body(size)
+            plan.whole = plan.head + (chunk(content) + b"0\r\n\r\n" if plan.chunked and size else
+                                      b"0\r\n\r\n" if plan.chunked else content)
+        elif kind != KIND_BYTES and kind != KIND_STREAM and kind != KIND_DRIP:
+            plan.whole = plan.head + (chunk(content) + b"0\r\n\r\n" if plan.chunked and content else
+                                      b"0\r\n\r\n" if plan.chunked else content)
+        return plan
 
     def answer_for(self, url: bytes, head: bool = False, keep_alive: bool = True) -> bytes:
         """The bytes sent for a request to `url` (for tests and tools, not the hot path)."""

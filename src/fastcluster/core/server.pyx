@@ -1,8 +1,10 @@
 # The worker's event loop: epoll over the listening sockets and every connection, accept4 until EAGAIN,
 # dispatch of readiness to connections, and a once-a-second tick that refreshes the Date, writes the
-# heartbeat, sweeps timeouts and finishes a drain. No timer per request, no Python socket per connection.
+# heartbeat, sweeps timeouts and finishes a drain. Timeouts need no timer per request; only answers that
+# wait on purpose (delays, drips) set one, in a heap checked every loop turn. No Python socket per connection.
 import logging
 import time
+from heapq import heappop
 
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, errno
@@ -18,6 +20,7 @@ from fastcluster.core.syscalls cimport (
     EPOLLERR,
     EPOLLEXCLUSIVE,
     EPOLLHUP,
+    EPOLLRDHUP,
     EPOLLIN,
     EPOLLOUT,
     IPPROTO_TCP,
@@ -38,24 +41,10 @@ from fastcluster.core.stats import STATE_DRAINING, STATE_SERVING
 log = logging.getLogger("fastcluster.worker")
 
 DEF MAX_EVENTS = 512
-DEF MAX_LISTENERS = 64
 cdef uint64_t LISTENER = 1ULL << 32
 
 
 cdef class Server:
-    cdef:
-        Context ctx
-        int listeners[MAX_LISTENERS]
-        int listener_count
-        bint exclusive_accept
-        bint accepting
-        bint stop_requested
-        bint graceful
-        double drain_deadline
-        double next_tick
-        readonly bint running
-        object asyncio_loop
-
     def __init__(self, Context ctx, listener_fds, *, bint exclusive_accept=False):
         if len(listener_fds) > MAX_LISTENERS:
             raise ValueError(f"at most {MAX_LISTENERS} listening sockets per worker")
@@ -146,6 +135,8 @@ cdef class Server:
         ctx.now = monotonic()
         for i in range(ready):
             self.dispatch(events[i].data.u64, events[i].events)
+        if ctx.timers:
+            self.run_timers()
         if ctx.now >= self.next_tick:
             self.tick()
         PyErr_CheckSignals()  # runs the Python signal handlers (stop requests); a flag test if none
@@ -163,9 +154,27 @@ cdef class Server:
         close_fd(ctx.epfd)
         ctx.epfd = -1
 
-    cdef int wait_ms(self) noexcept nogil:
-        cdef double remaining = self.next_tick - monotonic()
+    cdef int wait_ms(self) except -1:
+        """Milliseconds epoll may sleep: until the next tick or the next timer, whichever comes first."""
+        cdef double wake = self.next_tick
+        if self.ctx.timers and <double>self.ctx.timers[0][0] < wake:
+            wake = self.ctx.timers[0][0]
+        cdef double remaining = wake - monotonic()
         return 0 if remaining <= 0 else <int>(remaining * 1000) + 1
+
+    cdef int run_timers(self) except -1:
+        cdef Context ctx = self.ctx
+        cdef Connection conn
+        cdef list timers = ctx.timers
+        while timers and <double>timers[0][0] <= ctx.now:
+            conn = <Connection>heappop(timers)[2]
+            try:
+                conn.on_timer()
+            except Exception:
+                log.exception("timed answer on fd %d failed; closing it", conn.fd)
+                ctx.out_len = 0
+                conn.close()
+        return 0
 
     cdef int dispatch(self, uint64_t data, unsigned int ready) except -1:
         cdef int fd = <int>(data & 0xFFFFFFFF)
@@ -179,7 +188,7 @@ cdef class Server:
         try:
             if ready & EPOLLOUT:
                 conn.on_writable()
-            if ready & (EPOLLIN | EPOLLHUP | EPOLLERR) and conn.fd >= 0:
+            if ready & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP) and conn.fd >= 0:
                 conn.on_readable()
         except Exception:
             log.exception("connection on fd %d failed; closing it", fd)

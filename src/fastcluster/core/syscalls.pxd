@@ -18,6 +18,7 @@ cdef extern from "<sys/epoll.h>" nogil:
         EPOLLOUT
         EPOLLERR
         EPOLLHUP
+        EPOLLRDHUP
         EPOLLEXCLUSIVE
         EPOLL_CTL_ADD
         EPOLL_CTL_MOD

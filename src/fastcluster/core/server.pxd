@@ -1,0 +1,34 @@
+from libc.stdint cimport uint64_t
+
+from fastcluster.core.context cimport Context
+
+
+cdef enum:
+    MAX_LISTENERS = 64
+
+
+cdef class Server:
+    cdef:
+        Context ctx
+        int listeners[MAX_LISTENERS]
+        int listener_count
+        bint exclusive_accept
+        bint accepting
+        bint stop_requested
+        bint graceful
+        double drain_deadline
+        double next_tick
+        readonly bint running
+        object asyncio_loop
+
+    cdef int start(self) except -1
+    cdef bint turn(self, int timeout_ms) except -1
+    cdef void finish(self) noexcept
+    cdef int wait_ms(self) except -1
+    cdef int run_timers(self) except -1
+    cdef int dispatch(self, uint64_t data, unsigned int ready) except -1
+    cdef int accept_all(self, int listener) except -1
+    cdef int set_accepting(self, bint accepting) except -1
+    cdef int tick(self) except -1
+    cdef bint finish_stop(self) except -1
+    cdef void close_all(self) noexcept
