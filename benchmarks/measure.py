@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -41,15 +42,15 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
         ticks += int(fields[11]) + int(fields[12])
-    return ticks / 100.0
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
 class WrkResult:
     requests: int
     rps: float
-    p50_ms: float
-    p99_ms: float
+    p50_ms: float | None  # None: wrk printed no usable percentile
+    p99_ms: float | None
     errors: int
     error_text: str
 
@@ -73,8 +74,13 @@ def parse_wrk(output: str) -> WrkResult:
     if non_2xx:
         errors += int(non_2xx.group(1))
         text.append(non_2xx.group(0))
-    return WrkResult(requests, rps, to_ms(p50.group(1)) if p50 else 0.0, to_ms(p99.group(1)) if p99 else 0.0,
-                     errors, "; ".join(text))
+    return WrkResult(requests, rps, percentile(p50), percentile(p99), errors, "; ".join(text))
+
+
+def percentile(found: re.Match | None) -> float | None:
+    """wrk's latency percentile in ms; with pipelining wrk often prints 0.00us, which means not measured."""
+    value = to_ms(found.group(1)) if found else 0.0
+    return value or None
 
 
 def run_wrk(url: str, seconds: float, connections: int, script: Path | None, cpu: int | None) -> WrkResult:

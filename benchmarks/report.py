@@ -55,6 +55,10 @@ def ratio(value: float, base: float | None) -> str:
     return f"{value / base:.2f}×" if base else "–"
 
 
+def milliseconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def markdown(rows: list[dict], machine: dict, command: str) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
     lines = [
@@ -65,30 +69,38 @@ def markdown(rows: list[dict], machine: dict, command: str) -> str:
         "",
         "Server pinned to CPU 1 with one worker (the workers-n scenario: every CPU, unpinned), wrk pinned to "
         "CPU 0 with 64 connections. **µs/req** is the server's CPU time (user + system, every process of "
-        "it) per completed request; ratios compare it with nginx and the C floor measured in the same run.",
+        "it) per completed request; ratios compare it with nginx and the C floor measured in the same run, "
+        "and fastcluster's with each peer's (below 1×: fastcluster uses less CPU per request).",
         "",
     ]
     for scenario in dict.fromkeys(row["scenario"] for row in rows):
         group = [row for row in rows if row["scenario"] == scenario]
         measured = {row["server"]: row["us_per_request"] for row in group if "us_per_request" in row}
         nginx, floor = measured.get("nginx"), measured.get("floor (C epoll)")
+        ours = measured.get("fastcluster")
         notes: list[str] = []
         lines += [f"## {scenario}", "",
-                  "| server | µs/req | vs nginx | vs floor | req/s | p50 ms | p99 ms | errors |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| server | µs/req | vs nginx | vs floor | fastcluster vs it | req/s | p50 ms | p99 ms "
+                  "| errors |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for row in sorted(group, key=lambda r: r.get("us_per_request", float("inf"))):
             if "us_per_request" not in row:
-                lines.append(f"| {row['server']} | {row['skipped']} | | | | | | |")
+                lines.append(f"| {row['server']} | {row['skipped']} | | | | | | | |")
                 continue
             us = row["us_per_request"]
             if "worker_spread_pct" in row:
                 spread = row["worker_spread_pct"]
                 notes.append(f"{row['server']}: each worker's CPU time within ±{spread}% of their mean")
-            lines.append(f"| {row['server']} | {us:.2f} | {ratio(us, nginx)} | {ratio(us, floor)} "
-                         f"| {row['rps']:,} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |")
+            theirs = ratio(ours, us) if ours and row["server"] != "fastcluster" else "–"
+            lines.append(f"| {row['server']} | {us:.2f} | {ratio(us, nginx)} | {ratio(us, floor)} | {theirs} "
+                         f"| {row['rps']:,} | {milliseconds(row['p50_ms'])} | {milliseconds(row['p99_ms'])} "
+                         f"| {row['errors']} |")
         lines.append("")
         lines += [f"{note}." for note in notes] + ([""] if notes else [])
     return "\n".join(lines)
+
+
+COLORS = {"fastcluster": "tab:orange", "floor (C epoll)": "tab:blue", "nginx": "tab:green"}
 
 
 def chart(rows: list[dict], path: Path) -> bool:
@@ -102,15 +114,17 @@ def chart(rows: list[dict], path: Path) -> bool:
         return False
     scenarios = [s for s in dict.fromkeys(row["scenario"] for row in rows)
                  if any("us_per_request" in row for row in rows if row["scenario"] == s)]
-    columns = 3
+    if not scenarios:
+        return False
+    columns = min(3, len(scenarios))
     height = (len(scenarios) + columns - 1) // columns
-    figure, axes = plt.subplots(height, columns, figsize=(15, 3.2 * height), squeeze=False)
+    figure, axes = plt.subplots(height, columns, figsize=(5 * columns, 3.2 * height), squeeze=False)
     for axis, scenario in zip(axes.flat, scenarios):
         group = sorted((row for row in rows if row["scenario"] == scenario and "us_per_request" in row),
                        key=lambda row: row["us_per_request"], reverse=True)
         names = [row["server"] for row in group]
         values = [row["us_per_request"] for row in group]
-        colors = ["tab:orange" if name == "fastcluster" else "tab:gray" for name in names]
+        colors = [COLORS.get(name, "tab:gray") for name in names]
         axis.barh(names, values, color=colors)
         for index, value in enumerate(values):
             axis.text(value, index, f" {value:.2f}", va="center", fontsize=8)

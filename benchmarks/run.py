@@ -9,6 +9,7 @@ CPU time per request, summed over its whole process tree. See benchmarks/README.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import shutil
 import signal
@@ -51,17 +52,33 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+def wait_until_answering(port: int, scenario: Scenario, proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Wait for the server to listen, and refuse to measure one whose answer is not the scenario's 200."""
+    path = scenario.path
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with status {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                break
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("did not start listening")
+    else:
+        raise RuntimeError("did not start listening")
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise RuntimeError(f"GET {path} failed: {exc}") from exc
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise RuntimeError(f"GET {path} answered {response.status}, not 200")
+    if scenario.body_bytes and len(body) != scenario.body_bytes:
+        raise RuntimeError(f"GET {path} answered {len(body)} bytes, not {scenario.body_bytes}")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -80,13 +97,15 @@ def measure(peer_name: str, scenario: Scenario, args: argparse.Namespace, work: 
     launch = peer.launch(scenario, port := free_port(), work)
     if launch is None:
         return {}
+    if isinstance(launch, str):
+        return {**row, "skipped": launch}
     command = launch.command
     if scenario.kind != "workers":
         command = ["taskset", "-c", str(SERVER_CPU), *command]
     proc = subprocess.Popen(command, env={**os.environ, **launch.env}, cwd=launch.cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        wait_for_port(port, proc)
+        wait_until_answering(port, scenario, proc)
         url = f"http://127.0.0.1:{port}{scenario.path}"
         pipeline = script if scenario.pipelined else None
         run_wrk(url, 1, args.connections, pipeline, WRK_CPU)  # warm-up
@@ -131,6 +150,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run (default 5)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--floor-source", type=Path, default=PEERS["floor"].source,
+                        help="ref_epoll.c, compiled at run time (default ../shared/bench/ref_epoll.c)")
     parser.add_argument("--install", action="store_true", help="pip/apt-get install missing peers first")
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     args = parser.parse_args(argv)
@@ -145,6 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    PEERS["floor"].source = args.floor_source
     if args.install:
         install_peers()
     if shutil.which("wrk") is None:
@@ -153,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="fastcluster-bench-") as tmp:
         work = Path(tmp)
-        work.chmod(0o755)  # nginx's workers run as another user and must read the files in it
+        work.chmod(0o755)  # nginx's workers run as an unprivileged user when it is started as root
         prepare_files(work, [s.body_bytes for s in SCENARIOS.values() if s.body_bytes])
         script = work / "pipeline.lua"
         script.write_text(PIPELINE_LUA)
@@ -167,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure(peer_name, SCENARIOS[scenario_name], args, work, script)
                 if row:
                     rows.append(row)
+                if "skipped" in row:
+                    skipped.append(f"{row['server']} in {scenario_name}: {row['skipped']}")
     progress("")
     for line in sorted(set(skipped)):
         print(f"skipped {line}", file=sys.stderr)

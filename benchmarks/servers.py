@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
-FLOOR_SOURCE = HERE.parent.parent / "shared" / "bench" / "ref_epoll.c"
+DEFAULT_FLOOR_SOURCE = HERE.parent.parent / "shared" / "bench" / "ref_epoll.c"
 HELLO = b"Hello, World!"
 JSON = b'{"message":"Hello, World!"}'
 
@@ -40,8 +40,8 @@ class Peer:
         """Why this server cannot run here, or None."""
         return None
 
-    def launch(self, scenario: Scenario, port: int, work: Path) -> Launch | None:
-        """How to start it for scenario (None: the scenario does not apply to it)."""
+    def launch(self, scenario: Scenario, port: int, work: Path) -> Launch | str | None:
+        """How to start it for scenario; a string says why it cannot; None: the scenario is not for it."""
         raise NotImplementedError
 
 
@@ -63,20 +63,22 @@ class Fastcluster(Peer):
             size = ["--response-size", str(scenario.body_bytes)] if scenario.body_bytes else []
             return Launch(base + pin + size, {})
         if scenario.kind == "static":
-            return Launch(base + pin + ["--static", str(work / "static")], {}) if fastcluster_supports(
-                "--static") else None
-        if not fastcluster_supports("--interface"):
-            return None
+            if not fastcluster_supports("--static"):
+                return "this fastcluster has no --static (fastcluster serve --help does not list it)"
+            return Launch(base + pin + ["--static", str(work / "static")], {})
+        if not fastcluster_supports("--app-dir"):
+            return "this fastcluster cannot run apps (fastcluster serve --help does not list --app-dir)"
         app = "hello_asgi:app" if scenario.kind == "asgi" else "hello_wsgi:app"
         return Launch(base + pin + [app, "--app-dir", str(APPS), "--interface", scenario.kind], {})
 
 
 class Floor(Peer):
     name = "floor (C epoll)"
+    source = DEFAULT_FLOOR_SOURCE  # --floor-source changes it
 
     def missing(self):
-        if not FLOOR_SOURCE.exists():
-            return f"{FLOOR_SOURCE} not found"
+        if not self.source.exists():
+            return f"{self.source} not found (pass --floor-source PATH to ref_epoll.c)"
         return None if shutil.which("gcc") else "gcc not found"
 
     def launch(self, scenario, port, work):
@@ -84,7 +86,7 @@ class Floor(Peer):
             return None
         binary = work / "ref_epoll"
         if not binary.exists():
-            subprocess.run(["gcc", "-O2", "-o", str(binary), str(FLOOR_SOURCE)], check=True)
+            subprocess.run(["gcc", "-O2", "-o", str(binary), str(self.source)], check=True)
         return Launch([str(binary), str(port)], {})
 
 
@@ -100,6 +102,7 @@ class Nginx(Peer):
         if scenario.kind == "static":
             location = f"location / {{ root {work / 'static'}; }}"
         elif scenario.body_bytes:
+            # every path answers with the file of that size, as the other servers do
             location = (f"location / {{ default_type text/plain; root {work / 'bodies'}; "
                         f"try_files /{scenario.body_bytes} =404; }}")
         else:
@@ -162,10 +165,11 @@ class Gunicorn(PythonPeer):
     module = "gunicorn"
 
     def launch(self, scenario, port, work):
-        if scenario.kind != "wsgi":
-            return None
+        if scenario.kind != "wsgi" and not (scenario.kind == "builtin" and scenario.body_bytes):
+            return None  # the body scenarios and the WSGI app
+        env = {"BODY_BYTES": str(scenario.body_bytes)} if scenario.body_bytes else {}
         return Launch([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}",
-                       "--log-level", "warning", "hello_wsgi:app"], {}, cwd=APPS)
+                       "--log-level", "warning", "hello_wsgi:app"], env, cwd=APPS)
 
 
 PEERS: dict[str, Peer] = {peer.name.split()[0]: peer for peer in
