@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
 
+from tests.app.client import APPS, stalled_download
 from tests.conftest import free_port, http_exchange, read_responses, wait_until
-
-APPS = os.path.dirname(__file__)
 
 
 def app_server(serve, app: str, *args: str, **kwargs):
@@ -159,11 +156,8 @@ def test_disconnect_reaches_the_app(serve, tmp_path):
 def test_send_waits_for_a_slow_client(serve, tmp_path):
     server = app_server(serve, "apps:watch")
     progress = tmp_path / "progress"
-    with server.connect(timeout=10) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        sock.sendall(b"GET /big?%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % str(progress).encode())
-        time.sleep(0.5)
-        stalled = int(progress.read_text())
+    sock, stalled = stalled_download(server, progress)
+    with sock:
         assert stalled < 320, "the app was not held back while the client read nothing"
         time.sleep(0.2)
         assert int(progress.read_text()) == stalled

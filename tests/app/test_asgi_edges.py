@@ -1,27 +1,19 @@
 """Edges of the ASGI adapter over real sockets, one raw app each (asgi_apps.py): scope, streamed bodies and
 responses, HTTP/1.0, pipelining, backpressure, errors, bad headers, disconnect, lifespan."""
 
-import http.client
 import json
 import os
 import time
 
+from tests.app.client import APPS, fetch
 from tests.conftest import http_exchange, wait_until
-
-APPS = os.path.dirname(__file__)
 
 
 def app(serve, target, *flags, **kwargs):
     return serve("--app-dir", APPS, f"asgi_apps:{target}", *flags, **kwargs)
 
 
-def get(server, path, method="GET", body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response, data
+get = fetch
 
 
 def test_scope(serve):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import threading
 import time
 
 import pytest
 
+from tests.app.client import stalled_download
 from tests.app.test_asgi import APPS, get
 from tests.conftest import http_exchange, wait_until
 
@@ -94,11 +94,8 @@ def test_iterables_are_streamed_as_they_yield(serve, tmp_path, threads):
 def test_streamed_iterable_waits_for_a_slow_client(serve, tmp_path):
     server = serve("apps:wsgi_stream", "--app-dir", APPS, "--threads", "2")
     progress = tmp_path / "progress"
-    with server.connect(timeout=10) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        sock.sendall(b"GET /big?%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % str(progress).encode())
-        time.sleep(0.5)
-        stalled = int(progress.read_text())
+    sock, stalled = stalled_download(server, progress)
+    with sock:
         assert stalled < 320, "the iterable was not held back while the client read nothing"
         answer = http_exchange(sock, b"", timeout=10)
     assert answer.endswith(b"0\r\n\r\n") and answer.split(b"\r\n\r\n", 1)[1].count(b"x") == 320 * 65536

@@ -1,28 +1,20 @@
 """Edges of the WSGI adapter over real sockets, one raw app each (wsgi_apps.py): environ, bodies,
 start_response with exc_info, write(), close(), file_wrapper, bad headers, threads, pipelining."""
 
-import http.client
 import json
 import os
 import threading
 import time
 
+from tests.app.client import APPS, fetch
 from tests.conftest import http_exchange, wait_until
-
-APPS = os.path.dirname(__file__)
 
 
 def app(serve, target, *flags, **kwargs):
     return serve("--app-dir", APPS, f"wsgi_apps:{target}", *flags, **kwargs)
 
 
-def get(server, path, method="GET", body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response, data
+get = fetch
 
 
 def test_environ(serve):
