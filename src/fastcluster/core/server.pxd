@@ -1,5 +1,6 @@
 from libc.stdint cimport uint64_t
 
+from fastcluster.core.connection cimport Connection
 from fastcluster.core.context cimport Context
 
 
@@ -26,6 +27,7 @@ cdef class Server:
     cdef void finish(self) noexcept
     cdef int wait_ms(self) except -1
     cdef int run_timers(self) except -1
+    cdef void drop_failed(self, Connection conn, str what) noexcept
     cdef int dispatch(self, uint64_t data, unsigned int ready) except -1
     cdef int accept_all(self, int listener) except -1
     cdef int set_accepting(self, bint accepting) except -1

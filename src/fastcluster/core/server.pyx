@@ -171,10 +171,14 @@ cdef class Server:
             try:
                 conn.on_timer()
             except Exception:
-                log.exception("timed answer on fd %d failed; closing it", conn.fd)
-                ctx.out_len = 0
-                conn.close()
+                self.drop_failed(conn, "timed answer")
         return 0
+
+    cdef void drop_failed(self, Connection conn, str what) noexcept:
+        """A connection's handler raised: log it, forget its unsent shared output, close it; the worker lives."""
+        log.exception("%s on fd %d failed; closing the connection", what, conn.fd)
+        self.ctx.out_len = 0
+        conn.close()
 
     cdef int dispatch(self, uint64_t data, unsigned int ready) except -1:
         cdef int fd = <int>(data & 0xFFFFFFFF)
@@ -191,9 +195,7 @@ cdef class Server:
             if ready & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP) and conn.fd >= 0:
                 conn.on_readable()
         except Exception:
-            log.exception("connection on fd %d failed; closing it", fd)
-            self.ctx.out_len = 0
-            conn.close()
+            self.drop_failed(conn, "readiness handling")
         return 0
 
     cdef int accept_all(self, int listener) except -1:
@@ -259,9 +261,7 @@ cdef class Server:
                 try:
                     conn.check_deadline()
                 except Exception:
-                    log.exception("timeout handling failed on fd %d; closing it", conn.fd)
-                    ctx.out_len = 0
-                    conn.close()
+                    self.drop_failed(conn, "timeout handling")
         return 0
 
     cdef bint finish_stop(self) except -1:
