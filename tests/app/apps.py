@@ -146,20 +146,14 @@ async def hello(scope, receive, send):
 
 
 async def watch(scope, receive, send):
-    """/disconnect?FILE: waits for http.disconnect and writes it to FILE. /big?FILE: streams 20 MiB in 64 KiB
-    parts, writing how many parts send() has accepted to FILE after each one."""
+    """/big?FILE: streams 20 MiB in 64 KiB parts, writing how many parts send() has accepted to FILE after
+    each one."""
     if scope["type"] != "http":
         return
     marker = scope["query_string"].decode()
     if not marker:  # the harness's readiness probe
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ready"})
-        return
-    if scope["path"] == "/disconnect":
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        with open(marker, "w") as handle:
-            handle.write("disconnected")
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     part = b"x" * 65536

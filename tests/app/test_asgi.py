@@ -144,15 +144,6 @@ def test_preload_serves(serve):
     assert wait_until(lambda: len(server.workers()) == 1)
 
 
-def test_disconnect_reaches_the_app(serve, tmp_path):
-    server = app_server(serve, "apps:watch")
-    marker = tmp_path / "gone"
-    with server.connect() as sock:
-        sock.sendall(b"GET /disconnect?%s HTTP/1.1\r\nHost: t\r\n\r\n" % str(marker).encode())
-        time.sleep(0.2)
-    assert wait_until(lambda: marker.exists() and marker.read_text() == "disconnected")
-
-
 def test_send_waits_for_a_slow_client(serve, tmp_path):
     server = app_server(serve, "apps:watch")
     progress = tmp_path / "progress"

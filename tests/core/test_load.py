@@ -8,17 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from benchmarks.measure import PIPELINE_LUA
 
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 
-PIPELINE = """
-init = function(args)
-  local r = {}
-  for i = 1, 16 do r[i] = wrk.format(nil, wrk.path) end
-  req = table.concat(r)
-end
-request = function() return req end
-"""
 
 
 def cpu_ticks(pid: int) -> int:
@@ -40,7 +33,7 @@ def test_wrk_keep_alive_and_pipelined_without_errors(serve, tmp_path, balance):
     workers = server.workers()
     before = {pid: cpu_ticks(pid) for pid in workers}
     script = tmp_path / "pipeline.lua"
-    script.write_text(PIPELINE)
+    script.write_text(PIPELINE_LUA)
     for output in (run_wrk(server.port), run_wrk(server.port, "-s", str(script))):
         assert "Socket errors" not in output and "Non-2xx" not in output, output
         assert int(re.search(r"(\d+) requests in", output).group(1)) > 1000, output
