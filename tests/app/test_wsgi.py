@@ -27,7 +27,8 @@ def test_errors_exc_info_and_close(serve, tmp_path):
     server = serve("apps:wsgi_broken", "--app-dir", APPS, env={"FASTCLUSTER_TEST_MARKER": str(marker)})
     server.tracebacks_expected = True  # the app raises on purpose
     [worker] = server.workers()
-    assert wait_until(marker.exists)  # the readiness probe's GET / counts too
+    # The readiness probe's GET / is closed too: wait until its line is written before counting from it.
+    assert wait_until(lambda: marker.exists() and marker.read_text().count("closed") >= 1)
     closed_before = marker.read_text().count("closed")
     assert get(server.port, "GET", "/raise")[0] == 500
     assert get(server.port, "GET", "/bad-header")[0] == 500
