@@ -8,7 +8,8 @@ from setuptools import Extension, setup
 MODULES = ["fastcluster.core.server", "fastcluster.core.connection", "fastcluster.core.context",
            "fastcluster.core.responder", "fastcluster.core.parser_state",
            "fastcluster.core.stats", "fastcluster.core.producer", "fastcluster.core.routes",
-           "fastcluster.core.static"]
+           "fastcluster.core.static", "fastcluster.core.heads", "fastcluster.core.asgi",
+           "fastcluster.core.wsgi"]
 
 
 def extension(name: str) -> Extension:

@@ -83,9 +83,7 @@ def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket
 
 def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> None:
     """Run the user's app: an asyncio loop (uvloop when installed) drives our epoll loop and the app."""
-    from fastcluster.app.asgi import AsgiServer
     from fastcluster.app.loading import AppLoadError, detect_interface, load_app
-    from fastcluster.app.wsgi import WsgiServer
 
     spec = config.app
     try:
@@ -98,17 +96,18 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     address = next((sock.getsockname() for sock in sockets if sock.family != socket.AF_UNIX), None)
-    where = {"root_path": spec.root_path, "server": address[:2] if address else None,
-             "server_header": config.response.server_header}
+    where = {"root_path": spec.root_path, "server": address[:2] if address else None}
     responder = server.responder
     if interface == "asgi":
+        from fastcluster.app.asgi import AsgiServer
         adapter = AsgiServer(app, loop, responder, max_output=config.limits.max_pending_output, **where)
         try:
             loop.run_until_complete(adapter.startup(spec.lifespan))
         except RuntimeError as exc:
             raise BootError(str(exc)) from None
     else:
-        adapter = WsgiServer(app, loop, responder, threads=spec.threads,
+        from fastcluster.core.wsgi import WsgiApp
+        adapter = WsgiApp(app, loop, responder, threads=spec.threads,
                              max_output=config.limits.max_pending_output, **where)
     server.set_app_factory(adapter.adapter)
     def stop(graceful: bool) -> None:

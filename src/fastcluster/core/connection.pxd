@@ -5,6 +5,12 @@ from fastcluster.core.parser_state cimport llhttp_state
 from fastcluster.core.producer cimport Producer
 
 
+cdef class AppAdapter
+
+
+cdef tuple split_target(bytes url)
+
+
 cdef enum ConnectionState:
     IDLE            # between requests: the keep-alive timeout runs
     READING_HEAD    # a request has begun and its head is not complete: the header timeout runs
@@ -42,8 +48,10 @@ cdef class Connection:
         bint linger_on_close
         # The app adapter of this connection (None: the built-in responder answers), the request headers
         # collected for it, how many requests it has yet to answer, and whether reading is paused for it.
-        object app
+        AppAdapter app
         list headers
+        # The client's (host, port) for apps, looked up on first use (False: not yet; None: not an IP peer).
+        object client
         int busy
         bint reading_paused
         bint stop_parsing
@@ -81,6 +89,8 @@ cdef class Connection:
         bytes user_agent
 
     cdef int app_message_complete(self) except -1
+    cdef str method_name(self)
+    cpdef object client_address(self)
     cpdef int send(self, bytes data) except -1
     cpdef int write_answer(self, bytes data) except -1
     cpdef int answered(self, int status, double started, bint keep_alive) except -1
@@ -109,3 +119,17 @@ cdef class Connection:
     cdef void set_events(self, uint32_t events) noexcept
     cdef void abort(self) noexcept
     cdef void close(self) noexcept
+
+
+cdef class AppAdapter:
+    """The app's side of one connection: the ASGI and WSGI adapters derive from it, and the connection
+    calls it as it parses each request."""
+    cdef:
+        readonly Connection conn
+
+    cdef int request(self, str method, bytes url, bint http11, list headers, bint keep_alive) except -1
+    cdef int body(self, bytes data) except -1
+    # Returns 1 when the connection may parse on (the answer keeps it alive), 0 when it must stop.
+    cdef int message_complete(self) except -1
+    cdef int drained(self) except -1
+    cdef int connection_lost(self) except -1

@@ -4,7 +4,7 @@
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.string cimport memcpy, memset
+from libc.string cimport memchr, memcpy, memset
 
 cdef extern from "<string.h>" nogil:
     void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
@@ -15,7 +15,7 @@ cdef extern from "<sys/sendfile.h>" nogil:
 
 import logging
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, parse_url
 
 from fastcluster.core.routes cimport ROUTE_ECHO, ROUTE_HEADERS, ROUTE_JSON, route_of
 from fastcluster.core.parser_state cimport (
@@ -31,6 +31,9 @@ from fastcluster.core.syscalls cimport (
     EPOLLIN,
     EPOLLOUT,
     EPOLLRDHUP,
+    AF_INET,
+    AF_INET6,
+    INET6_ADDRSTRLEN,
     MSG_NOSIGNAL,
     iovec,
     msghdr,
@@ -39,6 +42,14 @@ from fastcluster.core.syscalls cimport (
     SOL_SOCKET,
     epoll_ctl,
     epoll_event,
+    getpeername,
+    inet_ntop,
+    ntohs,
+    sockaddr,
+    sockaddr_in,
+    sockaddr_in6,
+    sockaddr_storage,
+    socklen_t,
     recv,
     linger,
     send,
@@ -55,6 +66,29 @@ DEF DRAIN_IDLE_GRACE = 1.0
 # Writes this large skip the shared buffer (no copy); smaller ones gather there into one send.
 DEF DIRECT_WRITE = 16384
 DEF MAX_IOV = 64
+
+
+# Method names by llhttp's method number, filled as methods are first seen.
+cdef list METHOD_NAMES = [None] * 256
+
+
+cdef tuple split_target(bytes url):
+    """(path, query) of a request target: origin-form (the usual case, split here) or absolute-form."""
+    cdef const char *chars = PyBytes_AS_STRING(url)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(url)
+    cdef const char *mark
+    cdef Py_ssize_t path_end, query_end
+    if size == 0 or chars[0] != c'/':
+        parsed = parse_url(url)
+        return parsed.path or b"/", parsed.query or b""
+    mark = <const char *>memchr(chars, c'#', size)
+    if mark != NULL:
+        size = mark - chars
+    mark = <const char *>memchr(chars, c'?', size)
+    if mark == NULL:
+        return (url if size == PyBytes_GET_SIZE(url) else url[:size]), b""
+    path_end = mark - chars
+    return url[:path_end], url[path_end + 1:size]
 
 
 class Rejected(Exception):
@@ -104,7 +138,9 @@ cdef class Connection:
         self.llhttp = state_of(self.parser)
         if ctx.app_factory is not None:
             self.headers = []
-            self.app = ctx.app_factory(self)
+            self.app = <AppAdapter?>ctx.app_factory(self)
+            self.app.conn = self
+            self.client = False
         self.state = IDLE
         self.deadline = ctx.now + ctx.header_timeout
         self.events = EPOLLIN
@@ -227,7 +263,7 @@ cdef class Connection:
             keeps_alive = (state_keeps_alive(state) and not state.upgrade) if state != NULL else (
                 self.keeps_alive() and not self.parser.should_upgrade())
             self.busy += 1
-            self.app.request(self.method(), self.url, http11, self.headers,
+            self.app.request(self.method_name(), self.url, http11, self.headers,
                              keeps_alive and not self.ctx.draining)
             self.headers = []
 
@@ -318,21 +354,50 @@ cdef class Connection:
         self.unaccounted = 0
         self.state = IDLE
         self.deadline = ctx.now + ctx.keepalive_timeout
-        if not self.app.message_complete():
+        if self.app.message_complete() == 0:
             self.stop_parsing = True  # this answer closes the connection: parse nothing after it
             raise Rejected()
         return 0
 
-    # ---- the app's side (ASGI/WSGI adapters in fastcluster.app) ----
+    # ---- the app's side (the ASGI/WSGI adapters) ----
+
+    cdef str method_name(self):
+        """The request's method as text, from a table by llhttp's method number (no bytes made)."""
+        cdef llhttp_state *state = self.llhttp
+        if state == NULL:
+            return self.method().decode("ascii")
+        name = METHOD_NAMES[state.method]
+        if name is None:
+            name = METHOD_NAMES[state.method] = self.method().decode("ascii")
+        return <str>name
+
+    cpdef object client_address(self):
+        """The client's (host, port), looked up once; None for a peer that is not an IP socket."""
+        cdef sockaddr_storage address
+        cdef socklen_t size = sizeof(address)
+        cdef char text[INET6_ADDRSTRLEN]
+        if self.client is False:
+            self.client = None
+            if self.fd >= 0 and getpeername(self.fd, <sockaddr *>&address, &size) == 0:
+                if address.ss_family == AF_INET:
+                    inet_ntop(AF_INET, &(<sockaddr_in *>&address).sin_addr, text, sizeof(text))
+                    self.client = (text.decode("ascii"), ntohs((<sockaddr_in *>&address).sin_port))
+                elif address.ss_family == AF_INET6:
+                    inet_ntop(AF_INET6, &(<sockaddr_in6 *>&address).sin6_addr, text, sizeof(text))
+                    self.client = (text.decode("ascii"), ntohs((<sockaddr_in6 *>&address).sin6_port))
+        return self.client
 
     cpdef int send(self, bytes data) except -1:
         """Write data after everything written before, and send what the socket takes now."""
-        self.write(data)
+        self.write_answer(data)
         return self.flush()
 
     cpdef int write_answer(self, bytes data) except -1:
         """Write data to leave with the flush that ends the current read: for an answer made while this
-        connection parses, so the answers to all the requests of one read still go out in one send."""
+        connection parses, so the answers to all the requests of one read still go out in one send.
+        Behind a file still being sent, it waits its turn."""
+        if self.producer is not None:
+            return self.send_answer(data)
         return self.write(data)
 
     cpdef int answered(self, int status, double started, bint keep_alive) except -1:
@@ -776,3 +841,20 @@ cdef class Connection:
                 log.exception("the app adapter failed on a closed connection")
         ctx.open_connections -= 1
         ctx.stats.connections_open -= 1
+
+
+cdef class AppAdapter:
+    cdef int request(self, str method, bytes url, bint http11, list headers, bint keep_alive) except -1:
+        raise NotImplementedError
+
+    cdef int body(self, bytes data) except -1:
+        raise NotImplementedError
+
+    cdef int message_complete(self) except -1:
+        raise NotImplementedError
+
+    cdef int drained(self) except -1:
+        return 0
+
+    cdef int connection_lost(self) except -1:
+        return 0

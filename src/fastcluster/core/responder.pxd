@@ -1,6 +1,9 @@
 from fastcluster.core.routes cimport Shape
 
 
+cdef bytes status_line(int status)
+
+
 cdef class Plan:
     cdef:
         int status

@@ -20,9 +20,9 @@ NOT_FOUND = object()  # inside DIR's reach but nothing to serve (or an attempt t
 cdef class OpenFile:
     """One served file: its descriptor (closed when the last user lets go) and what the answers need."""
 
-    def __init__(self, bytes path, st):
+    def __init__(self, bytes path, st, bint follow_links=False):
         self.fd = -1
-        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW))
         self.size = st.st_size
         self.mtime = int(st.st_mtime)
         self.identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -34,7 +34,10 @@ cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
 
     struct sockaddr:
-        pass
+        unsigned short sa_family
+
+    struct sockaddr_storage:
+        unsigned short ss_family
 
     struct linger:
         int l_onoff
@@ -67,11 +70,35 @@ cdef extern from "<sys/socket.h>" nogil:
     ssize_t send(int sockfd, const void *buf, size_t len, int flags)
     int shutdown(int sockfd, int how)
     int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen)
+    int getpeername(int sockfd, sockaddr *addr, socklen_t *addrlen)
 
 
 cdef extern from "<netinet/in.h>" nogil:
     enum:
         IPPROTO_TCP
+        AF_INET
+        AF_INET6
+        INET6_ADDRSTRLEN
+
+    struct in_addr:
+        pass
+
+    struct in6_addr:
+        pass
+
+    struct sockaddr_in:
+        unsigned short sin_port
+        in_addr sin_addr
+
+    struct sockaddr_in6:
+        unsigned short sin6_port
+        in6_addr sin6_addr
+
+    unsigned short ntohs(unsigned short netshort)
+
+
+cdef extern from "<arpa/inet.h>" nogil:
+    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
 
 
 cdef extern from "<netinet/tcp.h>" nogil:

@@ -1,0 +1,115 @@
+"""wsgi.input with --threads: the app's thread reads the request body while the worker's loop is still
+receiving it. The loop feeds pieces in; a reader blocks until enough has come. Reading is paused while more
+than LIMIT bytes wait unread, and resumed (from the reader's thread, through the loop) once they are read."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator
+from typing import Callable
+
+LIMIT = 256 * 1024
+
+
+class BodyStream:
+    def __init__(self, loop, set_reading: Callable[[bool], object]) -> None:
+        self.loop = loop
+        self.set_reading = set_reading
+        self.ready = threading.Condition(threading.Lock())
+        self.pieces: deque[bytes] = deque()
+        self.buffered = 0
+        self.ended = False
+        self.cut_short = False
+        self.paused = False
+
+    # ---- the loop's side ----
+
+    def feed(self, data: bytes) -> bool:
+        """Add a piece of body; True when the reader is behind and reading should pause."""
+        with self.ready:
+            self.pieces.append(data)
+            self.buffered += len(data)
+            self.ready.notify_all()
+            if self.buffered > LIMIT:
+                self.paused = True
+            return self.paused
+
+    def end(self, complete: bool = True) -> None:
+        """The body is all in, or (complete=False) the client went away before it was."""
+        with self.ready:
+            self.ended = True
+            self.cut_short = not complete
+            self.ready.notify_all()
+
+    # ---- the app's side (PEP 3333 input stream) ----
+
+    def take(self, size: int, until_newline: bool = False) -> bytes:
+        """Up to size bytes (size < 0: all), or through the first newline; b"" once the body ended."""
+        with self.ready:
+            while True:
+                available = self.buffered
+                if until_newline:
+                    found = self.find_newline()
+                    if found >= 0:
+                        available = found + 1
+                    elif not self.ended and (size < 0 or available < size):
+                        available = -1
+                elif not self.ended and (size < 0 or available < size):
+                    available = -1
+                if available >= 0:
+                    break
+                self.ready.wait()
+            if self.cut_short and self.buffered == 0:
+                raise OSError("the client went away before the request body ended")
+            wanted = available if size < 0 else min(size, available)
+            data = self.pop(wanted)
+            resume = self.paused and self.buffered <= LIMIT // 2
+            if resume:
+                self.paused = False
+        if resume:
+            self.loop.call_soon_threadsafe(self.set_reading, True)
+        return data
+
+    def find_newline(self) -> int:
+        seen = 0
+        for piece in self.pieces:
+            at = piece.find(b"\n")
+            if at >= 0:
+                return seen + at
+            seen += len(piece)
+        return -1
+
+    def pop(self, size: int) -> bytes:
+        parts = []
+        while size > 0 and self.pieces:
+            piece = self.pieces.popleft()
+            if len(piece) > size:
+                self.pieces.appendleft(piece[size:])
+                piece = piece[:size]
+            parts.append(piece)
+            size -= len(piece)
+            self.buffered -= len(piece)
+        return b"".join(parts)
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self.take(-1 if size is None else size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self.take(-1 if size is None else size, until_newline=True)
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines, total = [], 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line

@@ -1,0 +1,403 @@
+# The ASGI 3 HTTP exchange: turns the requests one connection parses into scopes, runs the app for each
+# in its own asyncio task (pipelined requests wait their turn; eager where asyncio can start a task at
+# once), streams bodies both ways with flow control, and frames what the app sends: Content-Length or
+# chunked, HEAD, HTTP/1.0, the pathsend and trailers extensions. Lifespan is plain Python
+# (fastcluster.app.asgi).
+import logging
+import os
+import stat
+import sys
+from asyncio import Task
+from collections import deque
+from functools import partial
+from urllib.parse import unquote
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
+from cpython.ref cimport PyObject
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.string cimport memchr
+
+from fastcluster.core.connection cimport Connection, split_target
+from fastcluster.core.heads cimport Head, asgi_head, bodiless, chunk, error_answer, frame
+from fastcluster.core.static cimport FileBody, OpenFile
+
+from fastcluster.core.heads import BadResponse
+
+log = logging.getLogger("fastcluster.app")
+
+ASGI = {"version": "3.0", "spec_version": "2.4"}
+EXTENSIONS = {"http.response.pathsend": {}, "http.response.trailers": {}}
+DISCONNECT = {"type": "http.disconnect"}
+# Request body buffered for an app that has not asked for it yet, before we stop reading the socket.
+DEF BODY_BUFFER = 262144
+# A body this small leaves in one allocation with its head; larger ones are sent by reference.
+DEF COPY_BODY_BELOW = 16384
+
+
+class ClientDisconnected(OSError):
+    """send() after the client went away (an OSError, as uvicorn's: apps stop streaming on it)."""
+
+
+cdef object field(object message, str key, object default):
+    """message.get(key, default), without the method call for the plain dicts apps send."""
+    cdef PyObject *found
+    if PyDict_CheckExact(message):
+        found = PyDict_GetItem(message, key)
+        return <object>found if found != NULL else default
+    return message.get(key, default)
+
+
+cdef str decode_path(bytes raw_path):
+    """The percent-decoded UTF-8 path ASGI wants."""
+    if memchr(PyBytes_AS_STRING(raw_path), c'%', PyBytes_GET_SIZE(raw_path)) == NULL:
+        return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw_path), PyBytes_GET_SIZE(raw_path), "surrogateescape")
+    return unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="surrogateescape")
+
+
+cdef bytes as_body(object body):
+    if PyBytes_CheckExact(body):
+        return <bytes>body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    raise BadResponse(f"a body must be bytes, not {type(body).__name__}")
+
+
+cdef class AsgiApp:
+    """What every connection of a worker shares: the app, the loop, the addresses, the lifespan state."""
+
+    def __init__(self, app, loop, Responder responder, *, root_path: str = "", server=None,
+                 Py_ssize_t max_output=256 * 1024):
+        self.app = app
+        self.loop = loop
+        self.responder = responder
+        self.root_path = root_path
+        self.raw_root_path = root_path.encode("utf-8")
+        self.server = server
+        self.state = {}
+        self.max_output = max_output
+        self.eager = sys.version_info >= (3, 12)
+        # A task runs one request; named, so that Python 3.11 does not format a name for each.
+        if self.eager:
+            self.new_task = partial(Task, loop=loop, name="asgi-request", eager_start=True)
+        else:
+            self.new_task = partial(Task, loop=loop, name="asgi-request")
+
+    def adapter(self, Connection conn) -> AsgiConnection:
+        """The app's side of a new connection (the worker's connection factory calls it)."""
+        cdef AsgiConnection adapter = AsgiConnection.__new__(AsgiConnection)
+        adapter.shared = self
+        adapter.exchanges = deque()
+        return adapter
+
+
+cdef class Exchange:
+    """One request and its response; its receive and send are what the app gets."""
+
+    cdef int deliver(self, bytes data) except -1:
+        if self.body is None:
+            self.body = [data]
+        else:
+            self.body.append(data)
+        self.buffered += PyBytes_GET_SIZE(data)
+        if self.buffered > BODY_BUFFER:
+            self.owner.conn.set_reading(False)  # the app reads slower than the client sends
+        return self.wake()
+
+    cdef int wake(self) except -1:
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+        return 0
+
+    async def receive(self):
+        cdef Connection conn
+        while True:
+            if self.body is not None:
+                data = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+                self.body = None
+                conn = self.owner.conn
+                if self.buffered > BODY_BUFFER and conn.fd >= 0:
+                    conn.set_reading(True)
+                self.buffered = 0
+                self.end_delivered = not self.more_body
+                return {"type": "http.request", "body": data, "more_body": self.more_body}
+            if not self.more_body and not self.end_delivered:
+                self.end_delivered = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.disconnected or self.complete:
+                return DISCONNECT
+            self.wakeup = self.owner.shared.loop.create_future()
+            await self.wakeup
+            self.wakeup = None
+
+    async def send(self, message):
+        if self.disconnected:
+            raise ClientDisconnected("the client has gone away")
+        kind = message["type"]
+        if kind == "http.response.body":
+            waiter = self.send_body(field(message, "body", b""), field(message, "more_body", False))
+        elif kind == "http.response.start":
+            if self.response_started:
+                raise BadResponse("http.response.start sent twice")
+            self.head = asgi_head(message["status"], field(message, "headers", ()))
+            self.status = self.head.status
+            self.declared = self.head.length
+            self.trailers = bool(field(message, "trailers", False))
+            self.response_started = True
+            return
+        elif kind == "http.response.pathsend":
+            waiter = self.send_file(message["path"])
+        elif kind == "http.response.trailers":
+            waiter = self.send_trailers(field(message, "headers", ()), field(message, "more_trailers", False))
+        else:
+            raise BadResponse(f"unexpected message {kind!r}")
+        if waiter is not None:
+            await waiter
+
+    cdef object send_body(self, object body, bint more):
+        """Frame and write one body message; the drain future to wait on when the client is slow."""
+        cdef bytes data = as_body(body)
+        cdef Head head = self.head
+        cdef long long length
+        cdef bint without_body
+        if not self.response_started or self.body_ended:
+            raise BadResponse("http.response.body outside a response")
+        if self.declared >= 0 and self.body_sent + PyBytes_GET_SIZE(data) > self.declared:
+            raise BadResponse(f"more body than its Content-Length {self.declared}")
+        self.body_sent += PyBytes_GET_SIZE(data)
+        if head is not None:
+            self.head = None
+            length = head.length
+            without_body = bodiless(head.status)
+            if without_body and head.status != 304:
+                length = -1  # no Content-Length on 1xx and 204 (RFC 9110 8.6)
+            elif length < 0 and not without_body:
+                if self.trailers and not self.http10 and not self.head_only:
+                    self.chunked = True
+                elif not more:
+                    length = PyBytes_GET_SIZE(data)
+                elif self.http10:
+                    self.keep_alive = False  # HTTP/1.0 has no chunked coding: the close ends the body
+                else:
+                    self.chunked = not self.head_only
+            if self.head_only or without_body:
+                self.write(frame(head, self.owner.shared.responder, length, self.chunked, self.keep_alive,
+                                 None))
+                self.head_only = True  # nothing of the body is sent from now on
+            elif not self.chunked and PyBytes_GET_SIZE(data) < COPY_BODY_BELOW:
+                self.write(frame(head, self.owner.shared.responder, length, False, self.keep_alive, data))
+            else:
+                self.write(frame(head, self.owner.shared.responder, length, self.chunked, self.keep_alive,
+                                 None))
+                if PyBytes_GET_SIZE(data):
+                    self.write(chunk(data) if self.chunked else data)
+        elif PyBytes_GET_SIZE(data) and not self.head_only:
+            self.write(chunk(data) if self.chunked else data)
+        if more:
+            return self.drain()
+        if self.declared >= 0 and self.body_sent < self.declared and not self.head_only:
+            raise BadResponse(f"Content-Length {self.declared} but {self.body_sent} bytes of body")
+        self.body_ended = True
+        if self.trailers:
+            return None  # the response ends with the trailers message
+        if self.chunked:
+            self.write(b"0\r\n\r\n")
+        self.finish(self.keep_alive)
+        return None
+
+    cdef object send_file(self, object path):
+        """http.response.pathsend: the file at path is the whole body, sent by sendfile."""
+        cdef Head head = self.head
+        if head is None or not self.response_started:
+            raise BadResponse("http.response.pathsend outside a response, or after its body began")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise BadResponse(f"pathsend needs an absolute path, not {path!r}")
+        self.head = None
+        try:
+            file = OpenFile(os.fsencode(path), os.stat(path), True)
+        except OSError as exc:
+            raise BadResponse(f"pathsend cannot open {path}: {exc.strerror}") from None
+        if self.declared >= 0 and self.declared != file.size:
+            raise BadResponse(f"Content-Length {self.declared} but the file has {file.size} bytes")
+        self.body_ended = True
+        data = frame(head, self.owner.shared.responder, file.size, False, self.keep_alive, None)
+        if self.head_only or bodiless(head.status) or file.size == 0:
+            self.write(data)
+        else:
+            self.sent += PyBytes_GET_SIZE(data) + file.size
+            self.owner.conn.send_answer(FileBody(data, file, 0, file.size))
+            if not self.owner.parsing:
+                self.owner.conn.flush()
+        if self.trailers:
+            return None
+        self.finish(self.keep_alive)
+        return None
+
+    cdef object send_trailers(self, object headers, bint more):
+        """Trailer fields after a chunked body (dropped when the body was not chunked)."""
+        if not self.trailers or not self.body_ended or self.complete:
+            raise BadResponse("http.response.trailers without trailers announced, or before the body ended")
+        cdef Head fields = asgi_head(200, headers)
+        if self.chunked:
+            if not self.trailer_started:
+                self.write(b"0\r\n")
+                self.trailer_started = True
+            if fields.lines:
+                self.write(fields.lines)
+        if more:
+            return None
+        if self.chunked:
+            self.write(b"\r\n")
+        self.finish(self.keep_alive)
+        return None
+
+    cdef int write(self, bytes data) except -1:
+        cdef Connection conn = self.owner.conn
+        self.sent += PyBytes_GET_SIZE(data)
+        if conn.fd < 0:
+            return 0
+        if self.owner.parsing:
+            return conn.write_answer(data)
+        return conn.send(data)
+
+    cdef object drain(self):
+        """A future to wait on while the connection's unsent output is over the limit, else None."""
+        cdef AsgiConnection owner = self.owner
+        if owner.conn.pending_size <= owner.shared.max_output or owner.conn.fd < 0:
+            return None
+        owner.drain_waiter = owner.shared.loop.create_future()
+        return owner.drain_waiter
+
+    cdef int finish(self, bint keep_alive) except -1:
+        self.complete = True
+        self.wake()
+        return self.owner.finished(self, keep_alive)
+
+    async def run(self):
+        cdef AsgiConnection owner = self.owner
+        try:
+            await owner.shared.app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            if self.disconnected:
+                log.info("the client left during %s %s", self.scope["method"], self.scope["path"])
+                return
+            owner.app_failed(self, f"{type(exc).__name__}: {exc}", exc)
+        else:
+            if not self.response_started and not self.disconnected:
+                owner.app_failed(self, "the app returned without sending a response", None)
+            elif not self.complete and not self.disconnected:
+                log.error("the app returned before finishing its response to %s %s; closing the connection",
+                          self.scope["method"], self.scope["path"])
+                self.finish(False)
+
+
+cdef class AsgiConnection(AppAdapter):
+    """The ASGI app's side of one connection."""
+
+    cdef int request(self, str method, bytes url, bint http11, list headers, bint keep_alive) except -1:
+        cdef AsgiApp shared = self.shared
+        cdef Connection conn = self.conn
+        raw_path, query = split_target(url)
+        cdef Exchange exchange = Exchange.__new__(Exchange)
+        exchange.owner = self
+        exchange.scope = {
+            "type": "http",
+            "asgi": ASGI,
+            "http_version": "1.1" if http11 else "1.0",
+            "method": method,
+            "scheme": "http",
+            "path": shared.root_path + decode_path(raw_path) if shared.root_path else decode_path(raw_path),
+            "raw_path": shared.raw_root_path + raw_path if shared.root_path else raw_path,
+            "query_string": query,
+            "root_path": shared.root_path,
+            "headers": headers,
+            "client": conn.client_address(),
+            "server": shared.server,
+            "state": shared.state.copy(),
+            "extensions": EXTENSIONS,
+        }
+        exchange.more_body = True
+        exchange.keep_alive = keep_alive
+        exchange.head_only = method == "HEAD"
+        exchange.http10 = not http11
+        exchange.started_at = conn.ctx.now
+        exchange.declared = -1
+        self.exchanges.append(exchange)
+        self.receiving = exchange
+        if len(self.exchanges) == 1 and (conn.chunked or conn.content_length > 0):
+            self.start(exchange)  # the app may read the body as it arrives
+        return 0
+
+    cdef int body(self, bytes data) except -1:
+        return self.receiving.deliver(data)
+
+    cdef int message_complete(self) except -1:
+        cdef Exchange exchange = self.receiving
+        cdef bint keep_alive = exchange.keep_alive
+        exchange.more_body = False
+        exchange.wake()
+        if exchange.task is None and self.exchanges[0] is exchange:
+            self.start(exchange)
+        return keep_alive
+
+    cdef int start(self, Exchange exchange) except -1:
+        if self.shared.eager:
+            self.parsing = True  # what the app sends now leaves with the read's one send
+            try:
+                exchange.task = self.shared.new_task(exchange.run())
+            finally:
+                self.parsing = False
+        else:
+            exchange.task = self.shared.new_task(exchange.run())
+        return 0
+
+    cdef int drained(self) except -1:
+        if self.drain_waiter is not None:
+            if not self.drain_waiter.done():
+                self.drain_waiter.set_result(None)
+            self.drain_waiter = None
+        return 0
+
+    cdef int connection_lost(self) except -1:
+        cdef Exchange exchange
+        for exchange in self.exchanges:
+            exchange.disconnected = True
+            exchange.wake()
+        return self.drained()
+
+    def app_failed(self, Exchange exchange, str reason, exc) -> None:
+        log.error("the app failed on %s %s: %s", exchange.scope["method"], exchange.scope["path"], reason,
+                  exc_info=exc if exc is not None and not isinstance(exc, BadResponse) else None)
+        if exchange.disconnected or exchange.complete:
+            return
+        if exchange.response_started and exchange.head is None:
+            self.finished(exchange, False)  # too late for a 500: cut the response short
+            return
+        exchange.response_started = True
+        exchange.head = None
+        exchange.status = 500
+        exchange.write(error_answer(self.shared.responder, 500, exchange.keep_alive))
+        exchange.finish(exchange.keep_alive)
+
+    cdef int log_access(self, Exchange exchange) except -1:
+        scope = exchange.scope
+        target = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
+        headers = dict(scope["headers"])
+        self.conn.log_access(scope["method"].encode("latin-1"), target, scope["http_version"],
+                             exchange.status, exchange.sent, headers.get(b"referer"), headers.get(b"user-agent"))
+        return 0
+
+    cdef int finished(self, Exchange exchange, bint keep_alive) except -1:
+        cdef Connection conn = self.conn
+        exchange.complete = True
+        if self.exchanges and self.exchanges[0] is exchange:
+            self.exchanges.popleft()
+        if conn.fd >= 0:
+            if conn.ctx.access_log is not None:
+                self.log_access(exchange)
+            conn.answered(exchange.status, exchange.started_at, keep_alive)
+        if self.exchanges and keep_alive:
+            self.start(self.exchanges[0])
+        return 0

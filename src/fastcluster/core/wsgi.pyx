@@ -1,0 +1,495 @@
+# The WSGI (PEP 3333) exchange: builds each request's environ, runs the app inline in the worker's loop
+# (fastest for fast apps) or, with --threads N, on a thread pool reading its body as it arrives, so a slow
+# request does not hold up the worker's other connections. Small answers leave in one piece, iterables are
+# streamed as they yield with backpressure, wsgi.file_wrapper files go out by sendfile, and close() of the
+# result is always called, also when the worker stops mid-stream.
+import logging
+import os
+import stat
+import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from tempfile import TemporaryFile
+from io import BytesIO
+from urllib.parse import unquote
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.string cimport memchr
+
+from fastcluster.core.connection cimport Connection, split_target
+from fastcluster.core.heads cimport Head, bodiless, chunk, error_answer, frame, wsgi_head
+from fastcluster.core.static cimport FileBody, OpenFile
+
+from fastcluster.app.body_stream import BodyStream
+from fastcluster.core.heads import BadResponse
+
+log = logging.getLogger("fastcluster.app")
+
+# A response whose iterable is neither a list nor a tuple is streamed unless it declared at most this many
+# bytes in Content-Length (then it is gathered and sent in one piece, the fast path).
+DEF STREAM_ABOVE = 65536
+# A request body larger than this is spooled to a temporary file while it arrives (without --threads).
+DEF SPOOL_ABOVE = 1048576
+# Environ keys of the request headers seen so far, by header name (bounded: names are the client's).
+DEF MAX_HEADER_KEYS = 512
+cdef dict HEADER_KEYS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+# The end of an iterable.
+DONE = object()
+
+
+cdef str environ_key(bytes name):
+    key = HEADER_KEYS.get(name)
+    if key is None:
+        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+        if len(HEADER_KEYS) < MAX_HEADER_KEYS:
+            HEADER_KEYS[name] = key
+    return <str>key
+
+
+cdef str latin1(bytes data):
+    return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL)
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: a file sent by sendfile when it is a regular file, else read in blocks."""
+
+    def __init__(self, filelike, block_size: int = 65536) -> None:
+        self.filelike = filelike
+        self.block_size = block_size
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        while True:
+            block = self.filelike.read(self.block_size)
+            if not block:
+                return
+            yield block
+
+
+cdef object file_part(object wrapper):
+    """(OpenFile on a copy of its descriptor, offset, length) for a FileWrapper over a regular file whose
+    position is known, else None (then it is iterated)."""
+    cdef OpenFile file
+    try:
+        fd = wrapper.filelike.fileno()
+        info = os.fstat(fd)
+        offset = wrapper.filelike.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(info.st_mode) or offset > info.st_size:
+        return None
+    file = OpenFile.__new__(OpenFile)
+    file.fd = os.dup(fd)
+    file.size = info.st_size
+    return file, offset, info.st_size - offset
+
+
+def close_result(result) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("the app's result failed to close")
+
+
+cdef class Streaming:
+    """A response to send piece by piece as the app's iterable yields it."""
+    cdef object iterator
+    cdef object result
+
+
+cdef class WsgiApp:
+    """What every connection of a worker shares: the app, the loop, the pool, the constant environ."""
+
+    def __init__(self, app, loop, Responder responder, *, int threads=0, str root_path="", server=None,
+                 Py_ssize_t max_output=256 * 1024):
+        self.app = app
+        self.loop = loop
+        self.responder = responder
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="wsgi") if threads else None
+        self.root_path = root_path
+        self.max_output = max_output
+        self.streams = set()
+        host, port = server or ("", 0)
+        self.base_environ = {
+            "SCRIPT_NAME": root_path,
+            "SERVER_NAME": host,
+            "SERVER_PORT": str(port),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": self.pool is not None,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+
+    def adapter(self, Connection conn) -> WsgiConnection:
+        cdef WsgiConnection adapter = WsgiConnection.__new__(WsgiConnection)
+        adapter.shared = self
+        adapter.waiting = deque()
+        return adapter
+
+    def close(self) -> None:
+        """The worker stops: close the results still streaming, and let the pool's threads finish."""
+        for result in list(self.streams):
+            close_result(result)
+        self.streams.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    cdef str path_info(self, bytes raw_path):
+        """The decoded path, less SCRIPT_NAME when a proxy passed the prefix on (as gunicorn does)."""
+        if memchr(PyBytes_AS_STRING(raw_path), c'%', PyBytes_GET_SIZE(raw_path)) == NULL:
+            path = latin1(raw_path)
+        else:
+            path = unquote(latin1(raw_path), encoding="latin-1")
+        root = self.root_path
+        if root and (path == root or path.startswith(root + "/")):
+            path = path[len(root):]
+        return path
+
+
+cdef class Call:
+    """One request: its environ, its body, and what the app's start_response and write() gave."""
+
+    cdef int take(self, bytes data) except -1:
+        """Keep a piece of body (without --threads): in memory, or spooled once it grows large."""
+        self.size += PyBytes_GET_SIZE(data)
+        if self.spool is not None:
+            self.spool.write(data)
+        elif self.size > SPOOL_ABOVE:
+            self.spool = TemporaryFile()
+            self.spool.writelines(self.pieces or ())
+            self.spool.write(data)
+            self.pieces = None
+        elif self.pieces is None:
+            self.pieces = [data]
+        else:
+            self.pieces.append(data)
+        return 0
+
+    cdef object body_input(self):
+        if self.spool is not None:
+            self.spool.seek(0)
+            return self.spool
+        if self.pieces is None:
+            return BytesIO()
+        body = self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
+        self.pieces = None
+        return BytesIO(body)
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.head is not None:
+            raise BadResponse("start_response called twice without exc_info")
+        self.head = wsgi_head(status, headers)
+        return self.write
+
+    def write(self, data):
+        """The write() callable start_response returns."""
+        if self.written is None:
+            self.written = []
+        self.written.append(bytes(data))
+
+
+cdef object pull(Call call, object iterator):
+    """The next piece to send: what write() gathered first, then the iterable's next item; DONE at end."""
+    if call.written:
+        piece = b"".join(call.written)
+        call.written = None
+        return piece
+    return next(iterator, DONE)
+
+
+cdef class WsgiConnection(AppAdapter):
+    """The WSGI app's side of one connection."""
+
+    cdef int request(self, str method, bytes url, bint http11, list headers, bint keep_alive) except -1:
+        cdef WsgiApp shared = self.shared
+        cdef Connection conn = self.conn
+        cdef bytes name, value
+        cdef str key
+        raw_path, query = split_target(url)
+        client = conn.client_address()
+        environ = shared.base_environ.copy()
+        environ["REQUEST_METHOD"] = method
+        environ["PATH_INFO"] = shared.path_info(raw_path)
+        environ["QUERY_STRING"] = latin1(query)
+        environ["SERVER_PROTOCOL"] = "HTTP/1.1" if http11 else "HTTP/1.0"
+        environ["RAW_URI"] = latin1(url)
+        environ["REMOTE_ADDR"] = client[0] if client else ""
+        environ["REMOTE_PORT"] = str(client[1]) if client else ""
+        for name, value in headers:
+            key = environ_key(name)
+            if key in environ and key[0] == "H":  # a repeated header: its values joined, as RFC 9110 allows
+                environ[key] = environ[key] + "," + latin1(value)
+            else:
+                environ[key] = latin1(value)
+        cdef Call call = Call.__new__(Call)
+        call.environ = environ
+        call.keep_alive = keep_alive
+        call.head_only = method == "HEAD"
+        call.http10 = not http11
+        call.started_at = conn.ctx.now
+        self.receiving = call
+        if shared.pool is not None:
+            # The app reads the body while it arrives, in its own thread.
+            call.stream = BodyStream(shared.loop, (<object>conn).set_reading)
+            environ["wsgi.input"] = call.stream
+            if self.running:
+                self.waiting.append(call)
+            else:
+                self.running = True
+                self.begin(call)
+        return 0
+
+    cdef int body(self, bytes data) except -1:
+        if self.receiving.stream is not None:
+            if self.receiving.stream.feed(data):
+                self.conn.set_reading(False)  # the app reads slower than the client sends
+            return 0
+        return self.receiving.take(data)
+
+    cdef int message_complete(self) except -1:
+        cdef Call call = self.receiving
+        cdef Connection conn = self.conn
+        self.receiving = None
+        if call.stream is not None:
+            call.stream.end()
+            return call.keep_alive
+        call.environ["wsgi.input"] = call.body_input()
+        if "CONTENT_LENGTH" not in call.environ:
+            call.environ["CONTENT_LENGTH"] = str(call.size)
+        if self.running or not call.keep_alive:
+            self.waiting.append(call)
+            if not self.running:
+                self.running = True
+                self.shared.loop.call_soon(self.next)
+            return call.keep_alive
+        # Nothing ahead of it and no pool: answer now, while the connection parses, so the answers to the
+        # requests of one read leave together (as the built-in responder's do).
+        outcome = self.answer(call)
+        if isinstance(outcome, Streaming):
+            self.running = True
+            self.stream_soon(call, outcome)
+            return call.keep_alive
+        status, data, size = outcome
+        conn.send_answer(data)
+        if conn.ctx.access_log is not None:
+            self.log_access(call, status, size)
+        conn.answered(status, call.started_at, call.keep_alive)
+        return call.keep_alive
+
+    cdef int drained(self) except -1:
+        if self.drain_waiter is not None:
+            if not self.drain_waiter.done():
+                self.drain_waiter.set_result(None)
+            self.drain_waiter = None
+        return 0
+
+    cdef int connection_lost(self) except -1:
+        cdef Call call
+        for call in self.waiting:
+            if call.stream is not None:
+                call.stream.end(complete=False)
+        if self.receiving is not None and self.receiving.stream is not None:
+            self.receiving.stream.end(complete=False)
+        self.waiting.clear()
+        return self.drained()
+
+    def next(self) -> None:
+        """Run the next waiting request, if the connection is still open."""
+        if not self.waiting or self.conn.fd < 0:
+            self.running = False
+            return
+        self.begin(self.waiting.popleft())
+
+    cdef int begin(self, Call call) except -1:
+        if self.shared.pool is None:
+            return self.done(call, self.answer(call))
+        future = self.shared.loop.run_in_executor(self.shared.pool, self.answer_in_thread, call)
+        future.add_done_callback(partial(self.answered_in_thread, call))
+        return 0
+
+    def answer_in_thread(self, Call call):
+        return self.answer(call)
+
+    def answered_in_thread(self, Call call, future) -> None:
+        self.done(call, future.result())
+
+    cdef int done(self, Call call, object outcome) except -1:
+        cdef Connection conn = self.conn
+        if isinstance(outcome, Streaming):
+            self.stream_soon(call, outcome)
+            return 0
+        status, data, size = outcome
+        if conn.fd >= 0:
+            conn.send_answer(data)
+            conn.flush()
+            if conn.ctx.access_log is not None:
+                self.log_access(call, status, size)
+            conn.answered(status, call.started_at, call.keep_alive)
+        return self.after(call.keep_alive)
+
+    cdef int after(self, bint keep_alive) except -1:
+        if keep_alive:
+            self.next()
+        else:
+            self.running = False
+        return 0
+
+    cdef object answer(self, Call call):
+        """Run the app: (status, answer, size) when its whole answer is at hand (a list or tuple, at most
+        STREAM_ABOVE bytes it declared in Content-Length, or a file), else a Streaming that stream() sends
+        piece by piece. The answer is bytes, or a FileBody for sendfile. Runs in the loop or a pool thread."""
+        cdef WsgiApp shared = self.shared
+        cdef Streaming streaming = None
+        cdef Head head
+        cdef bytes payload
+        cdef long long length
+        result = None
+        try:
+            result = shared.app(call.environ, call.start_response)
+            if type(result) is FileWrapper and call.head is not None and not call.written:
+                found = file_part(result)
+                if found is not None:
+                    return self.file_answer(call, *found)
+            if not isinstance(result, (list, tuple)):
+                length = call.head.length if call.head is not None else -1
+                if length < 0 or length > STREAM_ABOVE:
+                    streaming = Streaming.__new__(Streaming)
+                    streaming.iterator = iter(result)
+                    streaming.result = result
+                    return streaming
+            pieces = call.written or []
+            for piece in result:
+                if piece:
+                    pieces.append(piece if PyBytes_CheckExact(piece) else bytes(piece))
+            if call.head is None:
+                raise BadResponse("the app did not call start_response")
+            head = call.head
+            payload = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            if head.length >= 0 and head.length != PyBytes_GET_SIZE(payload):
+                raise BadResponse(f"Content-Length {head.length} but {len(payload)} bytes of body")
+            if bodiless(head.status):
+                data = frame(head, shared.responder, head.length if head.status == 304 else -1, False,
+                             call.keep_alive, None)
+            else:
+                data = frame(head, shared.responder, PyBytes_GET_SIZE(payload), False, call.keep_alive,
+                             None if call.head_only else payload)
+            return head.status, data, PyBytes_GET_SIZE(data)
+        except Exception as exc:
+            self.log_failure(call.environ, exc)
+            data = error_answer(shared.responder, 500, call.keep_alive)
+            return 500, data, PyBytes_GET_SIZE(data)
+        finally:
+            if streaming is None:
+                close_result(result)
+
+    def file_answer(self, Call call, OpenFile file, long long offset, long long length):
+        cdef Head head = call.head
+        if head.length >= 0:
+            if head.length > length:
+                raise BadResponse(f"Content-Length {head.length} but the file has {length} bytes left")
+            length = head.length
+        data = frame(head, self.shared.responder, length, False, call.keep_alive, None)
+        if call.head_only or length == 0 or bodiless(head.status):
+            return head.status, data, len(data)
+        return head.status, FileBody(data, file, offset, length), len(data) + length
+
+    def log_failure(self, environ: dict, exc: Exception) -> None:
+        log.error("the app failed on %s %s: %s: %s", environ["REQUEST_METHOD"], environ["PATH_INFO"],
+                  type(exc).__name__, exc, exc_info=not isinstance(exc, BadResponse))
+
+    cdef int log_access(self, Call call, int status, Py_ssize_t size) except -1:
+        environ = call.environ
+        referer, user_agent = environ.get("HTTP_REFERER"), environ.get("HTTP_USER_AGENT")
+        self.conn.log_access(environ["REQUEST_METHOD"].encode("latin-1"), environ["RAW_URI"].encode("latin-1"),
+                             environ["SERVER_PROTOCOL"][5:], status, size,
+                             referer.encode("latin-1") if referer else None,
+                             user_agent.encode("latin-1") if user_agent else None)
+        return 0
+
+    def stream_soon(self, Call call, Streaming out) -> None:
+        self.shared.streams.add(out.result)
+        self.shared.loop.create_task(self.stream(call, out))
+
+    async def stream(self, Call call, Streaming out):
+        """Send a response as the app's iterable yields it: chunked unless the app gave a Content-Length
+        (close-delimited for HTTP/1.0), waiting while the client is slow. Pieces are pulled in the loop, or
+        on the pool with --threads, so a slow iterable holds up only its own connection there."""
+        cdef WsgiApp shared = self.shared
+        cdef Connection conn = self.conn
+        cdef Head head
+        cdef bint keep_alive = call.keep_alive, chunked = False, without_body
+        cdef int status = 500
+        cdef long long length, sent = 0
+        cdef Py_ssize_t head_size = 0
+        try:
+            piece = await self.pull(call, out)  # a generator app calls start_response only now
+            if call.head is None:
+                raise BadResponse("the app did not call start_response")
+            head = call.head
+            status = head.status
+            length = head.length
+            without_body = call.head_only or bodiless(status)
+            chunked = length < 0 and not without_body and not call.http10
+            if length < 0 and not without_body and not chunked:
+                keep_alive = False  # HTTP/1.0 without a length: the close ends the body
+            call.head_sent = True
+            start = frame(head, shared.responder, -1 if without_body and status != 304 else length, chunked,
+                          keep_alive, None)
+            head_size = len(start)
+            conn.send(start)
+            while piece is not DONE and not without_body and conn.fd >= 0:
+                if piece:
+                    piece = piece if PyBytes_CheckExact(piece) else bytes(piece)
+                    if length >= 0 and sent + len(piece) > length:
+                        raise BadResponse(f"more body than its Content-Length {length}")
+                    sent += len(piece)
+                    conn.send(chunk(piece) if chunked else piece)
+                    if conn.pending_size > shared.max_output and conn.fd >= 0:
+                        self.drain_waiter = shared.loop.create_future()
+                        await self.drain_waiter
+                piece = await self.pull(call, out)
+            if length >= 0 and sent != length and not without_body and conn.fd >= 0:
+                raise BadResponse(f"Content-Length {length} but {sent} bytes of body")
+            # close() before the end of the body goes out, so a client that saw the end knows it ran.
+            shared.streams.discard(out.result)
+            result, out.result = out.result, None
+            close_result(result)
+            if chunked and conn.fd >= 0:
+                conn.send(b"0\r\n\r\n")
+        except Exception as exc:
+            self.log_failure(call.environ, exc)
+            if not call.head_sent and conn.fd >= 0:
+                conn.send(error_answer(shared.responder, 500, keep_alive))
+            else:
+                keep_alive = False  # cut short: only closing tells the client
+        finally:
+            if out.result is not None:
+                shared.streams.discard(out.result)
+                close_result(out.result)
+        if conn.fd >= 0:
+            if conn.ctx.access_log is not None:
+                self.log_access(call, status if call.head_sent else 500, head_size + sent)
+            conn.answered(status if call.head_sent else 500, call.started_at, keep_alive)
+        self.after(keep_alive and conn.fd >= 0)
+
+    async def pull(self, Call call, Streaming out):
+        if self.shared.pool is None:
+            return pull(call, out.iterator)
+        return await self.shared.loop.run_in_executor(self.shared.pool, self.pull_in_thread, call, out)
+
+    def pull_in_thread(self, Call call, Streaming out):
+        return pull(call, out.iterator)
