@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from urllib.parse import unquote
 
 
 async def start(send, status=200, headers=(), length=None):
@@ -83,12 +84,16 @@ async def big(scope, receive, send):
 
 
 async def raises_before(scope, receive, send):
+    """Raises before http.response.start; /after-start raises after it, before any body; /ok answers."""
     if scope["type"] != "http":
         return
     if scope["path"] == "/ok":
         await start(send, length=2)
         await send({"type": "http.response.body", "body": b"ok"})
         return
+    if scope["path"] == "/after-start":
+        await start(send, length=10)
+        raise ValueError("boom after start, before the body")
     raise ValueError("boom before start")
 
 
@@ -166,3 +171,65 @@ instance = AsgiClass()
 
 def make_app():
     return scope_echo
+
+
+async def pathsend(scope, receive, send):
+    """/ext: the scope's extensions. /file?PATH: the file at PATH by http.response.pathsend (PATH as given,
+    relative or missing too); ?length=N before it adds that Content-Length."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/ext":
+        body = json.dumps(sorted(scope["extensions"])).encode()
+        await start(send, length=len(body))
+        return await send({"type": "http.response.body", "body": body})
+    if scope["path"] != "/file":
+        await start(send, length=2)
+        return await send({"type": "http.response.body", "body": b"ok"})
+    query = unquote(scope["query_string"].decode())
+    length = None
+    if query.startswith("length="):
+        length, _, query = query[7:].partition("&")
+    await start(send, headers=[(b"content-type", b"application/octet-stream")], length=length)
+    await send({"type": "http.response.pathsend", "path": query})
+
+
+async def trailers(scope, receive, send):
+    """A body in two pieces, then trailers in two messages (more_trailers True, then False).
+    ?length: with a Content-Length; ?bad: the second trailer's name is invalid."""
+    if scope["type"] != "http":
+        return
+    query = scope["query_string"]
+    headers = [(b"content-type", b"text/plain")]
+    if b"length" in query:
+        headers.append((b"content-length", b"10"))
+    await send({"type": "http.response.start", "status": 200, "headers": headers, "trailers": True})
+    await send({"type": "http.response.body", "body": b"hello", "more_body": True})
+    await send({"type": "http.response.body", "body": b"world", "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+    await send({"type": "http.response.trailers", "headers": [(b"x-first", b"1")], "more_trailers": True})
+    name = b"bad name" if b"bad" in query else b"x-checksum"
+    await send({"type": "http.response.trailers", "headers": [(name, b"abc")], "more_trailers": False})
+
+
+async def wrong_length(scope, receive, send):
+    """Bodies that do not match their Content-Length (5): /over in one message, /over-split after a first
+    piece, /under in one message, /under-split after a first piece; /ok matches."""
+    if scope["type"] != "http":
+        return
+    pieces = {"/over": [b"0123456789"], "/over-split": [b"012", b"3456"], "/under": [b"012"],
+              "/under-split": [b"012", b""], "/ok": [b"01234"]}.get(scope["path"], [b"01234"])
+    await start(send, length=5)
+    for index, piece in enumerate(pieces):
+        await send({"type": "http.response.body", "body": piece, "more_body": index < len(pieces) - 1})
+
+
+async def bodiless(scope, receive, send):
+    """/204 and /304 with the Content-Length and body the query string gives (?5 or ?0); else a plain ok."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] not in ("/204", "/304"):
+        await start(send, length=2)
+        return await send({"type": "http.response.body", "body": b"ok"})
+    size = int(scope["query_string"] or b"0")
+    await start(send, status=int(scope["path"][1:]), length=size)
+    await send({"type": "http.response.body", "body": b"x" * size})

@@ -165,6 +165,10 @@ cdef class Exchange:
         if self.declared >= 0 and self.body_sent + PyBytes_GET_SIZE(data) > self.declared:
             raise BadResponse(f"more body than its Content-Length {self.declared}")
         self.body_sent += PyBytes_GET_SIZE(data)
+        if (not more and self.declared >= 0 and self.body_sent < self.declared and not self.head_only
+                and not bodiless(self.status)):
+            # Checked before the head goes out, so that a whole answer too short for its length gets a 500.
+            raise BadResponse(f"Content-Length {self.declared} but {self.body_sent} bytes of body")
         if head is not None:
             self.head = None
             length = head.length
@@ -195,8 +199,6 @@ cdef class Exchange:
             self.write(chunk(data) if self.chunked else data)
         if more:
             return self.drain()
-        if self.declared >= 0 and self.body_sent < self.declared and not self.head_only:
-            raise BadResponse(f"Content-Length {self.declared} but {self.body_sent} bytes of body")
         self.body_ended = True
         if self.trailers:
             return None  # the response ends with the trailers message
@@ -212,13 +214,13 @@ cdef class Exchange:
             raise BadResponse("http.response.pathsend outside a response, or after its body began")
         if not isinstance(path, str) or not os.path.isabs(path):
             raise BadResponse(f"pathsend needs an absolute path, not {path!r}")
-        self.head = None
         try:
             file = OpenFile(os.fsencode(path), os.stat(path), True)
         except OSError as exc:
             raise BadResponse(f"pathsend cannot open {path}: {exc.strerror}") from None
         if self.declared >= 0 and self.declared != file.size:
             raise BadResponse(f"Content-Length {self.declared} but the file has {file.size} bytes")
+        self.head = None  # only now: until the head is sent, a failure still gets its 500
         self.body_ended = True
         data = frame(head, self.owner.shared.responder, file.size, False, self.keep_alive, None)
         if self.head_only or bodiless(head.status) or file.size == 0:

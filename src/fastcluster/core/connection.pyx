@@ -152,6 +152,8 @@ cdef class Connection:
     # ---- parser callbacks (called by httptools during feed_data) ----
 
     def on_message_begin(self):
+        if self.state == CLOSING:
+            raise Rejected()  # an answer already ended the connection (while this read was parsed)
         self.state = READING_HEAD
         self.deadline = self.ctx.now + self.ctx.header_timeout
         self.url = None
@@ -408,8 +410,11 @@ cdef class Connection:
         if self.fd < 0:
             return 0
         if not keep_alive:
+            # The connection ends with this answer: requests parsed behind it are never answered, so they no
+            # longer hold it open. Linger when the client sent any: it may still be sending more.
             self.state = CLOSING
-            self.linger_on_close = self.stop_parsing
+            self.linger_on_close = self.stop_parsing or self.busy > 0
+            self.busy = 0
             return self.flush()
         if self.busy == 0:
             self.deadline = ctx.now + ctx.keepalive_timeout
