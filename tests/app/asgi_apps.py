@@ -233,3 +233,20 @@ async def bodiless(scope, receive, send):
     size = int(scope["query_string"] or b"0")
     await start(send, status=int(scope["path"][1:]), length=size)
     await send({"type": "http.response.body", "body": b"x" * size})
+
+
+async def endless(scope, receive, send):
+    """Streams forever; when it ends (cancelled as the worker stops), appends "ended" to the file its query
+    string names."""
+    if scope["type"] != "http":
+        return
+    if not scope["query_string"]:
+        await start(send, length=5)
+        return await send({"type": "http.response.body", "body": b"ready"})
+    await start(send)
+    try:
+        while True:
+            await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+    finally:
+        with open(scope["query_string"].decode(), "a") as record:
+            record.write("ended")

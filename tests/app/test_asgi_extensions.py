@@ -3,7 +3,7 @@ http.response.trailers, Content-Length enforcement, bodiless statuses, a failure
 
 import json
 import os
-import socket
+import time
 
 from tests.app.client import APPS, fetch
 from tests.conftest import http_exchange, read_responses
@@ -31,15 +31,6 @@ def read_responses_of(server, data: bytes, count: int = 2):
 def split(reply: bytes) -> tuple[bytes, bytes]:
     head, _, body = reply.partition(b"\r\n\r\n")
     return head, body
-
-
-def read_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        piece = sock.recv(size - len(data))
-        assert piece, f"closed after {len(data)} of {size} bytes: {data[-200:]!r}"
-        data += piece
-    return data
 
 
 def assert_worker_lives(server, workers):
@@ -214,3 +205,18 @@ def test_exception_after_start_before_body_is_500(serve):
     assert_worker_lives(server, workers)
     server.stop()
     assert "boom after start, before the body" in server.read_output()
+
+
+# ---- stopping mid-stream ----
+
+def test_stream_ends_when_the_worker_stops(serve, tmp_path):
+    server = app(serve, "endless", "--graceful-timeout", "0.5")
+    marker = tmp_path / "ended"
+    with server.connect() as sock:
+        sock.sendall(GET % (b"/?" + bytes(marker)))
+        assert sock.recv(100).startswith(b"HTTP/1.1 200 OK")  # streaming; we read no further
+        started = time.monotonic()
+        assert server.stop() == 0
+    assert time.monotonic() - started < 5
+    assert marker.read_text() == "ended", "the app's send raised once the connection closed: its finally ran"
+    assert "ERROR" not in server.read_output()

@@ -1,5 +1,6 @@
-"""Raw WSGI apps, one per edge of the adapter, served by the tests in test_wsgi.py."""
+"""Raw WSGI apps, one per edge of the adapter, served by test_wsgi_edges.py and test_wsgi_input.py."""
 
+import io
 import json
 import sys
 import time
@@ -84,3 +85,131 @@ def sleepy(environ, start_response):
     body = environ["PATH_INFO"].encode()
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
+
+
+def read_input(environ, start_response):
+    """Reads wsgi.input the way the path says and answers with the pieces it got, as JSON (latin-1 text):
+    /readline, /readline4 (readline(4)), /readlines, /readlines-hint (readlines(5)), /iter, /read3
+    (read(3) until empty), /read, /read-none (read(None)). With a query string FILE, each piece is also
+    appended to FILE as soon as the app has it (so a test sees the app read while the body still arrives)."""
+    stream = environ["wsgi.input"]
+    mode = environ["PATH_INFO"]
+    record = environ["QUERY_STRING"]
+
+    def pieces():
+        if mode == "/readlines":
+            yield from stream.readlines()
+        elif mode == "/readlines-hint":
+            yield from stream.readlines(5)
+        elif mode == "/iter":
+            yield from stream
+        elif mode == "/read":
+            yield stream.read()
+        elif mode == "/read-none":
+            yield stream.read(None)
+        else:
+            read = {"/readline": stream.readline, "/readline4": lambda: stream.readline(4),
+                    "/read3": lambda: stream.read(3)}.get(mode, stream.read)
+            while piece := read():
+                yield piece
+
+    got = []
+    for piece in pieces():
+        got.append(piece.decode("latin-1"))
+        if record:
+            with open(record, "a") as handle:
+                handle.write(piece.decode("latin-1"))
+    body = json.dumps(got).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def digest_input(environ, start_response):
+    """Reads the body in 64 KiB blocks: /digest answers its length, SHA-256 and the input's type, /echo
+    answers with the body itself."""
+    import hashlib
+
+    stream, blocks = environ["wsgi.input"], []
+    while block := stream.read(65536):
+        blocks.append(block)
+    body = b"".join(blocks)
+    if environ["PATH_INFO"] != "/echo":
+        body = json.dumps({"length": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+                           "type": type(stream).__name__}).encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+class RecordingFile(io.FileIO):
+    """A file whose close() writes "closed" to a marker file."""
+
+    def __init__(self, path: str, marker: str) -> None:
+        super().__init__(path, "r")
+        self.marker = marker
+
+    def close(self) -> None:
+        if not self.closed:
+            with open(self.marker, "a") as record:
+                record.write("closed")
+        super().close()
+
+
+class RecordingBytes(io.BytesIO):
+    def __init__(self, data: bytes, marker: str) -> None:
+        super().__init__(data)
+        self.marker = marker
+
+    def close(self) -> None:
+        if not self.closed:
+            with open(self.marker, "a") as record:
+                record.write("closed")
+        super().close()
+
+
+def wrapped_file(environ, start_response):
+    """wsgi.file_wrapper over /file?path=P (from offset=N, with length=N as Content-Length) or over
+    /bytes (a BytesIO of 1000 "memory!" strings); both record their close() in marker=M."""
+    from urllib.parse import parse_qs
+
+    query = {key: values[0] for key, values in parse_qs(environ["QUERY_STRING"]).items()}
+    if "marker" not in query:
+        start_response("200 OK", [])
+        return [b"ready"]
+    headers = [("Content-Length", query["length"])] if "length" in query else []
+    if environ["PATH_INFO"] == "/file":
+        handle = RecordingFile(query["path"], query["marker"])
+        handle.seek(int(query.get("offset", 0)))
+    else:
+        handle = RecordingBytes(b"memory!" * 1000, query["marker"])
+    start_response("200 OK", headers)
+    return environ["wsgi.file_wrapper"](handle, 4096)
+
+
+class Endless:
+    """A response that never ends; its close() appends "closed" to the file its query string names."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        return b"x" * 65536
+
+    def close(self) -> None:
+        with open(self.marker, "a") as record:
+            record.write("closed")
+
+
+def endless(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return Endless(environ["QUERY_STRING"]) if environ["QUERY_STRING"] else [b"ready"]
+
+
+def status_echo(environ, start_response):
+    """Answers with the status its (percent-decoded) query string gives, "200 OK" when none."""
+    from urllib.parse import unquote
+
+    start_response(unquote(environ["QUERY_STRING"]) or "200 OK", [("Content-Length", "2")])
+    return [b"ok"]

@@ -139,7 +139,8 @@ cdef Head wsgi_head(object status, object headers):
         raise BadResponse(f"invalid status {status!r}")
     cdef Head head = Head.__new__(Head)
     head.status = code
-    head.status_line = b"HTTP/1.1 " + text + b"\r\n"
+    # A bare code gets the space the status line needs before its (empty) reason phrase.
+    head.status_line = b"HTTP/1.1 " + text + (b" \r\n" if PyBytes_GET_SIZE(text) == 3 else b"\r\n")
     check_headers(head, headers)
     return head
 

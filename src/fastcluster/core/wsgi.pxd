@@ -16,7 +16,7 @@ cdef class WsgiApp:
         # The environ keys every request shares.
         dict base_environ
         Py_ssize_t max_output
-        # Responses being streamed: closed if the worker stops before they end.
+        # Responses being streamed (Streaming): their results are closed if the worker stops before they end.
         readonly set streams
 
     cdef str path_info(self, bytes raw_path)

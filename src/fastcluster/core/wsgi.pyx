@@ -3,6 +3,7 @@
 # request does not hold up the worker's other connections. Small answers leave in one piece, iterables are
 # streamed as they yield with backpressure, wsgi.file_wrapper files go out by sendfile, and close() of the
 # result is always called, also when the worker stops mid-stream.
+import asyncio
 import logging
 import os
 import stat
@@ -97,9 +98,10 @@ def close_result(result) -> None:
 
 
 cdef class Streaming:
-    """A response to send piece by piece as the app's iterable yields it."""
+    """A response to send piece by piece as the app's iterable yields it, by its task."""
     cdef object iterator
     cdef object result
+    cdef object task
 
 
 cdef class WsgiApp:
@@ -135,12 +137,17 @@ cdef class WsgiApp:
         return adapter
 
     def close(self) -> None:
-        """The worker stops: close the results still streaming, and let the pool's threads finish."""
-        for result in list(self.streams):
-            close_result(result)
-        self.streams.clear()
+        """The worker stops (its loop no longer runs): let the pool's threads finish, so that none is inside
+        a result being closed, then cancel the responses still streaming; each closes its result as it ends."""
+        cdef Streaming out
         if self.pool is not None:
-            self.pool.shutdown(wait=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        tasks = [out.task for out in self.streams]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            self.loop.run_until_complete(asyncio.wait(tasks))
+        self.streams.clear()
 
     cdef str path_info(self, bytes raw_path):
         """The decoded path, less SCRIPT_NAME when a proxy passed the prefix on (as gunicorn does)."""
@@ -421,8 +428,8 @@ cdef class WsgiConnection(AppAdapter):
         return 0
 
     def stream_soon(self, Call call, Streaming out) -> None:
-        self.shared.streams.add(out.result)
-        self.shared.loop.create_task(self.stream(call, out))
+        self.shared.streams.add(out)
+        out.task = self.shared.loop.create_task(self.stream(call, out))
 
     async def stream(self, Call call, Streaming out):
         """Send a response as the app's iterable yields it: chunked unless the app gave a Content-Length
@@ -465,7 +472,7 @@ cdef class WsgiConnection(AppAdapter):
             if length >= 0 and sent != length and not without_body and conn.fd >= 0:
                 raise BadResponse(f"Content-Length {length} but {sent} bytes of body")
             # close() before the end of the body goes out, so a client that saw the end knows it ran.
-            shared.streams.discard(out.result)
+            shared.streams.discard(out)
             result, out.result = out.result, None
             close_result(result)
             if chunked and conn.fd >= 0:
@@ -477,9 +484,10 @@ cdef class WsgiConnection(AppAdapter):
             else:
                 keep_alive = False  # cut short: only closing tells the client
         finally:
+            shared.streams.discard(out)
             if out.result is not None:
-                shared.streams.discard(out.result)
-                close_result(out.result)
+                result, out.result = out.result, None
+                close_result(result)
         if conn.fd >= 0:
             if conn.ctx.access_log is not None:
                 self.log_access(call, status if call.head_sent else 500, head_size + sent)
