@@ -220,3 +220,28 @@ def test_stream_ends_when_the_worker_stops(serve, tmp_path):
     assert time.monotonic() - started < 5
     assert marker.read_text() == "ended", "the app's send raised once the connection closed: its finally ran"
     assert "ERROR" not in server.read_output()
+
+
+# ---- our error answers behind the app's ----
+
+def over_limit_body() -> bytes:
+    """A chunked POST whose first chunk (2 KiB) is over --max-body 1000."""
+    head = b"POST /big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head + b"800\r\n" + b"a" * 2048 + b"\r\n"
+
+
+def test_bad_request_behind_a_slow_answer_is_answered_after_it(serve):
+    server = app(serve, "slow", "--max-body", "1000")
+    for bad in (b"NOT HTTP\r\n\r\n", over_limit_body()):
+        reply = exchange(server, GET % b"/first?0.3" + bad)
+        assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\n\r\n/first" in reply, reply
+        error = reply[reply.index(b"/first") + 6:]
+        assert error.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 413 ")) and b"Connection: close" in error, reply
+
+
+def test_body_over_the_limit_while_the_app_reads_it(serve):
+    server = app(serve, "echo_body", "--max-body", "1000")
+    workers = server.workers()
+    reply = exchange(server, over_limit_body())
+    assert reply.startswith(b"HTTP/1.1 413 ") and reply.count(b"HTTP/1.1") == 1, reply
+    assert fetch(server, "/", "POST", b"small")[0].status == 200 and server.workers() == workers

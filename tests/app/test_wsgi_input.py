@@ -181,3 +181,31 @@ def test_invalid_status_is_500(serve):
         assert reply.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), (status, reply)
         assert b"X-Split" not in reply
     assert fetch(server, "/")[0].status == 200 and server.workers() == workers
+
+
+# ---- our error answers behind the app's ----
+
+# A chunked POST whose first chunk (2 KiB) is over --max-body 1000.
+OVER_LIMIT = (b"POST /read HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n"
+              + b"a" * 2048 + b"\r\n")
+
+
+@pytest.mark.parametrize("threads", ["0", "2"])
+def test_bad_request_behind_a_slow_answer_is_answered_after_it(serve, threads):
+    server = app(serve, "sleepy", "--threads", threads, "--max-body", "1000")
+    for bad in (b"NOT HTTP\r\n\r\n", OVER_LIMIT):
+        with server.connect() as sock:
+            reply = http_exchange(sock, b"GET /first?0.2 HTTP/1.1\r\nHost: t\r\n\r\n" + bad)
+        assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\n\r\n/first" in reply, reply
+        error = reply[reply.index(b"/first") + 6:]
+        assert error.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 413 ")) and b"Connection: close" in error, reply
+
+
+@pytest.mark.parametrize("threads", ["0", "2"])
+def test_body_over_the_limit_while_the_app_reads_it(serve, threads):
+    server = app(serve, "read_input", "--threads", threads, "--max-body", "1000")
+    workers = server.workers()
+    with server.connect() as sock:
+        reply = http_exchange(sock, OVER_LIMIT)
+    assert reply.startswith(b"HTTP/1.1 413 ") and reply.count(b"HTTP/1.1") == 1, reply
+    assert json.loads(post(server, "/read", b"small")) == ["small"] and server.workers() == workers

@@ -344,6 +344,16 @@ cdef class AsgiConnection(AppAdapter):
             self.start(exchange)
         return keep_alive
 
+    cdef int abandon(self) except -1:
+        cdef Exchange exchange = self.receiving
+        cdef bint began = exchange.response_started and exchange.head is None
+        # Its app reads a disconnect, and whatever it sends now raises: the connection answers for it.
+        exchange.disconnected = True
+        exchange.wake()
+        if exchange.task is None:
+            self.exchanges.remove(exchange)
+        return began
+
     cdef int start(self, Exchange exchange) except -1:
         if self.shared.eager:
             self.parsing = True  # what the app sends now leaves with the read's one send

@@ -53,6 +53,9 @@ cdef class Connection:
         # The client's (host, port) for apps, looked up on first use (False: not yet; None: not an IP peer).
         object client
         int busy
+        # Our error answer to a request that failed while the app still owed answers to requests before it:
+        # sent once those are (None when none).
+        bytes held_answer
         bint reading_paused
         bint stop_parsing
         # Input held back while our output to a slow reader is over the limit (None when none).
@@ -131,5 +134,8 @@ cdef class AppAdapter:
     cdef int body(self, bytes data) except -1
     # Returns 1 when the connection may parse on (the answer keeps it alive), 0 when it must stop.
     cdef int message_complete(self) except -1
+    # The request being received failed (its body broke a limit or the framing): the connection answers it
+    # with an error and closes. Returns 1 when the app had begun its answer (then no error can follow).
+    cdef int abandon(self) except -1
     cdef int drained(self) except -1
     cdef int connection_lost(self) except -1

@@ -409,6 +409,12 @@ cdef class Connection:
         self.busy -= 1
         if self.fd < 0:
             return 0
+        if self.held_answer is not None and (self.busy == 0 or not keep_alive):
+            held, self.held_answer = self.held_answer, None
+            if keep_alive:
+                self.send_answer(held)  # the app's answers before it are all out
+            self.busy = 0
+            return self.flush()
         if not keep_alive:
             # The connection ends with this answer: requests parsed behind it are never answered, so they no
             # longer hold it open. Linger when the client sent any: it may still be sending more.
@@ -525,10 +531,20 @@ cdef class Connection:
         return self.flush()
 
     cdef int fail(self, int status) except -1:
+        cdef bint app_began = False
         self.ctx.stats.client_errors += 1
         self.ctx.stats.status_classes[status // 100] += 1
+        if self.app is not None and self.state == READING_BODY:
+            # The app has this request, whose body will never be complete: the error is its answer.
+            app_began = self.app.abandon()
+            self.busy -= 1
         self.state = CLOSING
         self.linger_on_close = True
+        if app_began:
+            return 0  # part of the app's answer is out: closing is all that can tell the client
+        if self.app is not None and self.busy:
+            self.held_answer = self.ctx.responder.error(status)  # answers go out in request order
+            return 0
         return self.send_answer(self.ctx.responder.error(status))
 
     cdef int send_answer(self, object answer) except -1:
@@ -796,7 +812,7 @@ cdef class Connection:
         if self.state == LINGERING or (self.state == IDLE and not self.busy):
             self.close()
             return 0
-        if self.busy and (self.state == IDLE or self.stop_parsing):
+        if self.busy and (self.state == IDLE or self.state == CLOSING or self.stop_parsing):
             return 0  # the app is answering: a stuck app is the heartbeat's business
         self.fail(408)
         return self.flush()
@@ -856,6 +872,9 @@ cdef class AppAdapter:
         raise NotImplementedError
 
     cdef int message_complete(self) except -1:
+        raise NotImplementedError
+
+    cdef int abandon(self) except -1:
         raise NotImplementedError
 
     cdef int drained(self) except -1:

@@ -39,6 +39,8 @@ cdef class Call:
         Head head
         list written
         bint head_sent
+        # Its body failed (the connection answers it with an error): nothing of the app's answer is sent.
+        bint abandoned
 
     cdef int take(self, bytes data) except -1
     cdef object body_input(self)

@@ -297,6 +297,18 @@ cdef class WsgiConnection(AppAdapter):
         conn.answered(status, call.started_at, call.keep_alive)
         return call.keep_alive
 
+    cdef int abandon(self) except -1:
+        cdef Call call = self.receiving
+        self.receiving = None
+        if call.stream is None:
+            return 0  # without --threads the app never saw it
+        call.abandoned = True
+        call.stream.end(complete=False)  # its app's next read raises
+        if call in self.waiting:
+            self.waiting.remove(call)
+            return 0
+        return call.head_sent
+
     cdef int drained(self) except -1:
         if self.drain_waiter is not None:
             if not self.drain_waiter.done():
@@ -336,6 +348,10 @@ cdef class WsgiConnection(AppAdapter):
 
     cdef int done(self, Call call, object outcome) except -1:
         cdef Connection conn = self.conn
+        if call.abandoned:  # the connection answered it with an error: the app's answer goes nowhere
+            if isinstance(outcome, Streaming):
+                close_result((<Streaming>outcome).result)
+            return self.after(False)
         if isinstance(outcome, Streaming):
             self.stream_soon(call, outcome)
             return 0
@@ -396,7 +412,7 @@ cdef class WsgiConnection(AppAdapter):
                              None if call.head_only else payload)
             return head.status, data, PyBytes_GET_SIZE(data)
         except Exception as exc:
-            self.log_failure(call.environ, exc)
+            self.log_failure(call, exc)
             data = error_answer(shared.responder, 500, call.keep_alive)
             return 500, data, PyBytes_GET_SIZE(data)
         finally:
@@ -414,7 +430,12 @@ cdef class WsgiConnection(AppAdapter):
             return head.status, data, len(data)
         return head.status, FileBody(data, file, offset, length), len(data) + length
 
-    def log_failure(self, environ: dict, exc: Exception) -> None:
+    def log_failure(self, Call call, exc: Exception) -> None:
+        environ = call.environ
+        if isinstance(exc, OSError) and call.stream is not None and call.stream.cut_short:
+            # Not the app's fault: the client left, or its body broke a limit (and got our error answer).
+            log.info("the request body of %s %s was cut short", environ["REQUEST_METHOD"], environ["PATH_INFO"])
+            return
         log.error("the app failed on %s %s: %s: %s", environ["REQUEST_METHOD"], environ["PATH_INFO"],
                   type(exc).__name__, exc, exc_info=not isinstance(exc, BadResponse))
 
@@ -453,12 +474,13 @@ cdef class WsgiConnection(AppAdapter):
             chunked = length < 0 and not without_body and not call.http10
             if length < 0 and not without_body and not chunked:
                 keep_alive = False  # HTTP/1.0 without a length: the close ends the body
-            call.head_sent = True
             start = frame(head, shared.responder, -1 if without_body and status != 304 else length, chunked,
                           keep_alive, None)
             head_size = len(start)
-            conn.send(start)
-            while piece is not DONE and not without_body and conn.fd >= 0:
+            if not call.abandoned:
+                call.head_sent = True
+                conn.send(start)
+            while piece is not DONE and not without_body and conn.fd >= 0 and not call.abandoned:
                 if piece:
                     piece = piece if PyBytes_CheckExact(piece) else bytes(piece)
                     if length >= 0 and sent + len(piece) > length:
@@ -469,17 +491,17 @@ cdef class WsgiConnection(AppAdapter):
                         self.drain_waiter = shared.loop.create_future()
                         await self.drain_waiter
                 piece = await self.pull(call, out)
-            if length >= 0 and sent != length and not without_body and conn.fd >= 0:
+            if length >= 0 and sent != length and not without_body and conn.fd >= 0 and not call.abandoned:
                 raise BadResponse(f"Content-Length {length} but {sent} bytes of body")
             # close() before the end of the body goes out, so a client that saw the end knows it ran.
             shared.streams.discard(out)
             result, out.result = out.result, None
             close_result(result)
-            if chunked and conn.fd >= 0:
+            if chunked and conn.fd >= 0 and not call.abandoned:
                 conn.send(b"0\r\n\r\n")
         except Exception as exc:
-            self.log_failure(call.environ, exc)
-            if not call.head_sent and conn.fd >= 0:
+            self.log_failure(call, exc)
+            if not call.head_sent and conn.fd >= 0 and not call.abandoned:
                 conn.send(error_answer(shared.responder, 500, keep_alive))
             else:
                 keep_alive = False  # cut short: only closing tells the client
@@ -488,6 +510,8 @@ cdef class WsgiConnection(AppAdapter):
             if out.result is not None:
                 result, out.result = out.result, None
                 close_result(result)
+        if call.abandoned:
+            return self.after(False)
         if conn.fd >= 0:
             if conn.ctx.access_log is not None:
                 self.log_access(call, status if call.head_sent else 500, head_size + sent)
