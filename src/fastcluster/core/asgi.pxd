@@ -11,12 +11,12 @@ cdef class AsgiApp:
         Responder responder
         str root_path
         bytes raw_root_path
-        object server
         # The lifespan state every request's scope gets a shallow copy of.
         public dict state
         Py_ssize_t max_output
-        # Makes the task that runs one request: eager (run at once, up to its first wait) where asyncio can.
-        object new_task
+        # The scope every request's is copied from.
+        dict scope_template
+        # Tasks start eagerly (run at once, up to their first wait) where asyncio can (3.12+).
         bint eager
 
 

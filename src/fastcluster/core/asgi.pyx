@@ -9,7 +9,6 @@ import stat
 import sys
 from asyncio import Task
 from collections import deque
-from functools import partial
 from urllib.parse import unquote
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
@@ -37,6 +36,22 @@ DEF COPY_BODY_BELOW = 16384
 
 class ClientDisconnected(OSError):
     """send() after the client went away (an OSError, as uvicorn's: apps stop streaming on it)."""
+
+
+cdef class Completed:
+    """An awaitable that is already done (with None)."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise StopIteration
+
+
+cdef Completed COMPLETED = Completed()
 
 
 cdef object field(object message, str key, object default):
@@ -73,15 +88,14 @@ cdef class AsgiApp:
         self.responder = responder
         self.root_path = root_path
         self.raw_root_path = root_path.encode("utf-8")
-        self.server = server
         self.state = {}
         self.max_output = max_output
         self.eager = sys.version_info >= (3, 12)
-        # A task runs one request; named, so that Python 3.11 does not format a name for each.
-        if self.eager:
-            self.new_task = partial(Task, loop=loop, name="asgi-request", eager_start=True)
-        else:
-            self.new_task = partial(Task, loop=loop, name="asgi-request")
+        self.scope_template = {
+            "type": "http", "asgi": ASGI, "http_version": "1.1", "method": "GET", "scheme": "http",
+            "path": "/", "raw_path": b"/", "query_string": b"", "root_path": root_path, "headers": [],
+            "client": None, "server": server, "state": None, "extensions": EXTENSIONS,
+        }
 
     def adapter(self, Connection conn) -> AsgiConnection:
         """The app's side of a new connection (the worker's connection factory calls it)."""
@@ -130,7 +144,9 @@ cdef class Exchange:
             await self.wakeup
             self.wakeup = None
 
-    async def send(self, message):
+    def send(self, message):
+        """The app's send: the message is framed and written at once; what it returns is awaited only
+        while the client is slow to read (a plain awaitable, not a coroutine, to spare one per message)."""
         if self.disconnected:
             raise ClientDisconnected("the client has gone away")
         kind = message["type"]
@@ -144,15 +160,14 @@ cdef class Exchange:
             self.declared = self.head.length
             self.trailers = bool(field(message, "trailers", False))
             self.response_started = True
-            return
+            return COMPLETED
         elif kind == "http.response.pathsend":
             waiter = self.send_file(message["path"])
         elif kind == "http.response.trailers":
             waiter = self.send_trailers(field(message, "headers", ()), field(message, "more_trailers", False))
         else:
             raise BadResponse(f"unexpected message {kind!r}")
-        if waiter is not None:
-            await waiter
+        return COMPLETED if waiter is None else waiter
 
     cdef object send_body(self, object body, bint more):
         """Frame and write one body message; the drain future to wait on when the client is slow."""
@@ -302,22 +317,18 @@ cdef class AsgiConnection(AppAdapter):
         raw_path, query = split_target(url)
         cdef Exchange exchange = Exchange.__new__(Exchange)
         exchange.owner = self
-        exchange.scope = {
-            "type": "http",
-            "asgi": ASGI,
-            "http_version": "1.1" if http11 else "1.0",
-            "method": method,
-            "scheme": "http",
-            "path": shared.root_path + decode_path(raw_path) if shared.root_path else decode_path(raw_path),
-            "raw_path": shared.raw_root_path + raw_path if shared.root_path else raw_path,
-            "query_string": query,
-            "root_path": shared.root_path,
-            "headers": headers,
-            "client": conn.client_address(),
-            "server": shared.server,
-            "state": shared.state.copy(),
-            "extensions": EXTENSIONS,
-        }
+        # A copy of a dict with the same keys is a block copy: cheaper than building one key by key.
+        cdef dict scope = shared.scope_template.copy()
+        if not http11:
+            scope["http_version"] = "1.0"
+        scope["method"] = method
+        scope["path"] = shared.root_path + decode_path(raw_path) if shared.root_path else decode_path(raw_path)
+        scope["raw_path"] = shared.raw_root_path + raw_path if shared.root_path else raw_path
+        scope["query_string"] = query
+        scope["headers"] = headers
+        scope["client"] = conn.client_address()
+        scope["state"] = shared.state.copy()
+        exchange.scope = scope
         exchange.more_body = True
         exchange.keep_alive = keep_alive
         exchange.head_only = method == "HEAD"
@@ -343,14 +354,16 @@ cdef class AsgiConnection(AppAdapter):
         return keep_alive
 
     cdef int start(self, Exchange exchange) except -1:
+        # Named, so that Python 3.11 does not format a name for each request's task.
         if self.shared.eager:
             self.parsing = True  # what the app sends now leaves with the read's one send
             try:
-                exchange.task = self.shared.new_task(exchange.run())
+                exchange.task = Task(exchange.run(), loop=self.shared.loop, name="asgi-request",
+                                     eager_start=True)
             finally:
                 self.parsing = False
         else:
-            exchange.task = self.shared.new_task(exchange.run())
+            exchange.task = Task(exchange.run(), loop=self.shared.loop, name="asgi-request")
         return 0
 
     cdef int drained(self) except -1:
