@@ -59,7 +59,6 @@ cdef class Exchange:
     cdef object send_trailers(self, object headers, bint more)
     cdef int write(self, bytes data) except -1
     cdef int finish(self, bint keep_alive) except -1
-    cdef object drain(self)
 
 
 cdef class AsgiConnection(AppAdapter):
@@ -69,7 +68,6 @@ cdef class AsgiConnection(AppAdapter):
         object exchanges
         # The exchange whose request is being parsed (the last one).
         Exchange receiving
-        object drain_waiter
         # Inside a parser callback: answers are written to leave with the read's one send.
         bint parsing
 

@@ -209,7 +209,7 @@ cdef class Exchange:
         elif PyBytes_GET_SIZE(data) and not self.head_only:
             self.write(chunk(data) if self.chunked else data)
         if more:
-            return self.drain()
+            return self.owner.wait_for_drain(self.owner.shared.loop, self.owner.shared.max_output)
         if self.declared >= 0 and self.body_sent < self.declared and not self.head_only:
             raise BadResponse(f"Content-Length {self.declared} but {self.body_sent} bytes of body")
         self.body_ended = True
@@ -274,14 +274,6 @@ cdef class Exchange:
         if self.owner.parsing:
             return conn.write_answer(data)
         return conn.send(data)
-
-    cdef object drain(self):
-        """A future to wait on while the connection's unsent output is over the limit, else None."""
-        cdef AsgiConnection owner = self.owner
-        if owner.conn.pending_size <= owner.shared.max_output or owner.conn.fd < 0:
-            return None
-        owner.drain_waiter = owner.shared.loop.create_future()
-        return owner.drain_waiter
 
     cdef int finish(self, bint keep_alive) except -1:
         self.complete = True
@@ -366,19 +358,12 @@ cdef class AsgiConnection(AppAdapter):
             exchange.task = Task(exchange.run(), loop=self.shared.loop, name="asgi-request")
         return 0
 
-    cdef int drained(self) except -1:
-        if self.drain_waiter is not None:
-            if not self.drain_waiter.done():
-                self.drain_waiter.set_result(None)
-            self.drain_waiter = None
-        return 0
-
     cdef int connection_lost(self) except -1:
         cdef Exchange exchange
         for exchange in self.exchanges:
             exchange.disconnected = True
             exchange.wake()
-        return self.drained()
+        return AppAdapter.connection_lost(self)
 
     def app_failed(self, Exchange exchange, str reason, exc) -> None:
         log.error("the app failed on %s %s: %s", exchange.scope["method"], exchange.scope["path"], reason,

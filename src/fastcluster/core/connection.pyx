@@ -853,8 +853,19 @@ cdef class AppAdapter:
     cdef int message_complete(self) except -1:
         raise NotImplementedError
 
+    cdef object wait_for_drain(self, object loop, Py_ssize_t limit):
+        """A future to wait on while the connection holds more than limit unsent bytes, else None."""
+        if self.conn.pending_size <= limit or self.conn.fd < 0:
+            return None
+        self.drain_waiter = loop.create_future()
+        return self.drain_waiter
+
     cdef int drained(self) except -1:
+        if self.drain_waiter is not None:
+            if not self.drain_waiter.done():
+                self.drain_waiter.set_result(None)
+            self.drain_waiter = None
         return 0
 
     cdef int connection_lost(self) except -1:
-        return 0
+        return self.drained()

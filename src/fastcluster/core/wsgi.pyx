@@ -290,13 +290,6 @@ cdef class WsgiConnection(AppAdapter):
         conn.answered(status, call.started_at, call.keep_alive)
         return call.keep_alive
 
-    cdef int drained(self) except -1:
-        if self.drain_waiter is not None:
-            if not self.drain_waiter.done():
-                self.drain_waiter.set_result(None)
-            self.drain_waiter = None
-        return 0
-
     cdef int connection_lost(self) except -1:
         cdef Call call
         for call in self.waiting:
@@ -305,7 +298,7 @@ cdef class WsgiConnection(AppAdapter):
         if self.receiving is not None and self.receiving.stream is not None:
             self.receiving.stream.end(complete=False)
         self.waiting.clear()
-        return self.drained()
+        return AppAdapter.connection_lost(self)
 
     def next(self) -> None:
         """Run the next waiting request, if the connection is still open."""
@@ -458,9 +451,9 @@ cdef class WsgiConnection(AppAdapter):
                         raise BadResponse(f"more body than its Content-Length {length}")
                     sent += len(piece)
                     conn.send(chunk(piece) if chunked else piece)
-                    if conn.pending_size > shared.max_output and conn.fd >= 0:
-                        self.drain_waiter = shared.loop.create_future()
-                        await self.drain_waiter
+                    waiter = self.wait_for_drain(shared.loop, shared.max_output)
+                    if waiter is not None:
+                        await waiter
                 piece = await self.pull(call, out)
             if length >= 0 and sent != length and not without_body and conn.fd >= 0:
                 raise BadResponse(f"Content-Length {length} but {sent} bytes of body")
