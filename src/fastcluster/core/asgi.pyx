@@ -27,7 +27,6 @@ log = logging.getLogger("fastcluster.app")
 
 ASGI = {"version": "3.0", "spec_version": "2.4"}
 EXTENSIONS = {"http.response.pathsend": {}, "http.response.trailers": {}}
-DISCONNECT = {"type": "http.disconnect"}
 # Request body buffered for an app that has not asked for it yet, before we stop reading the socket.
 DEF BODY_BUFFER = 262144
 # A body this small leaves in one allocation with its head; larger ones are sent by reference.
@@ -109,6 +108,8 @@ cdef class Exchange:
     """One request and its response; its receive and send are what the app gets."""
 
     cdef int deliver(self, bytes data) except -1:
+        if self.complete:
+            return 0  # answered already: the rest of a body the app did not read is dropped
         if self.body is None:
             self.body = [data]
         else:
@@ -139,7 +140,7 @@ cdef class Exchange:
                 self.end_delivered = True
                 return {"type": "http.request", "body": b"", "more_body": False}
             if self.disconnected or self.complete:
-                return DISCONNECT
+                return {"type": "http.disconnect"}
             self.wakeup = self.owner.shared.loop.create_future()
             await self.wakeup
             self.wakeup = None
@@ -392,6 +393,10 @@ cdef class AsgiConnection(AppAdapter):
         exchange.complete = True
         if self.exchanges and self.exchanges[0] is exchange:
             self.exchanges.popleft()
+        if exchange.buffered > BODY_BUFFER and conn.fd >= 0:
+            conn.set_reading(True)  # reading paused for a body the app did not read: drop it, read on
+        exchange.body = None
+        exchange.buffered = 0
         if conn.fd >= 0:
             if conn.ctx.access_log is not None:
                 self.log_access(exchange)

@@ -326,6 +326,8 @@ cdef class WsgiConnection(AppAdapter):
             self.stream_soon(call, outcome)
             return 0
         status, data, size = outcome
+        if call.stream is not None:
+            call.stream.drop()
         if conn.fd >= 0:
             conn.send_answer(data)
             conn.flush()
@@ -473,6 +475,8 @@ cdef class WsgiConnection(AppAdapter):
             if out.result is not None:
                 shared.streams.discard(out.result)
                 close_result(out.result)
+        if call.stream is not None:
+            call.stream.drop()
         if conn.fd >= 0:
             if conn.ctx.access_log is not None:
                 self.log_access(call, status if call.head_sent else 500, head_size + sent)
