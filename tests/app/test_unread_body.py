@@ -13,7 +13,8 @@ from tests.conftest import read_responses
 BODY = 3 * 1024 * 1024
 
 
-@pytest.mark.parametrize("app, flags", [("apps:ignores_body", ()), ("apps:wsgi_ignores_body", ("--threads", "2"))])
+@pytest.mark.parametrize("app, flags", [("apps:ignores_body", ()),
+                                        ("apps:wsgi_ignores_body", ("--threads", "2"))])
 def test_next_request_is_answered_after_an_unread_body(serve, app, flags):
     server = serve(app, "--app-dir", APPS, *flags)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
