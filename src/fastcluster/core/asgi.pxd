@@ -18,6 +18,7 @@ cdef class AsgiApp:
         dict scope_template
         # Tasks start eagerly (run at once, up to their first wait) where asyncio can (3.12+).
         bint eager
+        dict task_options
 
 
 cdef class Exchange:

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
+from cpython.object cimport PyObject_Call
 from cpython.ref cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr
@@ -90,6 +91,10 @@ cdef class AsgiApp:
         self.state = {}
         self.max_output = max_output
         self.eager = sys.version_info >= (3, 12)
+        # Named, so that Python 3.11 does not format a name for each request's task.
+        self.task_options = {"loop": loop, "name": "asgi-request"}
+        if self.eager:
+            self.task_options["eager_start"] = True
         self.scope_template = {
             "type": "http", "asgi": ASGI, "http_version": "1.1", "method": "GET", "scheme": "http",
             "path": "/", "raw_path": b"/", "query_string": b"", "root_path": root_path, "headers": [],
@@ -347,16 +352,15 @@ cdef class AsgiConnection(AppAdapter):
         return keep_alive
 
     cdef int start(self, Exchange exchange) except -1:
-        # Named, so that Python 3.11 does not format a name for each request's task.
+        # Task's keyword arguments are one dict made once, which Task.__init__ only reads.
         if self.shared.eager:
             self.parsing = True  # what the app sends now leaves with the read's one send
             try:
-                exchange.task = Task(exchange.run(), loop=self.shared.loop, name="asgi-request",
-                                     eager_start=True)
+                exchange.task = PyObject_Call(Task, (exchange.run(),), self.shared.task_options)
             finally:
                 self.parsing = False
         else:
-            exchange.task = Task(exchange.run(), loop=self.shared.loop, name="asgi-request")
+            exchange.task = PyObject_Call(Task, (exchange.run(),), self.shared.task_options)
         return 0
 
     cdef int connection_lost(self) except -1:
