@@ -198,3 +198,16 @@ def wsgi_generator(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     yield b"one|"
     yield b"two"
+
+
+async def ignores_body(scope, receive, send):
+    """Answers at once, without reading the request body."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def wsgi_ignores_body(environ, start_response):
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]

@@ -209,3 +209,18 @@ def test_body_over_the_limit_while_the_app_reads_it(serve, threads):
         reply = http_exchange(sock, OVER_LIMIT)
     assert reply.startswith(b"HTTP/1.1 413 ") and reply.count(b"HTTP/1.1") == 1, reply
     assert json.loads(post(server, "/read", b"small")) == ["small"] and server.workers() == workers
+
+
+
+def test_unread_body_over_the_limit_after_the_answer_closes_quietly(serve):
+    server = serve("--app-dir", APPS, "apps:wsgi_ignores_body", "--threads", "2", "--max-body", "100000")
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n")
+        [(status, _, body)] = read_responses(sock, 1)  # answered; the rest of the body is dropped as it comes
+        assert (status, body) == (200, b"ok")
+        try:
+            for _ in range(8):
+                sock.sendall(b"8000\r\n" + b"x" * 0x8000 + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed once the body broke the limit
+        assert http_exchange(sock, b"") == b"", "the client had its answer: no 413 after it"

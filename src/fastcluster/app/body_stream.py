@@ -22,12 +22,15 @@ class BodyStream:
         self.ended = False
         self.cut_short = False
         self.paused = False
+        self.unwanted = False
 
     # ---- the loop's side ----
 
     def feed(self, data: bytes) -> bool:
         """Add a piece of body; True when the reader is behind and reading should pause."""
         with self.ready:
+            if self.unwanted:
+                return False
             self.pieces.append(data)
             self.buffered += len(data)
             self.ready.notify_all()
@@ -41,6 +44,16 @@ class BodyStream:
             self.ended = True
             self.cut_short = not complete
             self.ready.notify_all()
+
+    def drop(self) -> None:
+        """The app has answered: what it did not read of the body is dropped, and reading goes on."""
+        with self.ready:
+            self.unwanted = True
+            self.pieces.clear()
+            self.buffered = 0
+            paused, self.paused = self.paused, False
+        if paused:
+            self.set_reading(True)
 
     # ---- the app's side (PEP 3333 input stream) ----
 

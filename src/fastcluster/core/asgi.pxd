@@ -11,13 +11,14 @@ cdef class AsgiApp:
         Responder responder
         str root_path
         bytes raw_root_path
-        object server
         # The lifespan state every request's scope gets a shallow copy of.
         public dict state
         Py_ssize_t max_output
-        # Makes the task that runs one request: eager (run at once, up to its first wait) where asyncio can.
-        object new_task
+        # The scope every request's is copied from.
+        dict scope_template
+        # Tasks start eagerly (run at once, up to their first wait) where asyncio can (3.12+).
         bint eager
+        dict task_options
 
 
 cdef class Exchange:
@@ -59,7 +60,6 @@ cdef class Exchange:
     cdef object send_trailers(self, object headers, bint more)
     cdef int write(self, bytes data) except -1
     cdef int finish(self, bint keep_alive) except -1
-    cdef object drain(self)
 
 
 cdef class AsgiConnection(AppAdapter):
@@ -69,7 +69,6 @@ cdef class AsgiConnection(AppAdapter):
         object exchanges
         # The exchange whose request is being parsed (the last one).
         Exchange receiving
-        object drain_waiter
         # Inside a parser callback: answers are written to leave with the read's one send.
         bint parsing
 

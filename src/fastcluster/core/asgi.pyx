@@ -9,11 +9,11 @@ import stat
 import sys
 from asyncio import Task
 from collections import deque
-from functools import partial
 from urllib.parse import unquote
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
+from cpython.object cimport PyObject_Call
 from cpython.ref cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr
@@ -28,7 +28,6 @@ log = logging.getLogger("fastcluster.app")
 
 ASGI = {"version": "3.0", "spec_version": "2.4"}
 EXTENSIONS = {"http.response.pathsend": {}, "http.response.trailers": {}}
-DISCONNECT = {"type": "http.disconnect"}
 # Request body buffered for an app that has not asked for it yet, before we stop reading the socket.
 DEF BODY_BUFFER = 262144
 # A body this small leaves in one allocation with its head; larger ones are sent by reference.
@@ -37,6 +36,22 @@ DEF COPY_BODY_BELOW = 16384
 
 class ClientDisconnected(OSError):
     """send() after the client went away (an OSError, as uvicorn's: apps stop streaming on it)."""
+
+
+cdef class Completed:
+    """An awaitable that is already done (with None)."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise StopIteration
+
+
+cdef Completed COMPLETED = Completed()
 
 
 cdef object field(object message, str key, object default):
@@ -73,15 +88,18 @@ cdef class AsgiApp:
         self.responder = responder
         self.root_path = root_path
         self.raw_root_path = root_path.encode("utf-8")
-        self.server = server
         self.state = {}
         self.max_output = max_output
         self.eager = sys.version_info >= (3, 12)
-        # A task runs one request; named, so that Python 3.11 does not format a name for each.
+        # Named, so that Python 3.11 does not format a name for each request's task.
+        self.task_options = {"loop": loop, "name": "asgi-request"}
         if self.eager:
-            self.new_task = partial(Task, loop=loop, name="asgi-request", eager_start=True)
-        else:
-            self.new_task = partial(Task, loop=loop, name="asgi-request")
+            self.task_options["eager_start"] = True
+        self.scope_template = {
+            "type": "http", "asgi": ASGI, "http_version": "1.1", "method": "GET", "scheme": "http",
+            "path": "/", "raw_path": b"/", "query_string": b"", "root_path": root_path, "headers": [],
+            "client": None, "server": server, "state": None, "extensions": EXTENSIONS,
+        }
 
     def adapter(self, Connection conn) -> AsgiConnection:
         """The app's side of a new connection (the worker's connection factory calls it)."""
@@ -95,6 +113,8 @@ cdef class Exchange:
     """One request and its response; its receive and send are what the app gets."""
 
     cdef int deliver(self, bytes data) except -1:
+        if self.complete:
+            return 0  # answered already: the rest of a body the app did not read is dropped
         if self.body is None:
             self.body = [data]
         else:
@@ -125,12 +145,14 @@ cdef class Exchange:
                 self.end_delivered = True
                 return {"type": "http.request", "body": b"", "more_body": False}
             if self.disconnected or self.complete:
-                return DISCONNECT
+                return {"type": "http.disconnect"}
             self.wakeup = self.owner.shared.loop.create_future()
             await self.wakeup
             self.wakeup = None
 
-    async def send(self, message):
+    def send(self, message):
+        """The app's send: the message is framed and written at once; what it returns is awaited only
+        while the client is slow to read (a plain awaitable, not a coroutine, to spare one per message)."""
         if self.disconnected:
             raise ClientDisconnected("the client has gone away")
         kind = message["type"]
@@ -144,15 +166,14 @@ cdef class Exchange:
             self.declared = self.head.length
             self.trailers = bool(field(message, "trailers", False))
             self.response_started = True
-            return
+            return COMPLETED
         elif kind == "http.response.pathsend":
             waiter = self.send_file(message["path"])
         elif kind == "http.response.trailers":
             waiter = self.send_trailers(field(message, "headers", ()), field(message, "more_trailers", False))
         else:
             raise BadResponse(f"unexpected message {kind!r}")
-        if waiter is not None:
-            await waiter
+        return COMPLETED if waiter is None else waiter
 
     cdef object send_body(self, object body, bint more):
         """Frame and write one body message; the drain future to wait on when the client is slow."""
@@ -198,7 +219,7 @@ cdef class Exchange:
         elif PyBytes_GET_SIZE(data) and not self.head_only:
             self.write(chunk(data) if self.chunked else data)
         if more:
-            return self.drain()
+            return self.owner.wait_for_drain(self.owner.shared.loop, self.owner.shared.max_output)
         self.body_ended = True
         if self.trailers:
             return None  # the response ends with the trailers message
@@ -262,14 +283,6 @@ cdef class Exchange:
             return conn.write_answer(data)
         return conn.send(data)
 
-    cdef object drain(self):
-        """A future to wait on while the connection's unsent output is over the limit, else None."""
-        cdef AsgiConnection owner = self.owner
-        if owner.conn.pending_size <= owner.shared.max_output or owner.conn.fd < 0:
-            return None
-        owner.drain_waiter = owner.shared.loop.create_future()
-        return owner.drain_waiter
-
     cdef int finish(self, bint keep_alive) except -1:
         self.complete = True
         self.wake()
@@ -304,22 +317,18 @@ cdef class AsgiConnection(AppAdapter):
         raw_path, query = split_target(url)
         cdef Exchange exchange = Exchange.__new__(Exchange)
         exchange.owner = self
-        exchange.scope = {
-            "type": "http",
-            "asgi": ASGI,
-            "http_version": "1.1" if http11 else "1.0",
-            "method": method,
-            "scheme": "http",
-            "path": shared.root_path + decode_path(raw_path) if shared.root_path else decode_path(raw_path),
-            "raw_path": shared.raw_root_path + raw_path if shared.root_path else raw_path,
-            "query_string": query,
-            "root_path": shared.root_path,
-            "headers": headers,
-            "client": conn.client_address(),
-            "server": shared.server,
-            "state": shared.state.copy(),
-            "extensions": EXTENSIONS,
-        }
+        # A copy of a dict with the same keys is a block copy: cheaper than building one key by key.
+        cdef dict scope = shared.scope_template.copy()
+        if not http11:
+            scope["http_version"] = "1.0"
+        scope["method"] = method
+        scope["path"] = shared.root_path + decode_path(raw_path) if shared.root_path else decode_path(raw_path)
+        scope["raw_path"] = shared.raw_root_path + raw_path if shared.root_path else raw_path
+        scope["query_string"] = query
+        scope["headers"] = headers
+        scope["client"] = conn.client_address()
+        scope["state"] = shared.state.copy()
+        exchange.scope = scope
         exchange.more_body = True
         exchange.keep_alive = keep_alive
         exchange.head_only = method == "HEAD"
@@ -355,21 +364,15 @@ cdef class AsgiConnection(AppAdapter):
         return began
 
     cdef int start(self, Exchange exchange) except -1:
+        # Task's keyword arguments are one dict made once, which Task.__init__ only reads.
         if self.shared.eager:
             self.parsing = True  # what the app sends now leaves with the read's one send
             try:
-                exchange.task = self.shared.new_task(exchange.run())
+                exchange.task = PyObject_Call(Task, (exchange.run(),), self.shared.task_options)
             finally:
                 self.parsing = False
         else:
-            exchange.task = self.shared.new_task(exchange.run())
-        return 0
-
-    cdef int drained(self) except -1:
-        if self.drain_waiter is not None:
-            if not self.drain_waiter.done():
-                self.drain_waiter.set_result(None)
-            self.drain_waiter = None
+            exchange.task = PyObject_Call(Task, (exchange.run(),), self.shared.task_options)
         return 0
 
     cdef int connection_lost(self) except -1:
@@ -377,7 +380,7 @@ cdef class AsgiConnection(AppAdapter):
         for exchange in self.exchanges:
             exchange.disconnected = True
             exchange.wake()
-        return self.drained()
+        return AppAdapter.connection_lost(self)
 
     def app_failed(self, Exchange exchange, str reason, exc) -> None:
         log.error("the app failed on %s %s: %s", exchange.scope["method"], exchange.scope["path"], reason,
@@ -406,6 +409,10 @@ cdef class AsgiConnection(AppAdapter):
         exchange.complete = True
         if self.exchanges and self.exchanges[0] is exchange:
             self.exchanges.popleft()
+        if exchange.buffered > BODY_BUFFER and conn.fd >= 0:
+            conn.set_reading(True)  # reading paused for a body the app did not read: drop it, read on
+        exchange.body = None
+        exchange.buffered = 0
         if conn.fd >= 0:
             if conn.ctx.access_log is not None:
                 self.log_access(exchange)

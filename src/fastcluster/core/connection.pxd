@@ -129,7 +129,10 @@ cdef class AppAdapter:
     calls it as it parses each request."""
     cdef:
         readonly Connection conn
+        # What the app's side waits on while the client is slow to read (None when nothing waits).
+        object drain_waiter
 
+    cdef object wait_for_drain(self, object loop, Py_ssize_t limit)
     cdef int request(self, str method, bytes url, bint http11, list headers, bint keep_alive) except -1
     cdef int body(self, bytes data) except -1
     # Returns 1 when the connection may parse on (the answer keeps it alive), 0 when it must stop.

@@ -531,17 +531,22 @@ cdef class Connection:
         return self.flush()
 
     cdef int fail(self, int status) except -1:
-        cdef bint app_began = False
+        cdef bint can_answer = True
         self.ctx.stats.client_errors += 1
         self.ctx.stats.status_classes[status // 100] += 1
         if self.app is not None and self.state == READING_BODY:
-            # The app has this request, whose body will never be complete: the error is its answer.
-            app_began = self.app.abandon()
-            self.busy -= 1
+            # The app has this request, whose body will never be complete. While the app owes its answer
+            # (answers go in order, and it is the last request), the error is its answer; once the app has
+            # begun or given it, closing is all that can tell the client.
+            if self.busy:
+                can_answer = not self.app.abandon()
+                self.busy -= 1
+            else:
+                can_answer = False
         self.state = CLOSING
         self.linger_on_close = True
-        if app_began:
-            return 0  # part of the app's answer is out: closing is all that can tell the client
+        if not can_answer:
+            return 0
         if self.app is not None and self.busy:
             self.held_answer = self.ctx.responder.error(status)  # answers go out in request order
             return 0
@@ -877,8 +882,19 @@ cdef class AppAdapter:
     cdef int abandon(self) except -1:
         raise NotImplementedError
 
+    cdef object wait_for_drain(self, object loop, Py_ssize_t limit):
+        """A future to wait on while the connection holds more than limit unsent bytes, else None."""
+        if self.conn.pending_size <= limit or self.conn.fd < 0:
+            return None
+        self.drain_waiter = loop.create_future()
+        return self.drain_waiter
+
     cdef int drained(self) except -1:
+        if self.drain_waiter is not None:
+            if not self.drain_waiter.done():
+                self.drain_waiter.set_result(None)
+            self.drain_waiter = None
         return 0
 
     cdef int connection_lost(self) except -1:
-        return 0
+        return self.drained()

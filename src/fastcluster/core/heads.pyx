@@ -62,6 +62,18 @@ cdef bint name_is(bytes name, const char *wanted, Py_ssize_t length) noexcept:
     return PyBytes_GET_SIZE(name) == length and strncasecmp(PyBytes_AS_STRING(name), wanted, length) == 0
 
 
+cdef bint is_framing(bytes name) noexcept:
+    """Connection, Transfer-Encoding, Date or Server: headers we write ourselves."""
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(name)
+    if size == 4:
+        return name_is(name, b"date", 4)
+    if size == 6:
+        return name_is(name, b"server", 6)
+    if size == 10:
+        return name_is(name, b"connection", 10)
+    return size == 17 and name_is(name, b"transfer-encoding", 17)
+
+
 cdef long long parse_length(bytes value) except -2:
     """A Content-Length value: digits (optional spaces around), else BadResponse."""
     cdef const char *chars = PyBytes_AS_STRING(value)
@@ -101,8 +113,7 @@ cdef int check_headers(Head head, object headers) except -1:
                 raise BadResponse(f"conflicting Content-Length values {head.length} and {length}")
             head.length = length
             continue  # written by frame(), once
-        if (name_is(name, b"connection", 10) or name_is(name, b"transfer-encoding", 17)
-                or name_is(name, b"date", 4) or name_is(name, b"server", 6)):
+        if is_framing(name):
             continue
         parts += (name, b": ", value, b"\r\n")
     head.lines = b"".join(parts)
@@ -149,6 +160,21 @@ cdef bint bodiless(int status) noexcept:
     return status < 200 or status == 204 or status == 304
 
 
+cdef Py_ssize_t decimal(char *out, long long number) noexcept:
+    """number (>= 0) in decimal digits at out; how many."""
+    cdef char reversed_digits[24]
+    cdef Py_ssize_t count = 0, i
+    while True:
+        reversed_digits[count] = c'0' + number % 10
+        count += 1
+        number //= 10
+        if number == 0:
+            break
+    for i in range(count):
+        out[i] = reversed_digits[count - 1 - i]
+    return count
+
+
 cdef inline char *put(char *at, bytes data) noexcept:
     memcpy(at, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
     return at + PyBytes_GET_SIZE(data)
@@ -162,10 +188,10 @@ cdef inline char *put_text(char *at, const char *text, Py_ssize_t size) noexcept
 cdef bytes frame(Head head, Responder responder, long long length, bint chunked, bint keep_alive, bytes body):
     """The head as sent (then body, when given: one allocation for a small answer). length -1: no
     Content-Length (chunked, or the close ends the body)."""
-    cdef char digits[32]
+    cdef char digits[24]
     cdef Py_ssize_t digit_count = 0
     if length >= 0:
-        digit_count = snprintf(digits, sizeof(digits), "%lld", length)
+        digit_count = decimal(digits, length)
     cdef Py_ssize_t size = (PyBytes_GET_SIZE(head.status_line) + PyBytes_GET_SIZE(responder.server_line)
                             + PyBytes_GET_SIZE(responder.date_line) + PyBytes_GET_SIZE(head.lines) + 2)
     if length >= 0:

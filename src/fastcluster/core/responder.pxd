@@ -1,4 +1,5 @@
 from fastcluster.core.routes cimport Shape
+from fastcluster.core.static cimport OpenFile
 
 
 cdef bytes status_line(int status)
@@ -26,6 +27,8 @@ cdef class Responder:
         bytes content_type
         bytes extra_headers
         bytes body
+        # A large body, in memory the kernel sends from without copying (None for a small one).
+        OpenFile body_file
         # Prebuilt answers, rebuilt once a second with the new Date, indexed by keep_alive * 2 + head.
         list fixed
         list json
@@ -44,7 +47,7 @@ cdef class Responder:
 
     cdef bytes build(self, bytes status, bytes content_type, bytes extra, bytes body, bint keep_alive,
                      bint head)
-    cdef bytes answer(self, bytes url, bint head, bint keep_alive)
+    cdef object answer(self, bytes url, bint head, bint keep_alive)
     cdef bytes error(self, int status)
     cdef object respond(self, bytes url, int route, bytes control, list headers, list body, bint head,
                         bint keep_alive, bint http10, double now)

@@ -1,11 +1,14 @@
 # The built-in responder: the fixed answer `fastcluster serve` gives when no app is loaded, and the error
-# answers every connection uses. Every answer is prebuilt bytes, rebuilt only when the Date changes.
+# answers every connection uses. Every answer is prebuilt bytes, rebuilt only when the Date changes; a large
+# fixed body is sent by sendfile from an in-memory file.
 from email.utils import formatdate
+import os
 from http import HTTPStatus
 
 from libc.string cimport memcmp
 
 from fastcluster.core.producer cimport Producer
+from fastcluster.core.static cimport FileBody
 from fastcluster.core.routes cimport (
     KIND_BYTES,
     KIND_DRIP,
@@ -28,6 +31,9 @@ from fastcluster.core.routes cimport (
 from fastcluster.core.routes import BadControl, chunk, headers_json, pattern_body, shape_of
 
 JSON_BODY = b'{"message":"Hello, World!"}'
+# A fixed body larger than this is sent by sendfile from memory; smaller ones are copied with their head,
+# which costs less up to about 80 KiB (measured: 64 KiB copied 17.8 µs/request, by sendfile 21.2).
+DEF SENDFILE_ABOVE = 65536
 # Shaped answers with bodies up to this size are prebuilt whole; larger ones are produced piece by piece.
 DEF PREBUILT_BODY = 65536
 # The cache of shaped answers: at most this many shapes, and this many bytes of prebuilt answers.
@@ -41,6 +47,19 @@ cdef bytes status_line(int status):
     except ValueError:
         phrase = "Unknown"
     return f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")
+
+
+cdef OpenFile memory_file(bytes body):
+    """body in an anonymous in-memory file, to send with sendfile: the kernel then passes its pages on
+    instead of copying the body for every answer (as nginx does with files)."""
+    cdef OpenFile file = OpenFile.__new__(OpenFile)
+    file.fd = os.memfd_create("fastcluster-body", os.MFD_CLOEXEC)
+    file.size = len(body)
+    view = memoryview(body)
+    written = 0
+    while written < len(body):
+        written += os.write(file.fd, view[written:])
+    return file
 
 
 cdef bint path_is(bytes url, const char *path, Py_ssize_t path_length) noexcept:
@@ -73,6 +92,8 @@ cdef class Responder:
             else:
                 lines.append(name + b": " + value + b"\r\n")
         self.extra_headers = b"".join(lines)
+        if len(body) > SENDFILE_ABOVE:
+            self.body_file = memory_file(body)
         self.refresh(0)
 
     cdef bytes build(self, bytes status, bytes content_type, bytes extra, bytes body, bint keep_alive,
@@ -101,7 +122,7 @@ cdef class Responder:
         for keep_alive in range(2):
             for head in range(2):
                 self.fixed.append(self.build(self.status_line, self.content_type, self.extra_headers,
-                                             self.body, keep_alive, head))
+                                             self.body, keep_alive, head or self.body_file is not None))
                 self.json.append(self.build(json_status, b"application/json", b"", JSON_BODY, keep_alive,
                                             head))
         self.errors = {}
@@ -111,11 +132,14 @@ cdef class Responder:
         for answer in self.fixed + self.json:
             self.max_answer = max(self.max_answer, len(answer))
 
-    cdef bytes answer(self, bytes url, bint head, bint keep_alive):
+    cdef object answer(self, bytes url, bint head, bint keep_alive):
+        """The fixed answer: bytes, or for a large body its head and the body by sendfile."""
         if path_is(url, b"/json", 5):
             self.answered_status = 200
             return self.json[keep_alive * 2 + head]
         self.answered_status = self.status
+        if self.body_file is not None and not head:
+            return FileBody(self.fixed[keep_alive * 2 + 1], self.body_file, 0, self.body_file.size)
         return self.fixed[keep_alive * 2 + head]
 
     cdef bytes error(self, int status):

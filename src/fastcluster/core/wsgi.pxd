@@ -53,7 +53,6 @@ cdef class WsgiConnection(AppAdapter):
         object waiting
         Call receiving
         bint running
-        object drain_waiter
 
     cdef int begin(self, Call call) except -1
     cdef object answer(self, Call call)

@@ -309,13 +309,6 @@ cdef class WsgiConnection(AppAdapter):
             return 0
         return call.head_sent
 
-    cdef int drained(self) except -1:
-        if self.drain_waiter is not None:
-            if not self.drain_waiter.done():
-                self.drain_waiter.set_result(None)
-            self.drain_waiter = None
-        return 0
-
     cdef int connection_lost(self) except -1:
         cdef Call call
         for call in self.waiting:
@@ -324,7 +317,7 @@ cdef class WsgiConnection(AppAdapter):
         if self.receiving is not None and self.receiving.stream is not None:
             self.receiving.stream.end(complete=False)
         self.waiting.clear()
-        return self.drained()
+        return AppAdapter.connection_lost(self)
 
     def next(self) -> None:
         """Run the next waiting request, if the connection is still open."""
@@ -356,6 +349,8 @@ cdef class WsgiConnection(AppAdapter):
             self.stream_soon(call, outcome)
             return 0
         status, data, size = outcome
+        if call.stream is not None:
+            call.stream.drop()
         if conn.fd >= 0:
             conn.send_answer(data)
             conn.flush()
@@ -487,9 +482,9 @@ cdef class WsgiConnection(AppAdapter):
                         raise BadResponse(f"more body than its Content-Length {length}")
                     sent += len(piece)
                     conn.send(chunk(piece) if chunked else piece)
-                    if conn.pending_size > shared.max_output and conn.fd >= 0:
-                        self.drain_waiter = shared.loop.create_future()
-                        await self.drain_waiter
+                    waiter = self.wait_for_drain(shared.loop, shared.max_output)
+                    if waiter is not None:
+                        await waiter
                 piece = await self.pull(call, out)
             if length >= 0 and sent != length and not without_body and conn.fd >= 0 and not call.abandoned:
                 raise BadResponse(f"Content-Length {length} but {sent} bytes of body")
@@ -510,6 +505,8 @@ cdef class WsgiConnection(AppAdapter):
             if out.result is not None:
                 result, out.result = out.result, None
                 close_result(result)
+        if call.stream is not None:
+            call.stream.drop()
         if call.abandoned:
             return self.after(False)
         if conn.fd >= 0:
