@@ -224,3 +224,18 @@ def test_unread_body_over_the_limit_after_the_answer_closes_quietly(serve):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server closed once the body broke the limit
         assert http_exchange(sock, b"") == b"", "the client had its answer: no 413 after it"
+
+
+@pytest.mark.parametrize("threads", ["0", "2"])
+def test_flask_reads_a_chunked_body(serve, threads):
+    pytest.importorskip("flask")
+    server = serve("--app-dir", APPS, "frameworks:flask_app", "--threads", threads)
+    with server.connect() as sock:
+        sock.sendall(b"POST /form HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n\r\n" + chunked(b"name=Ada&age=36", 5))
+        [(status, _, body)] = read_responses(sock, 1)
+    assert status == 200, body
+    assert json.loads(body) == {"name": "Ada", "age": 36}, "werkzeug needs an input it may read"
+    response, body = fetch(server, "/form", "POST", b"name=Bo&age=7",
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+    assert json.loads(body) == {"name": "Bo", "age": 7}

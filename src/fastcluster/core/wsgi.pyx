@@ -128,6 +128,8 @@ cdef class WsgiApp:
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
             "wsgi.file_wrapper": FileWrapper,
+            # wsgi.input ends where the body does, chunked too: frameworks (werkzeug) may read it to its end.
+            "wsgi.input_terminated": True,
         }
 
     def adapter(self, Connection conn) -> WsgiConnection:
