@@ -158,6 +158,21 @@ def test_stream_is_closed_when_the_worker_stops(serve, tmp_path, threads):
     assert "ERROR" not in server.read_output(), "a stream cut by the stop is no error of ours"
 
 
+def test_requests_still_queued_for_a_thread_are_dropped_quietly_at_stop(serve, tmp_path):
+    server = app(serve, "endless", "--graceful-timeout", "0.2", "--threads", "1")
+    marker = tmp_path / "closed"
+    with server.connect() as streaming, server.connect() as sleeping, server.connect() as queued:
+        streaming.sendall(b"GET /?%s HTTP/1.1\r\nHost: t\r\n\r\n" % bytes(marker))
+        assert streaming.recv(100).startswith(b"HTTP/1.1 200 OK")
+        sleeping.sendall(b"GET /sleep?0.5 HTTP/1.1\r\nHost: t\r\n\r\n")  # holds the only thread
+        time.sleep(0.1)
+        queued.sendall(b"GET /sleep?0 HTTP/1.1\r\nHost: t\r\n\r\n")  # waits for it, until the stop
+        assert server.stop() == 0
+    assert marker.read_text() == "closed"
+    output = server.read_output()
+    assert "ERROR" not in output and "Traceback" not in output, output
+
+
 # ---- the status line ----
 
 def test_status_reason_phrase_is_sent_as_given(serve):

@@ -203,7 +203,11 @@ class Endless:
 
 
 def endless(environ, start_response):
+    """/?FILE: an Endless response. /sleep?S: answers after S seconds."""
     start_response("200 OK", [("Content-Type", "text/plain")])
+    if environ["PATH_INFO"] == "/sleep":
+        time.sleep(float(environ["QUERY_STRING"]))
+        return [b"slept"]
     return Endless(environ["QUERY_STRING"]) if environ["QUERY_STRING"] else [b"ready"]
 
 

@@ -339,6 +339,8 @@ cdef class WsgiConnection(AppAdapter):
         return self.answer(call)
 
     def answered_in_thread(self, Call call, future) -> None:
+        if future.cancelled():
+            return  # the worker stopped before a thread was free to run it (WsgiApp.close)
         self.done(call, future.result())
 
     cdef int done(self, Call call, object outcome) except -1:
