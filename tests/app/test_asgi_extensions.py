@@ -80,12 +80,12 @@ def test_pathsend_keeps_the_connection_and_pipelined_answers_in_order(serve, tmp
         assert read_responses(sock, 1)[0][0] == 200
 
 
-def test_pathsend_refuses_a_relative_or_missing_path_with_500(serve, tmp_path):
+def test_pathsend_refuses_a_relative_missing_or_irregular_path_with_500(serve, tmp_path):
     server = app(serve, "pathsend")
     workers = server.workers()
     small = tmp_path / "small.txt"
     small.write_bytes(b"12345")
-    for target in (b"/file?small.txt", b"/file?" + bytes(tmp_path / "missing"),
+    for target in (b"/file?small.txt", b"/file?" + bytes(tmp_path / "missing"), b"/file?" + bytes(tmp_path),
                    b"/file?length=9&" + bytes(small)):
         with server.connect() as sock:
             sock.sendall(GET % target)
@@ -97,6 +97,7 @@ def test_pathsend_refuses_a_relative_or_missing_path_with_500(serve, tmp_path):
     server.stop()
     output = server.read_output()
     assert "absolute path" in output and "cannot open" in output and "the file has 5 bytes" in output
+    assert "not a regular file" in output
 
 
 # ---- http.response.trailers ----

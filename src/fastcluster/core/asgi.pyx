@@ -236,7 +236,10 @@ cdef class Exchange:
         if not isinstance(path, str) or not os.path.isabs(path):
             raise BadResponse(f"pathsend needs an absolute path, not {path!r}")
         try:
-            file = OpenFile(os.fsencode(path), os.stat(path), True)
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode):  # a directory has no bytes to send; a FIFO would block open()
+                raise BadResponse(f"pathsend: {path} is not a regular file")
+            file = OpenFile(os.fsencode(path), info, True)
         except OSError as exc:
             raise BadResponse(f"pathsend cannot open {path}: {exc.strerror}") from None
         if self.declared >= 0 and self.declared != file.size:
