@@ -173,6 +173,27 @@ def test_requests_still_queued_for_a_thread_are_dropped_quietly_at_stop(serve, t
     assert "ERROR" not in output and "Traceback" not in output, output
 
 
+# ---- Content-Length enforcement ----
+
+@pytest.mark.parametrize("threads", ["0", "2"])
+def test_body_not_matching_its_content_length(serve, threads):
+    server = app(serve, "wrong_length", "--threads", threads)
+    workers = server.workers()
+    for path in (b"/over", b"/under"):
+        with server.connect() as sock:
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\nGET /ok HTTP/1.1\r\nHost: t\r\n\r\n" % path)
+            [(status, _, _), (_, _, body)] = read_responses(sock, 2)
+        assert status == 500 and body == b"01234", "answered whole: a 500, and the connection goes on"
+    pipelined = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
+    for path in (b"/over-stream", b"/under-stream"):
+        with server.connect() as sock:
+            reply = http_exchange(sock, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path + pipelined)
+        head, body = reply.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Length: 100000" in head
+        assert body == b"x" * 70000, "cut short and closed: no extra byte, no answer to the request behind it"
+    assert fetch(server, "/ok")[1] == b"01234" and server.workers() == workers
+
+
 # ---- the status line ----
 
 def test_status_reason_phrase_is_sent_as_given(serve):

@@ -217,3 +217,15 @@ def status_echo(environ, start_response):
 
     start_response(unquote(environ["QUERY_STRING"]) or "200 OK", [("Content-Length", "2")])
     return [b"ok"]
+
+
+def wrong_length(environ, start_response):
+    """A body not matching its Content-Length: /over or /under (5) in a list, answered whole;
+    /over-stream or /under-stream (100000, more than is gathered) from a generator, streamed; else a match."""
+    path = environ["PATH_INFO"]
+    if path.endswith("-stream"):
+        start_response("200 OK", [("Content-Length", "100000")])
+        pieces = [b"x" * 70000, b"y" * 40000] if path == "/over-stream" else [b"x" * 70000]
+        return (piece for piece in pieces)
+    start_response("200 OK", [("Content-Length", "5")])
+    return {"/over": [b"0123456789"], "/under": [b"012"]}.get(path, [b"01234"])
