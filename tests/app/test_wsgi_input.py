@@ -106,6 +106,29 @@ def test_large_bodies_arrive_whole(serve, threads):
     assert response.getheader("content-length") == str(len(payload)) and echoed == payload
 
 
+def test_threads_stop_reading_a_body_the_app_does_not_read_yet(serve, tmp_path):
+    server = app(serve, "digest_input", "--threads", "2")
+    gate = tmp_path / "gate"
+    payload = os.urandom(32 << 20)
+    with server.connect() as sock:
+        sock.sendall(b"POST /digest?%s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                     % (bytes(gate), len(payload)))
+        sock.settimeout(0.5)
+        sent = 0
+        try:
+            while sent < len(payload):
+                sent += sock.send(payload[sent:sent + (1 << 20)])
+        except TimeoutError:
+            pass
+        assert sent < len(payload) // 2, "the worker kept reading a body its app was not reading"
+        gate.touch()
+        sock.settimeout(10)
+        sock.sendall(payload[sent:])
+        [(status, _, body)] = read_responses(sock, 1, timeout=10)
+    answer = json.loads(body)
+    assert (answer["length"], answer["sha256"]) == (len(payload), hashlib.sha256(payload).hexdigest())
+
+
 # ---- wsgi.file_wrapper ----
 
 def test_file_wrapper_sends_a_file_from_its_position(serve, tmp_path):

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import sys
 import time
 
@@ -126,9 +127,11 @@ def read_input(environ, start_response):
 
 def digest_input(environ, start_response):
     """Reads the body in 64 KiB blocks: /digest answers its length, SHA-256 and the input's type, /echo
-    answers with the body itself."""
+    answers with the body itself. A query string FILE: the app waits for FILE to exist before reading."""
     import hashlib
 
+    while environ["QUERY_STRING"] and not os.path.exists(environ["QUERY_STRING"]):
+        time.sleep(0.01)
     stream, blocks = environ["wsgi.input"], []
     while block := stream.read(65536):
         blocks.append(block)
