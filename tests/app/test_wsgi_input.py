@@ -260,6 +260,24 @@ def test_bad_request_behind_a_slow_answer_is_answered_after_it(serve, threads):
         assert error.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 413 ")) and b"Connection: close" in error, reply
 
 
+# Absolute-form targets llhttp takes and the URL parser refuses: alone, with a body, behind a request.
+UNSPLITTABLE = (b"GET http://a:99999/x HTTP/1.1\r\nHost: t\r\n\r\n",
+                b"POST http://a:99999/x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+                b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok"
+                b"GET http://[::1/ HTTP/1.1\r\nHost: t\r\n\r\n")
+
+
+@pytest.mark.parametrize("threads", ["0", "2"])
+def test_target_the_app_cannot_split_is_400(serve, threads):
+    server = app(serve, "read_input", "--threads", threads)
+    workers = server.workers()
+    for request in UNSPLITTABLE:
+        with server.connect() as sock:
+            reply = http_exchange(sock, request)
+        assert reply.endswith(b"\r\n\r\nBad Request\r\n") and reply.count(b"HTTP/1.1 400") == 1, reply
+    assert json.loads(post(server, "/read", b"small")) == ["small"] and server.workers() == workers
+
+
 @pytest.mark.parametrize("threads", ["0", "2"])
 def test_body_over_the_limit_while_the_app_reads_it(serve, threads):
     server = app(serve, "read_input", "--threads", threads, "--max-body", "1000")

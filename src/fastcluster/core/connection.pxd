@@ -53,6 +53,8 @@ cdef class Connection:
         # The client's (host, port) for apps, looked up on first use (False: not yet; None: not an IP peer).
         object client
         int busy
+        # The app has the request being parsed, whose body is not complete yet.
+        bint app_request_open
         # Our error answer to a request that failed while the app still owed answers to requests before it:
         # sent once those are (None when none).
         bytes held_answer

@@ -265,8 +265,13 @@ cdef class Connection:
             keeps_alive = (state_keeps_alive(state) and not state.upgrade) if state != NULL else (
                 self.keeps_alive() and not self.parser.should_upgrade())
             self.busy += 1
-            self.app.request(self.method_name(), self.url, http11, self.headers,
-                             keeps_alive and not self.ctx.draining)
+            try:
+                self.app.request(self.method_name(), self.url, http11, self.headers,
+                                 keeps_alive and not self.ctx.draining)
+            except BaseException:
+                self.busy -= 1  # the app does not have it (a target it cannot split): our 400 answers it
+                raise
+            self.app_request_open = True
             self.headers = []
 
     def on_body(self, bytes body):
@@ -351,6 +356,7 @@ cdef class Connection:
         """The request's body is all in: the app answers later; keep parsing only if it may be kept alive."""
         cdef Context ctx = self.ctx
         cdef llhttp_state *state = self.llhttp
+        self.app_request_open = False
         note_request(ctx.stats, state.method if state != NULL else 255, PyBytes_AS_STRING(self.url),
                      PyBytes_GET_SIZE(self.url))
         self.unaccounted = 0
@@ -534,10 +540,11 @@ cdef class Connection:
         cdef bint can_answer = True
         self.ctx.stats.client_errors += 1
         self.ctx.stats.status_classes[status // 100] += 1
-        if self.app is not None and self.state == READING_BODY:
+        if self.app_request_open:
             # The app has this request, whose body will never be complete. While the app owes its answer
             # (answers go in order, and it is the last request), the error is its answer; once the app has
             # begun or given it, closing is all that can tell the client.
+            self.app_request_open = False
             if self.busy:
                 can_answer = not self.app.abandon()
                 self.busy -= 1
