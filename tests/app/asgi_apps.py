@@ -250,3 +250,24 @@ async def endless(scope, receive, send):
     finally:
         with open(scope["query_string"].decode(), "a") as record:
             record.write("ended")
+
+
+async def gated_digest(scope, receive, send):
+    """Waits for the file its query string names to exist, then reads the body and answers with its length
+    and SHA-256."""
+    import hashlib
+    import os
+
+    if scope["type"] != "http":
+        return
+    while scope["query_string"] and not os.path.exists(scope["query_string"].decode()):
+        await asyncio.sleep(0.01)
+    digest, length, more = hashlib.sha256(), 0, True
+    while more:
+        message = await receive()
+        digest.update(message.get("body", b""))
+        length += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = json.dumps({"length": length, "sha256": digest.hexdigest()}).encode()
+    await start(send, length=len(body))
+    await send({"type": "http.response.body", "body": body})

@@ -1,6 +1,7 @@
 """The ASGI extensions and framing rules over real sockets (apps in asgi_apps.py): http.response.pathsend,
 http.response.trailers, Content-Length enforcement, bodiless statuses, a failure between start and body."""
 
+import hashlib
 import json
 import os
 import time
@@ -206,6 +207,31 @@ def test_exception_after_start_before_body_is_500(serve):
     assert_worker_lives(server, workers)
     server.stop()
     assert "boom after start, before the body" in server.read_output()
+
+
+# ---- request body flow control ----
+
+def test_reading_stops_while_the_app_does_not_receive(serve, tmp_path):
+    server = app(serve, "gated_digest")
+    gate = tmp_path / "gate"
+    payload = os.urandom(32 << 20)
+    with server.connect() as sock:
+        sock.sendall(b"POST /?%s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                     % (bytes(gate), len(payload)))
+        sock.settimeout(0.5)
+        sent = 0
+        try:
+            while sent < len(payload):
+                sent += sock.send(payload[sent:sent + (1 << 20)])
+        except TimeoutError:
+            pass
+        assert sent < len(payload) // 2, "the worker kept reading a body its app was not receiving"
+        gate.touch()
+        sock.settimeout(10)
+        sock.sendall(payload[sent:])
+        [(status, _, body)] = read_responses(sock, 1, timeout=10)
+    answer = json.loads(body)
+    assert (answer["length"], answer["sha256"]) == (len(payload), hashlib.sha256(payload).hexdigest())
 
 
 # ---- stopping mid-stream ----
