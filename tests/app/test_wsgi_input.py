@@ -131,8 +131,9 @@ def test_threads_stop_reading_a_body_the_app_does_not_read_yet(serve, tmp_path):
 
 # ---- wsgi.file_wrapper ----
 
-def test_file_wrapper_sends_a_file_from_its_position(serve, tmp_path):
-    server = app(serve, "wrapped_file")
+@pytest.mark.parametrize("threads", ["0", "2"])
+def test_file_wrapper_sends_a_file_from_its_position(serve, tmp_path, threads):
+    server = app(serve, "wrapped_file", "--threads", threads)
     data = os.urandom((2 << 20) + 123)
     path = tmp_path / "data.bin"
     path.write_bytes(data)
@@ -151,6 +152,13 @@ def test_file_wrapper_sends_a_file_from_its_position(serve, tmp_path):
     head, body = reply.split(b"\r\n\r\n", 1)
     assert b"Content-Length: %d\r\n" % len(data) in head and body == b""
     assert wait_until(lambda: marker.exists() and marker.read_text() == "closed", 2)
+    marker = tmp_path / "closed-pipelined"
+    with server.connect() as sock:  # pipelined: each answer after the whole file before it
+        target = b"/file?path=%s&marker=%s" % (quote(str(path)).encode(), quote(str(marker)).encode())
+        sock.sendall(b"".join(b"GET %s%s HTTP/1.1\r\nHost: t\r\n\r\n" % (target, extra)
+                              for extra in (b"", b"&offset=7", b"&length=3")))
+        assert [body for _, _, body in read_responses(sock, 3)] == [data, data[7:], data[:3]]
+    assert marker.read_text() == "closed" * 3
 
 
 def test_file_wrapper_over_bytesio_is_iterated(serve, tmp_path):
