@@ -325,3 +325,14 @@ def test_flask_reads_a_chunked_body(serve, threads):
     response, body = fetch(server, "/form", "POST", b"name=Bo&age=7",
                            {"Content-Type": "application/x-www-form-urlencoded"})
     assert json.loads(body) == {"name": "Bo", "age": 7}
+
+
+def test_204_and_304_have_no_body(serve):
+    server = app(serve, "status_echo")  # Content-Length 2 and a body "ok" whatever the status
+    for status, lengths in ((b"204%20No%20Content", []), (b"304%20Not%20Modified", [b"Content-Length: 2"])):
+        with server.connect() as sock:
+            reply = http_exchange(sock, b"GET /?%s HTTP/1.1\r\nHost: t\r\n\r\n" % status
+                                  + b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        first, rest = reply.split(b"\r\n\r\n", 1)
+        assert [line for line in first.split(b"\r\n") if line.startswith(b"Content-Length")] == lengths
+        assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"\r\n\r\nok"), reply
