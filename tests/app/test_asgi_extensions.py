@@ -4,10 +4,11 @@ http.response.trailers, Content-Length enforcement, bodiless statuses, a failure
 import hashlib
 import json
 import os
+import socket
 import time
 
 from tests.app.client import APPS, fetch
-from tests.conftest import http_exchange, read_responses
+from tests.conftest import http_exchange, read_responses, wait_until
 
 GET_CLOSE = b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -79,6 +80,23 @@ def test_pathsend_keeps_the_connection_and_pipelined_answers_in_order(serve, tmp
         assert read_responses(sock, 1)[0][2] == large.read_bytes()
         sock.sendall(GET_CLOSE % b"/ext")
         assert read_responses(sock, 1)[0][0] == 200
+
+
+def test_answer_behind_a_file_still_waits_for_a_slow_client(serve, tmp_path):
+    server = app(serve, "pathsend")
+    large, progress = tmp_path / "large.bin", tmp_path / "progress"
+    large.write_bytes(os.urandom(16 << 20))
+    with server.connect(timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(GET % (b"/file?" + bytes(large)) + GET_CLOSE % (b"/stream?" + bytes(progress)))
+        time.sleep(0.5)
+        assert wait_until(progress.exists, 2) and int(progress.read_text()) < 100, \
+            "send() did not wait while its answer queued behind the file"
+        reply = http_exchange(sock, b"", timeout=10)
+    head, rest = reply.split(b"\r\n\r\n", 1)
+    assert rest[:16 << 20] == large.read_bytes()
+    assert rest[16 << 20:].startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"0\r\n\r\n")
+    assert rest.count(b"y" * 65536) == 320
 
 
 def test_pathsend_refuses_a_relative_missing_or_irregular_path_with_500(serve, tmp_path):

@@ -82,9 +82,11 @@ cdef class Connection:
         list request_body
 
         # The answer being produced piece by piece (None when none), the answers queued behind it in
-        # request order (bytes or Producer; None when none), and the time its timer is set for (0: none).
+        # request order (bytes or Producer; None when none) and the bytes among them (an app waits for its
+        # drain while they are many), and the time its timer is set for (0: none).
         Producer producer
         list later
+        Py_ssize_t later_size
         double timer_at
         # The producer's file part could not be sent: the socket is full (wait for EPOLLOUT).
         bint file_blocked

@@ -565,6 +565,8 @@ cdef class Connection:
             if self.later is None:
                 self.later = []
             self.later.append(answer)
+            if PyBytes_CheckExact(answer):
+                self.later_size += PyBytes_GET_SIZE(answer)
             return 0
         if PyBytes_CheckExact(answer):
             return self.write(<bytes>answer)
@@ -590,6 +592,7 @@ cdef class Connection:
                 while self.later:
                     answer = self.later.pop(0)
                     if PyBytes_CheckExact(answer):
+                        self.later_size -= PyBytes_GET_SIZE(answer)
                         self.write(<bytes>answer)
                     else:
                         self.producer = <Producer>answer
@@ -712,7 +715,7 @@ cdef class Connection:
         """Choose the epoll interest from what is left to send; finish a closing connection."""
         cdef Py_ssize_t waiting = self.pending_size
         cdef Context ctx = self.ctx
-        if self.app is not None and waiting <= ctx.max_pending_output:
+        if self.app is not None and waiting + self.later_size <= ctx.max_pending_output:
             self.app.drained()
         if waiting:
             self.deadline = ctx.now + ctx.write_timeout
@@ -863,6 +866,7 @@ cdef class Connection:
         self.unparsed = None
         self.producer = None
         self.later = None
+        self.later_size = 0
         # The parser holds our bound callbacks: drop it so the connection is freed now, not by the GC.
         self.parser = self.feed_data = self.http_version = self.keeps_alive = self.method = None
         self.llhttp = NULL
@@ -891,8 +895,8 @@ cdef class AppAdapter:
 
     cdef object wait_for_drain(self, object loop, Py_ssize_t limit):
         """A future to wait on while the connection holds more than limit unsent bytes, else None."""
-        if self.conn.pending_size <= limit or self.conn.fd < 0:
-            return None
+        if self.conn.pending_size + self.conn.later_size <= limit or self.conn.fd < 0:
+            return None  # (output queued behind a file being sent counts too)
         self.drain_waiter = loop.create_future()
         return self.drain_waiter
 
