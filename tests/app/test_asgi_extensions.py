@@ -90,7 +90,8 @@ def test_answer_behind_a_file_still_waits_for_a_slow_client(serve, tmp_path):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sock.sendall(GET % (b"/file?" + bytes(large)) + GET_CLOSE % (b"/stream?" + bytes(progress)))
         time.sleep(0.5)
-        assert wait_until(progress.exists, 2) and int(progress.read_text()) < 100, \
+        assert wait_until(lambda: progress.exists() and progress.read_text(), 2)
+        assert int(progress.read_text()) < 100, \
             "send() did not wait while its answer queued behind the file"
         reply = http_exchange(sock, b"", timeout=10)
     head, rest = reply.split(b"\r\n\r\n", 1)

@@ -90,6 +90,21 @@ def test_threads_read_the_body_while_it_arrives(serve, tmp_path, framing):
     assert record.read_bytes() == first + rest
 
 
+@pytest.mark.parametrize("body_end", ["client leaves", "body over the limit"])
+def test_threads_never_pass_a_cut_body_as_whole(serve, tmp_path, body_end):
+    server = app(serve, "record_read", "--threads", "2", "--max-body", "50")
+    record = tmp_path / "record"
+    with server.connect() as sock:
+        sock.sendall(b"POST /?%s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\na\r\n%s\r\n"
+                     % (bytes(record), b"x" * 10))
+        if body_end == "body over the limit":
+            assert http_exchange(sock, b"64\r\n" + b"x" * 100 + b"\r\n").startswith(b"HTTP/1.1 413 ")
+    assert wait_until(lambda: record.exists() and record.read_text(), 3)
+    assert record.read_text() == "cut short", "the app was handed the first 10 bytes as the whole body"
+    server.stop()
+    assert "ERROR" not in server.read_output()
+
+
 @pytest.mark.parametrize("threads", ["0", "2"])
 def test_large_bodies_arrive_whole(serve, threads):
     server = app(serve, "digest_input", "--threads", threads)

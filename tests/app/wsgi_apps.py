@@ -232,3 +232,19 @@ def wrong_length(environ, start_response):
         return (piece for piece in pieces)
     start_response("200 OK", [("Content-Length", "5")])
     return {"/over": [b"0123456789"], "/under": [b"012"]}.get(path, [b"01234"])
+
+
+def record_read(environ, start_response):
+    """Reads the whole body and records in the file its query string names what it got: "read N", or
+    "cut short" when reading raised (then the error goes on to the server)."""
+    try:
+        body = environ["wsgi.input"].read()
+    except OSError:
+        with open(environ["QUERY_STRING"], "w") as record:
+            record.write("cut short")
+        raise
+    if environ["QUERY_STRING"]:
+        with open(environ["QUERY_STRING"], "w") as record:
+            record.write(f"read {len(body)}")
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]

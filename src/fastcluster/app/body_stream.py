@@ -58,24 +58,24 @@ class BodyStream:
     # ---- the app's side (PEP 3333 input stream) ----
 
     def take(self, size: int, until_newline: bool = False) -> bytes:
-        """Up to size bytes (size < 0: all), or through the first newline; b"" once the body ended."""
+        """Up to size bytes (size < 0: all), or through the first newline; b"" once the body ended. When the
+        body was cut short (the client left, or it broke a limit), a read that only its end would answer
+        raises OSError rather than pass what came for the whole body."""
         with self.ready:
             while True:
-                available = self.buffered
-                if until_newline:
-                    found = self.find_newline()
-                    if found >= 0:
-                        available = found + 1
-                    elif not self.ended and (size < 0 or available < size):
-                        available = -1
-                elif not self.ended and (size < 0 or available < size):
-                    available = -1
-                if available >= 0:
+                found = self.find_newline() if until_newline else -1
+                if found >= 0:
+                    wanted = found + 1 if size < 0 else min(size, found + 1)
+                    break
+                if 0 <= size <= self.buffered:
+                    wanted = size
+                    break
+                if self.ended:
+                    if self.cut_short:
+                        raise OSError("the request body was cut short")
+                    wanted = self.buffered
                     break
                 self.ready.wait()
-            if self.cut_short and self.buffered == 0:
-                raise OSError("the client went away before the request body ended")
-            wanted = available if size < 0 else min(size, available)
             data = self.pop(wanted)
             resume = self.paused and self.buffered <= LIMIT // 2
             if resume:
