@@ -14,6 +14,7 @@ import pytest
 from tests.app.client import APPS, fetch
 from tests.conftest import http_exchange, read_responses, wait_until
 
+GET_CLOSE = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 BODY = b"first line\nsecond\n\nno newline at the end"
 MODES = ["/readline", "/readline4", "/readlines", "/readlines-hint", "/iter", "/read3", "/read", "/read-none"]
 
@@ -351,3 +352,15 @@ def test_204_and_304_have_no_body(serve):
         first, rest = reply.split(b"\r\n\r\n", 1)
         assert [line for line in first.split(b"\r\n") if line.startswith(b"Content-Length")] == lengths
         assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"\r\n\r\nok"), reply
+
+
+def test_body_pieces_that_are_not_bytes_are_a_500(serve):
+    server = app(serve, "bytes_not_iterable")
+    for query in (b"", b"?text", b"?list"):
+        with server.connect() as sock:
+            reply = http_exchange(sock, b"GET /bytes%s HTTP/1.1\r\nHost: t\r\n\r\n" % query + GET_CLOSE)
+        assert reply.startswith(b"HTTP/1.1 500 ") and b"\0" not in reply, reply
+        assert reply.endswith(b"\r\n\r\nready"), "the connection goes on"
+    server.stop()
+    output = server.read_output()
+    assert output.count("gave int, not bytes") == 1 and output.count("gave str, not bytes") == 2

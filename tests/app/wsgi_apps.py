@@ -248,3 +248,13 @@ def record_read(environ, start_response):
             record.write(f"read {len(body)}")
     start_response("200 OK", [("Content-Length", "2")])
     return [b"ok"]
+
+
+def bytes_not_iterable(environ, start_response):
+    """Returns bytes (iterating them gives ints), or with ?text, str pieces: both app errors."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    if environ["QUERY_STRING"] == "text":
+        return iter(["text, not bytes"])
+    if environ["QUERY_STRING"] == "list":
+        return [b"fine", "then text"]
+    return b"hello" if environ["PATH_INFO"] == "/bytes" else [b"ready"]

@@ -49,6 +49,16 @@ cdef str environ_key(bytes name):
     return <str>key
 
 
+cdef bytes as_piece(object piece):
+    """A piece of the app's body as bytes; anything but bytes-like is an app error (bytes() of an int would
+    make that many zero bytes: an app that returned b"..." instead of [b"..."] iterates to ints)."""
+    if PyBytes_CheckExact(piece):
+        return <bytes>piece
+    if isinstance(piece, (bytes, bytearray, memoryview)):
+        return bytes(piece)
+    raise BadResponse(f"the app's body gave {type(piece).__name__}, not bytes")
+
+
 cdef str latin1(bytes data):
     return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL)
 
@@ -208,7 +218,7 @@ cdef class Call:
         """The write() callable start_response returns."""
         if self.written is None:
             self.written = []
-        self.written.append(bytes(data))
+        self.written.append(as_piece(data))
 
 
 cdef object pull(Call call, object iterator):
@@ -396,7 +406,7 @@ cdef class WsgiConnection(AppAdapter):
             pieces = call.written or []
             for piece in result:
                 if piece:
-                    pieces.append(piece if PyBytes_CheckExact(piece) else bytes(piece))
+                    pieces.append(as_piece(piece))
             if call.head is None:
                 raise BadResponse("the app did not call start_response")
             head = call.head
@@ -466,6 +476,8 @@ cdef class WsgiConnection(AppAdapter):
             piece = await self.pull(call, out)  # a generator app calls start_response only now
             if call.head is None:
                 raise BadResponse("the app did not call start_response")
+            if piece is not DONE:
+                piece = as_piece(piece)  # checked before the head goes out: a wrong first piece gets a 500
             head = call.head
             status = head.status
             length = head.length
@@ -481,7 +493,7 @@ cdef class WsgiConnection(AppAdapter):
                 conn.send(start)
             while piece is not DONE and not without_body and conn.fd >= 0 and not call.abandoned:
                 if piece:
-                    piece = piece if PyBytes_CheckExact(piece) else bytes(piece)
+                    piece = as_piece(piece)
                     if length >= 0 and sent + len(piece) > length:
                         raise BadResponse(f"more body than its Content-Length {length}")
                     sent += len(piece)
