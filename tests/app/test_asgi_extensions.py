@@ -1,13 +1,21 @@
 """The ASGI extensions and framing rules over real sockets (apps in asgi_apps.py): http.response.pathsend,
 http.response.trailers, Content-Length enforcement, bodiless statuses, a failure between start and body."""
 
-import hashlib
 import json
 import os
 import socket
 import time
 
-from tests.app.client import APPS, fetch
+import pytest
+
+from tests.app.client import (
+    APPS,
+    OVER_LIMIT,
+    UNSPLITTABLE,
+    assert_error_follows_first,
+    fetch,
+    gated_upload,
+)
 from tests.conftest import http_exchange, read_responses, wait_until
 
 GET_CLOSE = b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
@@ -164,30 +172,20 @@ def test_invalid_trailer_is_logged_and_closes_the_connection(serve):
 
 # ---- Content-Length enforcement ----
 
-def test_more_body_than_content_length(serve):
+@pytest.mark.parametrize("case, logged", [("over", "more body than its Content-Length 5"),
+                                          ("under", "Content-Length 5 but 3 bytes of body")])
+def test_body_that_does_not_match_its_content_length(serve, case, logged):
     server = app(serve, "wrong_length")
     workers = server.workers()
-    [(status, _, _), (_, _, body)] = read_responses_of(server, GET % b"/over" + GET % b"/ok")
+    target = b"/" + case.encode()
+    [(status, _, _), (_, _, body)] = read_responses_of(server, GET % target + GET % b"/ok")
     assert status == 500 and body == b"01234", "nothing was sent yet: a 500, and the connection goes on"
-    head, body = split(exchange(server, GET % b"/over-split" + GET % b"/ok"))
+    head, body = split(exchange(server, GET % (target + b"-split") + GET % b"/ok"))
     assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 5" in head
     assert body == b"012", "cut short and closed: no extra byte, no answer to the request behind it"
     assert_worker_lives(server, workers)
     server.stop()
-    assert "more body than its Content-Length 5" in server.read_output()
-
-
-def test_less_body_than_content_length(serve):
-    server = app(serve, "wrong_length")
-    workers = server.workers()
-    [(status, _, _), (_, _, body)] = read_responses_of(server, GET % b"/under" + GET % b"/ok")
-    assert status == 500 and body == b"01234", "the whole answer was in hand: a 500, and the connection lives"
-    head, body = split(exchange(server, GET % b"/under-split" + GET % b"/ok"))
-    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 5" in head
-    assert body == b"012", "cut short and closed: no answer to the request behind it"
-    assert_worker_lives(server, workers)
-    server.stop()
-    assert "Content-Length 5 but 3 bytes of body" in server.read_output()
+    assert logged in server.read_output()
 
 
 # ---- bodiless statuses ----
@@ -232,25 +230,7 @@ def test_exception_after_start_before_body_is_500(serve):
 
 def test_reading_stops_while_the_app_does_not_receive(serve, tmp_path):
     server = app(serve, "gated_digest")
-    gate = tmp_path / "gate"
-    payload = os.urandom(32 << 20)
-    with server.connect() as sock:
-        sock.sendall(b"POST /?%s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
-                     % (bytes(gate), len(payload)))
-        sock.settimeout(0.5)
-        sent = 0
-        try:
-            while sent < len(payload):
-                sent += sock.send(payload[sent:sent + (1 << 20)])
-        except socket.timeout:  # TimeoutError from Python 3.10 on
-            pass
-        assert sent < len(payload) // 2, "the worker kept reading a body its app was not receiving"
-        gate.touch()
-        sock.settimeout(10)
-        sock.sendall(payload[sent:])
-        [(status, _, body)] = read_responses(sock, 1, timeout=10)
-    answer = json.loads(body)
-    assert (answer["length"], answer["sha256"]) == (len(payload), hashlib.sha256(payload).hexdigest())
+    gated_upload(server, b"/", tmp_path / "gate")
 
 
 # ---- stopping mid-stream ----
@@ -270,26 +250,10 @@ def test_stream_ends_when_the_worker_stops(serve, tmp_path):
 
 # ---- our error answers behind the app's ----
 
-def over_limit_body() -> bytes:
-    """A chunked POST whose first chunk (2 KiB) is over --max-body 1000."""
-    head = b"POST /big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-    return head + b"800\r\n" + b"a" * 2048 + b"\r\n"
-
-
 def test_bad_request_behind_a_slow_answer_is_answered_after_it(serve):
     server = app(serve, "slow", "--max-body", "1000")
-    for bad in (b"NOT HTTP\r\n\r\n", over_limit_body()):
-        reply = exchange(server, GET % b"/first?0.3" + bad)
-        assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\n\r\n/first" in reply, reply
-        error = reply[reply.index(b"/first") + 6:]
-        assert error.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 413 ")) and b"Connection: close" in error, reply
-
-
-# Absolute-form targets llhttp takes and the URL parser refuses: alone, with a body, behind a request.
-UNSPLITTABLE = (b"GET http://a:99999/x HTTP/1.1\r\nHost: t\r\n\r\n",
-                b"POST http://a:99999/x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
-                b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok"
-                b"GET http://[::1/ HTTP/1.1\r\nHost: t\r\n\r\n")
+    for bad in (b"NOT HTTP\r\n\r\n", OVER_LIMIT):
+        assert_error_follows_first(exchange(server, GET % b"/first?0.3" + bad))
 
 
 def test_target_the_app_cannot_split_is_400(serve):
@@ -304,21 +268,8 @@ def test_target_the_app_cannot_split_is_400(serve):
 def test_body_over_the_limit_while_the_app_reads_it(serve):
     server = app(serve, "echo_body", "--max-body", "1000")
     workers = server.workers()
-    reply = exchange(server, over_limit_body())
+    reply = exchange(server, OVER_LIMIT)
     assert reply.startswith(b"HTTP/1.1 413 ") and reply.count(b"HTTP/1.1") == 1, reply
     assert fetch(server, "/", "POST", b"small")[0].status == 200 and server.workers() == workers
 
 
-
-def test_unread_body_over_the_limit_after_the_answer_closes_quietly(serve):
-    server = serve("--app-dir", APPS, "apps:ignores_body", "--max-body", "100000")
-    with server.connect() as sock:
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n")
-        [(status, _, body)] = read_responses(sock, 1)  # answered; the rest of the body is dropped as it comes
-        assert (status, body) == (200, b"ok")
-        try:
-            for _ in range(8):
-                sock.sendall(b"8000\r\n" + b"x" * 0x8000 + b"\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server closed once the body broke the limit
-        assert http_exchange(sock, b"") == b"", "the client had its answer: no 413 after it"

@@ -143,30 +143,28 @@ def digest_input(environ, start_response):
     return [body]
 
 
-class RecordingFile(io.FileIO):
-    """A file whose close() writes "closed" to a marker file."""
+class RecordsClose:
+    """A file object whose close() writes "closed" to the file named by its `marker`."""
 
+    marker: str
+
+    def close(self) -> None:
+        if not self.closed:
+            with open(self.marker, "a") as record:
+                record.write("closed")
+        super().close()
+
+
+class RecordingFile(RecordsClose, io.FileIO):
     def __init__(self, path: str, marker: str) -> None:
         super().__init__(path, "r")
         self.marker = marker
 
-    def close(self) -> None:
-        if not self.closed:
-            with open(self.marker, "a") as record:
-                record.write("closed")
-        super().close()
 
-
-class RecordingBytes(io.BytesIO):
+class RecordingBytes(RecordsClose, io.BytesIO):
     def __init__(self, data: bytes, marker: str) -> None:
         super().__init__(data)
         self.marker = marker
-
-    def close(self) -> None:
-        if not self.closed:
-            with open(self.marker, "a") as record:
-                record.write("closed")
-        super().close()
 
 
 def wrapped_file(environ, start_response):
