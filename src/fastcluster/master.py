@@ -237,9 +237,18 @@ class Master:
         limit = self.manager.max_requests
         if limit:
             limit += random.randint(0, self.manager.max_requests_jitter)
-        pid = os.fork()
-        if pid == 0:
-            self.become_worker(slot, sockets, record)
+        # Signals wait while the child is forked: one reaching it before it drops the master's handlers would
+        # be queued for a master loop it never runs, and a SIGTERM sent to stop it would be lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                for signum in HANDLED_SIGNALS:
+                    signal.signal(signum, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+                self.become_worker(slot, sockets, record)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         new = Worker(pid, slot.index, slot.cpu, record, time.monotonic(), time.time(), limit)
         self.workers[pid] = new
         if incoming:
@@ -250,8 +259,6 @@ class Master:
         return new
 
     def become_worker(self, slot: Slot, sockets, record: int) -> None:
-        for signum in HANDLED_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
         mine = {sock.fileno() for sock in sockets}
         for sock in self.balancer.all_sockets():
             if sock.fileno() not in mine:
