@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 
 FORMATS = ("common", "combined", "json")
@@ -41,9 +40,9 @@ class AccessLog:
 
     def log(self, conn, method: bytes, target: bytes, version: str, status: int, size: int,
             referer: bytes | None, user_agent: bytes | None) -> None:
+        if conn.peer is None:
+            conn.client_address()  # looks the peer up once per connection
         peer = conn.peer
-        if peer is None:
-            conn.peer = peer = peer_host(conn.fd)
         request = f"{method.decode('latin-1')} {printable(target)} HTTP/{version}"
         if self.format == "json":
             line = json.dumps({
@@ -86,17 +85,6 @@ class AccessLog:
             except OSError:
                 return  # a full disk or closed pipe must not stop the worker from serving
             data = data[written:]
-
-
-def peer_host(fd: int) -> str:
-    sock = socket.socket(fileno=fd)
-    try:
-        address = sock.getpeername()
-    except OSError:
-        return "-"
-    finally:
-        sock.detach()
-    return address[0] if isinstance(address, tuple) else "unix"
 
 
 def printable(raw: bytes) -> str:

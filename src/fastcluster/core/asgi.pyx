@@ -19,7 +19,7 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr
 
 from fastcluster.core.connection cimport Connection, split_target
-from fastcluster.core.heads cimport Head, asgi_head, bodiless, chunk, error_answer, frame
+from fastcluster.core.heads cimport Head, asgi_head, bodiless, body_bytes, chunk, error_answer, frame
 from fastcluster.core.static cimport FileBody, OpenFile
 
 from fastcluster.core.heads import BadResponse
@@ -68,14 +68,6 @@ cdef str decode_path(bytes raw_path):
     if memchr(PyBytes_AS_STRING(raw_path), c'%', PyBytes_GET_SIZE(raw_path)) == NULL:
         return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw_path), PyBytes_GET_SIZE(raw_path), "surrogateescape")
     return unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="surrogateescape")
-
-
-cdef bytes as_body(object body):
-    if PyBytes_CheckExact(body):
-        return <bytes>body
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        return bytes(body)
-    raise BadResponse(f"a body must be bytes, not {type(body).__name__}")
 
 
 cdef class AsgiApp:
@@ -177,10 +169,10 @@ cdef class Exchange:
 
     cdef object send_body(self, object body, bint more):
         """Frame and write one body message; the drain future to wait on when the client is slow."""
-        cdef bytes data = as_body(body)
+        cdef bytes data = body_bytes(body)
         cdef Head head = self.head
         cdef long long length
-        cdef bint without_body
+        cdef bint without_body, sends_body, with_head
         if not self.response_started or self.body_ended:
             raise BadResponse("http.response.body outside a response")
         if self.declared >= 0 and self.body_sent + PyBytes_GET_SIZE(data) > self.declared:
@@ -205,17 +197,14 @@ cdef class Exchange:
                     self.keep_alive = False  # HTTP/1.0 has no chunked coding: the close ends the body
                 else:
                     self.chunked = not self.head_only
-            if self.head_only or without_body:
-                self.write(frame(head, self.owner.shared.responder, length, self.chunked, self.keep_alive,
-                                 None))
+            sends_body = not (self.head_only or without_body)
+            with_head = sends_body and not self.chunked and PyBytes_GET_SIZE(data) < COPY_BODY_BELOW
+            self.write(frame(head, self.owner.shared.responder, length, self.chunked, self.keep_alive,
+                             data if with_head else None))
+            if not sends_body:
                 self.head_only = True  # nothing of the body is sent from now on
-            elif not self.chunked and PyBytes_GET_SIZE(data) < COPY_BODY_BELOW:
-                self.write(frame(head, self.owner.shared.responder, length, False, self.keep_alive, data))
-            else:
-                self.write(frame(head, self.owner.shared.responder, length, self.chunked, self.keep_alive,
-                                 None))
-                if PyBytes_GET_SIZE(data):
-                    self.write(chunk(data) if self.chunked else data)
+            elif not with_head and PyBytes_GET_SIZE(data):
+                self.write(chunk(data) if self.chunked else data)
         elif PyBytes_GET_SIZE(data) and not self.head_only:
             self.write(chunk(data) if self.chunked else data)
         if more:
@@ -367,15 +356,13 @@ cdef class AsgiConnection(AppAdapter):
         return began
 
     cdef int start(self, Exchange exchange) except -1:
-        # Task's keyword arguments are one dict made once, which Task.__init__ only reads.
-        if self.shared.eager:
-            self.parsing = True  # what the app sends now leaves with the read's one send
-            try:
-                exchange.task = PyObject_Call(Task, (exchange.run(),), self.shared.task_options)
-            finally:
-                self.parsing = False
-        else:
+        # An eager task runs now, inside the parse: what the app sends then leaves with the read's one send.
+        self.parsing = self.shared.eager
+        try:
+            # Task's keyword arguments are one dict made once, which Task.__init__ only reads.
             exchange.task = PyObject_Call(Task, (exchange.run(),), self.shared.task_options)
+        finally:
+            self.parsing = False
         return 0
 
     cdef int connection_lost(self) except -1:

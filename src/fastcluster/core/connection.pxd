@@ -22,7 +22,7 @@ cdef enum ConnectionState:
 cdef class Connection:
     cdef:
         readonly int fd
-        # The peer's address, looked up once per connection and only for the access log.
+        # The peer as the access log writes it (its host, "unix" or "-"), set by client_address().
         public object peer
         Context ctx
         object parser
@@ -50,7 +50,7 @@ cdef class Connection:
         # collected for it, how many requests it has yet to answer, and whether reading is paused for it.
         AppAdapter app
         list headers
-        # The client's (host, port) for apps, looked up on first use (False: not yet; None: not an IP peer).
+        # The client's (host, port), looked up on first use (False: not yet; None: not an IP peer).
         object client
         int busy
         # The app has the request being parsed, whose body is not complete yet.

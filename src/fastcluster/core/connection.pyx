@@ -33,6 +33,7 @@ from fastcluster.core.syscalls cimport (
     EPOLLRDHUP,
     AF_INET,
     AF_INET6,
+    AF_UNIX,
     INET6_ADDRSTRLEN,
     MSG_NOSIGNAL,
     iovec,
@@ -77,7 +78,7 @@ cdef tuple split_target(bytes url):
     cdef const char *chars = PyBytes_AS_STRING(url)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(url)
     cdef const char *mark
-    cdef Py_ssize_t path_end, query_end
+    cdef Py_ssize_t path_end
     if size == 0 or chars[0] != c'/':
         parsed = parse_url(url)
         return parsed.path or b"/", parsed.query or b""
@@ -140,7 +141,7 @@ cdef class Connection:
             self.headers = []
             self.app = <AppAdapter?>ctx.app_factory(self)
             self.app.conn = self
-            self.client = False
+        self.client = False
         self.state = IDLE
         self.deadline = ctx.now + ctx.header_timeout
         self.events = EPOLLIN
@@ -380,12 +381,14 @@ cdef class Connection:
         return <str>name
 
     cpdef object client_address(self):
-        """The client's (host, port), looked up once; None for a peer that is not an IP socket."""
+        """The client's (host, port), looked up once; None for a peer that is not an IP socket. Sets
+        `peer` for the access log on the way."""
         cdef sockaddr_storage address
         cdef socklen_t size = sizeof(address)
         cdef char text[INET6_ADDRSTRLEN]
         if self.client is False:
             self.client = None
+            self.peer = "-"
             if self.fd >= 0 and getpeername(self.fd, <sockaddr *>&address, &size) == 0:
                 if address.ss_family == AF_INET:
                     inet_ntop(AF_INET, &(<sockaddr_in *>&address).sin_addr, text, sizeof(text))
@@ -393,6 +396,10 @@ cdef class Connection:
                 elif address.ss_family == AF_INET6:
                     inet_ntop(AF_INET6, &(<sockaddr_in6 *>&address).sin6_addr, text, sizeof(text))
                     self.client = (text.decode("ascii"), ntohs((<sockaddr_in6 *>&address).sin6_port))
+                elif address.ss_family == AF_UNIX:
+                    self.peer = "unix"
+                if self.client is not None:
+                    self.peer = self.client[0]
         return self.client
 
     cpdef int send(self, bytes data) except -1:

@@ -18,3 +18,4 @@ cdef bint bodiless(int status) noexcept
 cdef bytes frame(Head head, Responder responder, long long length, bint chunked, bint keep_alive, bytes body)
 cdef bytes error_answer(Responder responder, int status, bint keep_alive)
 cdef bytes chunk(bytes data)
+cdef bytes body_bytes(object piece)

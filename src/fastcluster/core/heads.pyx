@@ -40,6 +40,16 @@ cdef bytes as_bytes(object text):
     raise BadResponse(f"{text!r} is neither bytes nor str")
 
 
+cdef bytes body_bytes(object piece):
+    """A piece of an app's body as bytes; anything but bytes-like is an app error (bytes() of an int would
+    make that many zero bytes: a WSGI app that returned b"..." instead of [b"..."] iterates to ints)."""
+    if PyBytes_CheckExact(piece):
+        return <bytes>piece
+    if isinstance(piece, (bytes, bytearray, memoryview)):
+        return bytes(piece)
+    raise BadResponse(f"the app's body gave {type(piece).__name__}, not bytes")
+
+
 cdef bint is_token(bytes name) noexcept:
     cdef const unsigned char *chars = <const unsigned char *>PyBytes_AS_STRING(name)
     cdef Py_ssize_t i, size = PyBytes_GET_SIZE(name)

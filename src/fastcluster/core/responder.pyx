@@ -8,7 +8,7 @@ from http import HTTPStatus
 from libc.string cimport memcmp
 
 from fastcluster.core.producer cimport Producer
-from fastcluster.core.static cimport FileBody
+from fastcluster.core.static cimport FileBody, file_of_descriptor
 from fastcluster.core.routes cimport (
     KIND_BYTES,
     KIND_DRIP,
@@ -52,9 +52,7 @@ cdef bytes status_line(int status):
 cdef OpenFile memory_file(bytes body):
     """body in an anonymous in-memory file, to send with sendfile: the kernel then passes its pages on
     instead of copying the body for every answer (as nginx does with files)."""
-    cdef OpenFile file = OpenFile.__new__(OpenFile)
-    file.fd = os.memfd_create("fastcluster-body", os.MFD_CLOEXEC)
-    file.size = len(body)
+    cdef OpenFile file = file_of_descriptor(os.memfd_create("fastcluster-body", os.MFD_CLOEXEC), len(body))
     view = memoryview(body)
     written = 0
     while written < len(body):

@@ -13,6 +13,9 @@ cdef class OpenFile:
         double checked
 
 
+cdef OpenFile file_of_descriptor(int fd, long long size)
+
+
 cdef class FileBody(Producer):
     cdef OpenFile file
 

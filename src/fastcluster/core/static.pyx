@@ -36,6 +36,14 @@ cdef class OpenFile:
             close_fd(self.fd)
 
 
+cdef OpenFile file_of_descriptor(int fd, long long size):
+    """An OpenFile that owns fd (closed with it), for bodies that are not looked up by path."""
+    cdef OpenFile file = OpenFile.__new__(OpenFile)
+    file.fd = fd
+    file.size = size
+    return file
+
+
 cdef class FileBody(Producer):
     """The head, then the file's bytes [offset, offset + length) by sendfile."""
 

@@ -45,6 +45,7 @@ cdef extern from "<sys/socket.h>" nogil:
 
     enum:
         SOCK_NONBLOCK
+        AF_UNIX
         SOCK_CLOEXEC
         MSG_NOSIGNAL
         SHUT_WR

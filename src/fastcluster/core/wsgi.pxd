@@ -58,4 +58,4 @@ cdef class WsgiConnection(AppAdapter):
     cdef object answer(self, Call call)
     cdef int done(self, Call call, object outcome) except -1
     cdef int after(self, bint keep_alive) except -1
-    cdef int log_access(self, Call call, int status, Py_ssize_t size) except -1
+    cdef int answered(self, Call call, int status, Py_ssize_t size, bint keep_alive) except -1

@@ -20,8 +20,8 @@ from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.string cimport memchr
 
 from fastcluster.core.connection cimport Connection, split_target
-from fastcluster.core.heads cimport Head, bodiless, chunk, error_answer, frame, wsgi_head
-from fastcluster.core.static cimport FileBody, OpenFile
+from fastcluster.core.heads cimport Head, bodiless, body_bytes, chunk, error_answer, frame, wsgi_head
+from fastcluster.core.static cimport FileBody, OpenFile, file_of_descriptor
 
 from fastcluster.app.body_stream import BodyStream
 from fastcluster.core.heads import BadResponse
@@ -49,16 +49,6 @@ cdef str environ_key(bytes name):
     return <str>key
 
 
-cdef bytes as_piece(object piece):
-    """A piece of the app's body as bytes; anything but bytes-like is an app error (bytes() of an int would
-    make that many zero bytes: an app that returned b"..." instead of [b"..."] iterates to ints)."""
-    if PyBytes_CheckExact(piece):
-        return <bytes>piece
-    if isinstance(piece, (bytes, bytearray, memoryview)):
-        return bytes(piece)
-    raise BadResponse(f"the app's body gave {type(piece).__name__}, not bytes")
-
-
 cdef str latin1(bytes data):
     return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL)
 
@@ -83,7 +73,6 @@ class FileWrapper:
 cdef object file_part(object wrapper):
     """(OpenFile on a copy of its descriptor, offset, length) for a FileWrapper over a regular file whose
     position is known, else None (then it is iterated)."""
-    cdef OpenFile file
     try:
         fd = wrapper.filelike.fileno()
         info = os.fstat(fd)
@@ -92,10 +81,7 @@ cdef object file_part(object wrapper):
         return None
     if not stat.S_ISREG(info.st_mode) or offset > info.st_size:
         return None
-    file = OpenFile.__new__(OpenFile)
-    file.fd = os.dup(fd)
-    file.size = info.st_size
-    return file, offset, info.st_size - offset
+    return file_of_descriptor(os.dup(fd), info.st_size), offset, info.st_size - offset
 
 
 def close_result(result) -> None:
@@ -218,7 +204,7 @@ cdef class Call:
         """The write() callable start_response returns."""
         if self.written is None:
             self.written = []
-        self.written.append(as_piece(data))
+        self.written.append(body_bytes(data))
 
 
 cdef object pull(Call call, object iterator):
@@ -304,9 +290,7 @@ cdef class WsgiConnection(AppAdapter):
             return call.keep_alive
         status, data, size = outcome
         conn.send_answer(data)
-        if conn.ctx.access_log is not None:
-            self.log_access(call, status, size)
-        conn.answered(status, call.started_at, call.keep_alive)
+        self.answered(call, status, size, call.keep_alive)
         return call.keep_alive
 
     cdef int abandon(self) except -1:
@@ -368,9 +352,7 @@ cdef class WsgiConnection(AppAdapter):
         if conn.fd >= 0:
             conn.send_answer(data)
             conn.flush()
-            if conn.ctx.access_log is not None:
-                self.log_access(call, status, size)
-            conn.answered(status, call.started_at, call.keep_alive)
+            self.answered(call, status, size, call.keep_alive)
         return self.after(call.keep_alive)
 
     cdef int after(self, bint keep_alive) except -1:
@@ -406,7 +388,7 @@ cdef class WsgiConnection(AppAdapter):
             pieces = call.written or []
             for piece in result:
                 if piece:
-                    pieces.append(as_piece(piece))
+                    pieces.append(body_bytes(piece))
             if call.head is None:
                 raise BadResponse("the app did not call start_response")
             head = call.head
@@ -448,14 +430,17 @@ cdef class WsgiConnection(AppAdapter):
         log.error("the app failed on %s %s: %s: %s", environ["REQUEST_METHOD"], environ["PATH_INFO"],
                   type(exc).__name__, exc, exc_info=not isinstance(exc, BadResponse))
 
-    cdef int log_access(self, Call call, int status, Py_ssize_t size) except -1:
-        environ = call.environ
-        referer, user_agent = environ.get("HTTP_REFERER"), environ.get("HTTP_USER_AGENT")
-        self.conn.log_access(environ["REQUEST_METHOD"].encode("latin-1"), environ["RAW_URI"].encode("latin-1"),
-                             environ["SERVER_PROTOCOL"][5:], status, size,
-                             referer.encode("latin-1") if referer else None,
-                             user_agent.encode("latin-1") if user_agent else None)
-        return 0
+    cdef int answered(self, Call call, int status, Py_ssize_t size, bint keep_alive) except -1:
+        """The answer to call is out: to the access log, then to the connection's count and keep-alive."""
+        cdef Connection conn = self.conn
+        if conn.ctx.access_log is not None:
+            environ = call.environ
+            referer, user_agent = environ.get("HTTP_REFERER"), environ.get("HTTP_USER_AGENT")
+            conn.log_access(environ["REQUEST_METHOD"].encode("latin-1"), environ["RAW_URI"].encode("latin-1"),
+                            environ["SERVER_PROTOCOL"][5:], status, size,
+                            referer.encode("latin-1") if referer else None,
+                            user_agent.encode("latin-1") if user_agent else None)
+        return conn.answered(status, call.started_at, keep_alive)
 
     def stream_soon(self, Call call, Streaming out) -> None:
         self.shared.streams.add(out)
@@ -477,7 +462,7 @@ cdef class WsgiConnection(AppAdapter):
             if call.head is None:
                 raise BadResponse("the app did not call start_response")
             if piece is not DONE:
-                piece = as_piece(piece)  # checked before the head goes out: a wrong first piece gets a 500
+                piece = body_bytes(piece)  # checked before the head goes out: a wrong first piece gets a 500
             head = call.head
             status = head.status
             length = head.length
@@ -493,7 +478,7 @@ cdef class WsgiConnection(AppAdapter):
                 conn.send(start)
             while piece is not DONE and not without_body and conn.fd >= 0 and not call.abandoned:
                 if piece:
-                    piece = as_piece(piece)
+                    piece = body_bytes(piece)
                     if length >= 0 and sent + len(piece) > length:
                         raise BadResponse(f"more body than its Content-Length {length}")
                     sent += len(piece)
@@ -526,9 +511,7 @@ cdef class WsgiConnection(AppAdapter):
         if call.abandoned:
             return self.after(False)
         if conn.fd >= 0:
-            if conn.ctx.access_log is not None:
-                self.log_access(call, status if call.head_sent else 500, head_size + sent)
-            conn.answered(status if call.head_sent else 500, call.started_at, keep_alive)
+            self.answered(call, status if call.head_sent else 500, head_size + sent, keep_alive)
         self.after(keep_alive and conn.fd >= 0)
 
     async def pull(self, Call call, Streaming out):
