@@ -108,7 +108,7 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
     else:
         from fastcluster.core.wsgi import WsgiApp
         adapter = WsgiApp(app, loop, responder, threads=spec.threads,
-                             max_output=config.limits.max_pending_output, **where)
+                          max_output=config.limits.max_pending_output, **where)
     server.set_app_factory(adapter.adapter)
     def stop(graceful: bool) -> None:
         server.stop(graceful, config.graceful_timeout)
