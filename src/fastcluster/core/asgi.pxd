@@ -60,6 +60,18 @@ cdef class Exchange:
     cdef object send_trailers(self, object headers, bint more)
     cdef int write(self, bytes data) except -1
     cdef int finish(self, bint keep_alive) except -1
+    cdef int app_ended(self, object exc) except -1
+
+
+cdef class AppRun:
+    cdef:
+        Exchange exchange
+        # The app's coroutine (or the iterator of its awaitable); None when calling the app raised error.
+        object coro
+        object error
+
+    cdef object step(self, object value)
+    cdef int ended(self, object error) except -1
 
 
 cdef class AsgiConnection(AppAdapter):

@@ -9,12 +9,13 @@ import stat
 import sys
 from asyncio import Task
 from collections import deque
+from collections.abc import Coroutine
 from urllib.parse import unquote
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
-from cpython.object cimport PyObject_Call
-from cpython.ref cimport PyObject
+from cpython.object cimport PyObject_Call, PyTypeObject
+from cpython.ref cimport Py_DECREF, PyObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr
 
@@ -23,6 +24,7 @@ from fastcluster.core.heads cimport Head, asgi_head, bodiless, body_bytes, chunk
 from fastcluster.core.static cimport FileBody, OpenFile
 
 from fastcluster.core.heads import BadResponse
+from fastcluster.core.task_registry import install as keep_task_registry_in_c
 
 log = logging.getLogger("fastcluster.app")
 
@@ -63,6 +65,11 @@ cdef object field(object message, str key, object default):
     return message.get(key, default)
 
 
+cdef inline bint is_text(object value, str wanted):
+    """value == wanted, by identity first: the apps' literals and ours are the same interned strings."""
+    return value is wanted or value == wanted
+
+
 cdef str decode_path(bytes raw_path):
     """The percent-decoded UTF-8 path ASGI wants."""
     if memchr(PyBytes_AS_STRING(raw_path), c'%', PyBytes_GET_SIZE(raw_path)) == NULL:
@@ -83,6 +90,7 @@ cdef class AsgiApp:
         self.state = {}
         self.max_output = max_output
         self.eager = sys.version_info >= (3, 12)
+        keep_task_registry_in_c()  # every request has its task: registering one must not cost Python calls
         # Named, so that Python 3.11 does not format a name for each request's task.
         self.task_options = {"loop": loop, "name": "asgi-request"}
         if self.eager:
@@ -148,9 +156,9 @@ cdef class Exchange:
         if self.disconnected:
             raise ClientDisconnected("the client has gone away")
         kind = message["type"]
-        if kind == "http.response.body":
+        if is_text(kind, "http.response.body"):
             waiter = self.send_body(field(message, "body", b""), field(message, "more_body", False))
-        elif kind == "http.response.start":
+        elif is_text(kind, "http.response.start"):
             if self.response_started:
                 raise BadResponse("http.response.start sent twice")
             self.head = asgi_head(message["status"], field(message, "headers", ()))
@@ -280,24 +288,176 @@ cdef class Exchange:
         self.wake()
         return self.owner.finished(self, keep_alive)
 
-    async def run(self):
+    cdef int app_ended(self, object exc) except -1:
+        """The app's coroutine for this request returned (exc None) or raised exc."""
         cdef AsgiConnection owner = self.owner
-        try:
-            await owner.shared.app(self.scope, self.receive, self.send)
-        except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
+        if exc is not None:
             if self.disconnected:
                 log.info("the client left during %s %s", self.scope["method"], self.scope["path"])
-                return
+                return 0
             owner.app_failed(self, f"{type(exc).__name__}: {exc}", exc)
-        else:
-            if not self.response_started and not self.disconnected:
-                owner.app_failed(self, "the app returned without sending a response", None)
-            elif not self.complete and not self.disconnected:
-                log.error("the app returned before finishing its response to %s %s; closing the connection",
-                          self.scope["method"], self.scope["path"])
-                self.finish(False)
+        elif not self.response_started and not self.disconnected:
+            owner.app_failed(self, "the app returned without sending a response", None)
+        elif not self.complete and not self.disconnected:
+            log.error("the app returned before finishing its response to %s %s; closing the connection",
+                      self.scope["method"], self.scope["path"])
+            self.finish(False)
+        return 0
+
+
+cdef extern from "Python.h":
+    bint PyCoro_CheckExact(object candidate)
+    object bind_method "PyMethod_New"(object function, object instance)
+
+
+cdef extern from *:
+    """
+    /* One step of a coroutine: 0 it yielded (*result), 1 it returned, -1 it raised (the error is set). */
+    static int fastcluster_step(PyObject *coro, PyObject *value, PyObject **result) {
+    #if PY_VERSION_HEX >= 0x030A0000
+        PySendResult status = PyIter_Send(coro, value, result);
+        if (status == PYGEN_RETURN) { Py_CLEAR(*result); return 1; }
+        return status == PYGEN_NEXT ? 0 : -1;
+    #else
+        *result = PyObject_CallMethod(coro, "send", "O", value);
+        if (*result != NULL) return 0;
+        if (PyErr_ExceptionMatches(PyExc_StopIteration)) { PyErr_Clear(); return 1; }
+        return -1;
+    #endif
+    }
+
+    /* AppRun's am_send slot (3.10+): asyncio steps it as it steps a native coroutine, and its end is a
+       return value, not a StopIteration raised and caught for every request. */
+    static PyObject *(*fastcluster_app_run_step)(PyObject *, PyObject *);
+    static PyObject *fastcluster_app_run_done;
+    #if PY_VERSION_HEX >= 0x030A0000
+    static PySendResult fastcluster_app_run_send(PyObject *run, PyObject *value, PyObject **result) {
+        PyObject *yielded = fastcluster_app_run_step(run, value);
+        if (yielded == NULL) { *result = NULL; return PYGEN_ERROR; }
+        if (yielded == fastcluster_app_run_done) {
+            Py_DECREF(yielded);
+            Py_INCREF(Py_None);
+            *result = Py_None;
+            return PYGEN_RETURN;
+        }
+        *result = yielded;
+        return PYGEN_NEXT;
+    }
+    #endif
+    static void fastcluster_give_send_slot(PyTypeObject *type) {
+    #if PY_VERSION_HEX >= 0x030A0000
+        if (type->tp_as_async != NULL) type->tp_as_async->am_send = fastcluster_app_run_send;
+    #endif
+    }
+    """
+    ctypedef object (*StepFunction)(object, object)
+    int fastcluster_step(object coro, object value, PyObject **result) except? -1
+    StepFunction fastcluster_app_run_step
+    PyObject *fastcluster_app_run_done
+    void fastcluster_give_send_slot(PyTypeObject *type)
+
+
+# What AppRun.step returns once the app has ended.
+cdef object DONE = object()
+# The app's receive and send for an exchange are bound from these, without a lookup on the type.
+cdef object RECEIVE = Exchange.receive
+cdef object SEND = Exchange.send
+
+
+cdef AppRun app_run(Exchange exchange):
+    """The app called for the exchange's request, ready for its Task to step."""
+    cdef AppRun run = AppRun.__new__(AppRun)
+    run.exchange = exchange
+    try:
+        coro = exchange.owner.shared.app(exchange.scope, bind_method(RECEIVE, exchange),
+                                         bind_method(SEND, exchange))
+        run.coro = coro if PyCoro_CheckExact(coro) else coro.__await__()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:
+        run.error = error  # answered in the task's first step, as an error raised by a coroutine would be
+    return run
+
+
+cdef class AppRun:
+    """What each request's Task runs: the app's coroutine, stepped directly, and how it ended handed to
+    the exchange (a 500, a cut response, a log line). A plain object with the coroutine protocol instead
+    of an async def wrapper: no second coroutine and awaitable wrapper are made per request."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        yielded = self.step(None)
+        if yielded is DONE:
+            raise StopIteration
+        return yielded
+
+    def send(self, value):
+        yielded = self.step(value)
+        if yielded is DONE:
+            raise StopIteration
+        return yielded
+
+    def throw(self, exc, value=None, traceback=None):
+        if self.coro is None:
+            raise exc if value is None else value
+        try:
+            if value is None and traceback is None:
+                return self.coro.throw(exc)
+            return self.coro.throw(exc, value, traceback)
+        except StopIteration:
+            self.ended(None)
+            raise
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:
+            self.ended(error)
+        raise StopIteration
+
+    def close(self):
+        if self.coro is not None:
+            self.coro.close()
+
+    cdef object step(self, object value):
+        """One step of the app: what it yielded for its Task to wait on, or DONE once it has ended."""
+        cdef PyObject *result = NULL
+        cdef int status
+        if self.coro is None:
+            self.ended(self.error)
+            return DONE
+        try:
+            status = fastcluster_step(self.coro, value, &result)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:
+            self.ended(error)
+            return DONE
+        if status == 1:
+            self.ended(None)
+            return DONE
+        yielded = <object>result
+        Py_DECREF(yielded)  # the new reference fastcluster_step handed over; yielded holds its own
+        return yielded
+
+    cdef int ended(self, object error) except -1:
+        # Let go of the exchange and the coroutine: the exchange holds the Task that holds this object.
+        exchange = self.exchange
+        self.exchange = self.coro = self.error = None
+        return (<Exchange>exchange).app_ended(error)
+
+
+cdef object step_app_run(object run, object value):
+    return (<AppRun>run).step(value)
+
+
+fastcluster_app_run_step = step_app_run
+fastcluster_app_run_done = <PyObject *>DONE
+fastcluster_give_send_slot(<PyTypeObject *>AppRun)
+Coroutine.register(AppRun)
 
 
 cdef class AsgiConnection(AppAdapter):
@@ -323,7 +483,7 @@ cdef class AsgiConnection(AppAdapter):
         exchange.scope = scope
         exchange.more_body = True
         exchange.keep_alive = keep_alive
-        exchange.head_only = method == "HEAD"
+        exchange.head_only = is_text(method, "HEAD")
         exchange.http10 = not http11
         exchange.started_at = conn.ctx.now
         exchange.declared = -1
@@ -360,7 +520,7 @@ cdef class AsgiConnection(AppAdapter):
         self.parsing = self.shared.eager
         try:
             # Task's keyword arguments are one dict made once, which Task.__init__ only reads.
-            exchange.task = PyObject_Call(Task, (exchange.run(),), self.shared.task_options)
+            exchange.task = PyObject_Call(Task, (app_run(exchange),), self.shared.task_options)
         finally:
             self.parsing = False
         return 0

@@ -510,7 +510,8 @@ cdef class Connection:
             end = length if whole else head_end(data, offset, length)
             self.unaccounted += end - offset
             try:
-                self.feed_data(view[offset:end])
+                self.feed_data(ctx.read_prefix(end) if offset == 0 and view is ctx.read_view
+                               else view[offset:end])
             except HttpParserUpgrade:
                 # Protocol switches are not offered: the request was answered, the rest is not ours to read.
                 self.state = CLOSING

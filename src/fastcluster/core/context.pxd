@@ -37,6 +37,9 @@ cdef class Context:
 
         bytearray read_buffer
         object read_view
+        # read_view[:n] for recent lengths n, by n % READ_PREFIXES: a request of the same size as the one
+        # before is fed to the parser without slicing a new memoryview.
+        list read_prefixes
         char *read_data
         Py_ssize_t read_size
 
@@ -48,5 +51,6 @@ cdef class Context:
         readonly Py_ssize_t open_connections
         readonly Py_ssize_t pending_buffers  # connections holding a pending output queue
 
+    cdef object read_prefix(self, Py_ssize_t length)
     cdef int out_reserve(self, Py_ssize_t extra) except -1
     cdef int add_timer(self, double when, object connection) except -1

@@ -4,6 +4,7 @@
 import time
 from heapq import heappush
 
+from cpython.memoryview cimport PyMemoryView_GET_BUFFER
 from libc.stdlib cimport free, realloc
 from posix.unistd cimport getpid
 
@@ -13,6 +14,7 @@ from fastcluster.core.syscalls cimport monotonic
 from fastcluster.core.stats import STATE_BOOTING
 
 READ_SIZE = 65536
+DEF READ_PREFIXES = 64
 
 
 cdef class Context:
@@ -37,6 +39,7 @@ cdef class Context:
         self.linger_timeout = limits.linger_timeout
         self.read_buffer = bytearray(READ_SIZE)
         self.read_view = memoryview(self.read_buffer)
+        self.read_prefixes = [None] * READ_PREFIXES
         self.read_data = self.read_buffer
         self.read_size = READ_SIZE
         self.stats_block = stats_block
@@ -49,6 +52,14 @@ cdef class Context:
 
     def __dealloc__(self):
         free(self.out)
+
+    cdef object read_prefix(self, Py_ssize_t length):
+        """The first length bytes of the read buffer, as a memoryview."""
+        cdef Py_ssize_t slot = length % READ_PREFIXES
+        view = self.read_prefixes[slot]
+        if view is None or PyMemoryView_GET_BUFFER(view).len != length:
+            view = self.read_prefixes[slot] = self.read_view[:length]
+        return view
 
     cdef int out_reserve(self, Py_ssize_t extra) except -1:
         cdef Py_ssize_t wanted = self.out_len + extra

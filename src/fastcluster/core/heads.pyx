@@ -2,6 +2,8 @@
 # response or frame it twice) and writes the head in one allocation, with Server, Date, Content-Length or
 # chunked coding, and Connection: close where the connection ends.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsLatin1String, PyUnicode_Check
 from libc.stdio cimport snprintf
 from libc.string cimport memchr, memcpy
@@ -103,16 +105,67 @@ cdef long long parse_length(bytes value) except -2:
     return number
 
 
+cdef struct LineBuffer:
+    char *data
+    Py_ssize_t size
+    Py_ssize_t capacity
+    bint on_heap
+
+
+cdef int append_line(LineBuffer *lines, bytes name, bytes value) except -1:
+    """name: value CRLF at the end of lines, growing it onto the heap when the stack space is full."""
+    cdef Py_ssize_t name_size = PyBytes_GET_SIZE(name), value_size = PyBytes_GET_SIZE(value)
+    cdef Py_ssize_t needed = lines.size + name_size + value_size + 4
+    cdef char *grown
+    if needed > lines.capacity:
+        grown = <char *>PyMem_Malloc(needed * 2)
+        if grown == NULL:
+            raise MemoryError()
+        memcpy(grown, lines.data, lines.size)
+        if lines.on_heap:
+            PyMem_Free(lines.data)
+        lines.data = grown
+        lines.capacity = needed * 2
+        lines.on_heap = True
+    cdef char *at = lines.data + lines.size
+    at = put_text(at, PyBytes_AS_STRING(name), name_size)
+    at = put_text(at, ": ", 2)
+    at = put_text(at, PyBytes_AS_STRING(value), value_size)
+    put_text(at, "\r\n", 2)
+    lines.size = needed
+    return 0
+
+
 cdef int check_headers(Head head, object headers) except -1:
-    """Fill head.lines and head.length from the app's (name, value) pairs, or raise BadResponse."""
-    cdef list parts = []
+    """Fill head.lines and head.length from the app's (name, value) pairs, or raise BadResponse. The lines
+    are gathered in C (on the stack for the usual few headers) and made into bytes once."""
+    cdef char stack_space[2048]
+    cdef LineBuffer lines
+    lines.data = stack_space
+    lines.size = 0
+    lines.capacity = sizeof(stack_space)
+    lines.on_heap = False
+    try:
+        add_headers(head, headers, &lines)
+        head.lines = PyBytes_FromStringAndSize(lines.data, lines.size)
+    finally:
+        if lines.on_heap:
+            PyMem_Free(lines.data)
+    return 0
+
+
+cdef int add_headers(Head head, object headers, LineBuffer *lines) except -1:
     cdef bytes name, value
     cdef long long length
     head.length = -1
     for pair in headers:
-        raw_name, raw_value = pair
-        name = as_bytes(raw_name)
-        value = as_bytes(raw_value)
+        if PyTuple_CheckExact(pair) and PyTuple_GET_SIZE(pair) == 2:
+            name = as_bytes(<object>PyTuple_GET_ITEM(pair, 0))
+            value = as_bytes(<object>PyTuple_GET_ITEM(pair, 1))
+        else:
+            raw_name, raw_value = pair
+            name = as_bytes(raw_name)
+            value = as_bytes(raw_value)
         if not is_token(name):
             raise BadResponse(f"invalid header name {name!r}")
         if not is_field_value(value):
@@ -125,8 +178,7 @@ cdef int check_headers(Head head, object headers) except -1:
             continue  # written by frame(), once
         if is_framing(name):
             continue
-        parts += (name, b": ", value, b"\r\n")
-    head.lines = b"".join(parts)
+        append_line(lines, name, value)
     return 0
 
 
