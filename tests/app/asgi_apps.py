@@ -1,6 +1,7 @@
 """Raw ASGI apps, one per edge of the adapter, served by the tests in test_asgi.py."""
 
 import asyncio
+import contextvars
 import json
 from urllib.parse import unquote
 
@@ -276,5 +277,54 @@ async def gated_digest(scope, receive, send):
         length += len(message.get("body", b""))
         more = message.get("more_body", False)
     body = json.dumps({"length": length, "sha256": digest.hexdigest()}).encode()
+    await start(send, length=len(body))
+    await send({"type": "http.response.body", "body": body})
+
+
+REQUEST_ID = contextvars.ContextVar("request_id", default="unset")
+FINISHED_AFTER_RESPONSE = []
+
+
+async def tasks(scope, receive, send):
+    """Where each request's app runs: /context sets a context variable and answers what it saw before (a
+    fresh context each request: always unset); /current answers whether it has a current task, before and
+    after it waits; /after answers at once, then works on for 0.3 s; /timeout waits past an
+    asyncio.wait_for timeout; /cancelled is cancelled by another task while it waits."""
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/context":
+        seen = REQUEST_ID.get()
+        REQUEST_ID.set(scope["query_string"].decode())
+        await asyncio.sleep(0)
+        answer = f"{seen} {REQUEST_ID.get()}"
+    elif path == "/current":
+        before = asyncio.current_task()
+        await asyncio.sleep(0.01)
+        after = asyncio.current_task()
+        answer = f"{before is not None} {before is after} {before in asyncio.all_tasks()}"
+    elif path == "/after":
+        await start(send, length=5)
+        await send({"type": "http.response.body", "body": b"early"})
+        await asyncio.sleep(0.3)
+        FINISHED_AFTER_RESPONSE.append(scope["query_string"])
+        return
+    elif path == "/timeout":
+        try:
+            await asyncio.wait_for(asyncio.sleep(5), 0.02)
+            answer = "no timeout"
+        except asyncio.TimeoutError:
+            answer = "timed out"
+    elif path == "/cancelled":
+        task = asyncio.current_task()
+        asyncio.get_running_loop().call_later(0.02, task.cancel)
+        try:
+            await asyncio.sleep(5)
+            answer = "not cancelled"
+        except asyncio.CancelledError:
+            answer = "cancelled"
+    else:
+        answer = str(len(FINISHED_AFTER_RESPONSE))
+    body = answer.encode()
     await start(send, length=len(body))
     await send({"type": "http.response.body", "body": body})

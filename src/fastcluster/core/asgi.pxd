@@ -16,9 +16,8 @@ cdef class AsgiApp:
         Py_ssize_t max_output
         # The scope every request's is copied from.
         dict scope_template
-        # Tasks start eagerly (run at once, up to their first wait) where asyncio can (3.12+).
-        bint eager
         dict task_options
+        object context
 
 
 cdef class Exchange:
@@ -63,15 +62,35 @@ cdef class Exchange:
     cdef int app_ended(self, object exc) except -1
 
 
-cdef class AppRun:
+cdef class Steppable:
+    cdef object resume(self, object value, object error)
+
+
+cdef class AppRun(Steppable):
     cdef:
         Exchange exchange
         # The app's coroutine (or the iterator of its awaitable); None when calling the app raised error.
         object coro
         object error
+        object context
+        # What the app yielded in its first step, taken before a Task drove it (NOTHING: none).
+        object waiting_on
 
-    cdef object step(self, object value)
     cdef int ended(self, object error) except -1
+
+
+cdef class ConnectionRunner(Steppable):
+    cdef:
+        object loop
+        object task
+        # The request whose app it drives; None while idle, waiting on `idle`.
+        AppRun current
+        object idle
+        bint stopping
+
+    cdef int take(self, AppRun run) except -1
+    cdef int stop(self) except -1
+    cdef int wake(self) except -1
 
 
 cdef class AsgiConnection(AppAdapter):
@@ -83,6 +102,8 @@ cdef class AsgiConnection(AppAdapter):
         Exchange receiving
         # Inside a parser callback: answers are written to leave with the read's one send.
         bint parsing
+        # The Task that runs the apps of this connection's requests (None until the first).
+        ConnectionRunner runner
 
     cdef int start(self, Exchange exchange) except -1
     cdef int finished(self, Exchange exchange, bint keep_alive) except -1

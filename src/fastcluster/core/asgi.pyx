@@ -6,12 +6,15 @@
 import logging
 import os
 import stat
-import sys
 from asyncio import Task
+from asyncio.tasks import _enter_task as enter_task
+from asyncio.tasks import _leave_task as leave_task
+from asyncio.tasks import current_task
 from collections import deque
 from collections.abc import Coroutine
 from urllib.parse import unquote
 
+from cpython.contextvars cimport PyContext_Copy, PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
 from cpython.object cimport PyObject_Call, PyTypeObject
@@ -24,7 +27,6 @@ from fastcluster.core.heads cimport Head, asgi_head, bodiless, body_bytes, chunk
 from fastcluster.core.static cimport FileBody, OpenFile
 
 from fastcluster.core.heads import BadResponse
-from fastcluster.core.task_registry import install as keep_task_registry_in_c
 
 log = logging.getLogger("fastcluster.app")
 
@@ -89,12 +91,10 @@ cdef class AsgiApp:
         self.raw_root_path = root_path.encode("utf-8")
         self.state = {}
         self.max_output = max_output
-        self.eager = sys.version_info >= (3, 12)
-        keep_task_registry_in_c()  # every request has its task: registering one must not cost Python calls
-        # Named, so that Python 3.11 does not format a name for each request's task.
-        self.task_options = {"loop": loop, "name": "asgi-request"}
-        if self.eager:
-            self.task_options["eager_start"] = True
+        # Named, so that no name is formatted for each task.
+        self.task_options = {"loop": loop, "name": "asgi"}
+        # Every request's app runs in a fresh copy of this (the worker's context as the app was loaded).
+        self.context = PyContext_CopyCurrent()
         self.scope_template = {
             "type": "http", "asgi": ASGI, "http_version": "1.1", "method": "GET", "scheme": "http",
             "path": "/", "raw_path": b"/", "query_string": b"", "root_path": root_path, "headers": [],
@@ -326,15 +326,15 @@ cdef extern from *:
     #endif
     }
 
-    /* AppRun's am_send slot (3.10+): asyncio steps it as it steps a native coroutine, and its end is a
-       return value, not a StopIteration raised and caught for every request. */
-    static PyObject *(*fastcluster_app_run_step)(PyObject *, PyObject *);
-    static PyObject *fastcluster_app_run_done;
+    /* The am_send slot (3.10+) of the objects asyncio Tasks step here: a Task steps them as it steps a
+       native coroutine, and their end is a return value, not a StopIteration raised and caught. */
+    static PyObject *(*fastcluster_resume)(PyObject *, PyObject *);
+    static PyObject *fastcluster_done;
     #if PY_VERSION_HEX >= 0x030A0000
-    static PySendResult fastcluster_app_run_send(PyObject *run, PyObject *value, PyObject **result) {
-        PyObject *yielded = fastcluster_app_run_step(run, value);
+    static PySendResult fastcluster_send(PyObject *coro, PyObject *value, PyObject **result) {
+        PyObject *yielded = fastcluster_resume(coro, value);
         if (yielded == NULL) { *result = NULL; return PYGEN_ERROR; }
-        if (yielded == fastcluster_app_run_done) {
+        if (yielded == fastcluster_done) {
             Py_DECREF(yielded);
             Py_INCREF(Py_None);
             *result = Py_None;
@@ -346,43 +346,44 @@ cdef extern from *:
     #endif
     static void fastcluster_give_send_slot(PyTypeObject *type) {
     #if PY_VERSION_HEX >= 0x030A0000
-        if (type->tp_as_async != NULL) type->tp_as_async->am_send = fastcluster_app_run_send;
+        if (type->tp_as_async != NULL) type->tp_as_async->am_send = fastcluster_send;
     #endif
     }
     """
-    ctypedef object (*StepFunction)(object, object)
+    ctypedef object (*ResumeFunction)(object, object)
     int fastcluster_step(object coro, object value, PyObject **result) except? -1
-    StepFunction fastcluster_app_run_step
-    PyObject *fastcluster_app_run_done
+    ResumeFunction fastcluster_resume
+    PyObject *fastcluster_done
     void fastcluster_give_send_slot(PyTypeObject *type)
 
 
-# What AppRun.step returns once the app has ended.
+# What a resume returns once the app has ended; what AppRun.waiting_on holds when it waits on nothing.
 cdef object DONE = object()
+cdef object NOTHING = object()
 # The app's receive and send for an exchange are bound from these, without a lookup on the type.
 cdef object RECEIVE = Exchange.receive
 cdef object SEND = Exchange.send
 
 
 cdef AppRun app_run(Exchange exchange):
-    """The app called for the exchange's request, ready for its Task to step."""
+    """The app called for the exchange's request, in a fresh copy of the worker's context."""
+    cdef AsgiApp shared = exchange.owner.shared
     cdef AppRun run = AppRun.__new__(AppRun)
     run.exchange = exchange
+    run.context = PyContext_Copy(shared.context)
+    run.waiting_on = NOTHING
     try:
-        coro = exchange.owner.shared.app(exchange.scope, bind_method(RECEIVE, exchange),
-                                         bind_method(SEND, exchange))
+        coro = shared.app(exchange.scope, bind_method(RECEIVE, exchange), bind_method(SEND, exchange))
         run.coro = coro if PyCoro_CheckExact(coro) else coro.__await__()
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:
-        run.error = error  # answered in the task's first step, as an error raised by a coroutine would be
+        run.error = error  # answered at its first step, as an error raised by a coroutine would be
     return run
 
 
-cdef class AppRun:
-    """What each request's Task runs: the app's coroutine, stepped directly, and how it ended handed to
-    the exchange (a 500, a cut response, a log line). A plain object with the coroutine protocol instead
-    of an async def wrapper: no second coroutine and awaitable wrapper are made per request."""
+cdef class Steppable:
+    """The coroutine protocol over resume(), for the asyncio Task that drives the object."""
 
     def __await__(self):
         return self
@@ -391,73 +392,146 @@ cdef class AppRun:
         return self
 
     def __next__(self):
-        yielded = self.step(None)
+        yielded = self.resume(None, None)
         if yielded is DONE:
             raise StopIteration
         return yielded
 
     def send(self, value):
-        yielded = self.step(value)
+        yielded = self.resume(value, None)
         if yielded is DONE:
             raise StopIteration
         return yielded
 
     def throw(self, exc, value=None, traceback=None):
-        if self.coro is None:
-            raise exc if value is None else value
-        try:
-            if value is None and traceback is None:
-                return self.coro.throw(exc)
-            return self.coro.throw(exc, value, traceback)
-        except StopIteration:
-            self.ended(None)
-            raise
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as error:
-            self.ended(error)
-        raise StopIteration
+        yielded = self.resume(None, exc if value is None else value)
+        if yielded is DONE:
+            raise StopIteration
+        return yielded
+
+    def close(self):
+        pass
+
+    cdef object resume(self, object value, object error):
+        raise NotImplementedError
+
+
+cdef class AppRun(Steppable):
+    """One request's app: its coroutine stepped directly, in the request's own context, and how it ended
+    handed to the exchange (a 500, a cut response, a log line)."""
 
     def close(self):
         if self.coro is not None:
             self.coro.close()
 
-    cdef object step(self, object value):
-        """One step of the app: what it yielded for its Task to wait on, or DONE once it has ended."""
+    cdef object resume(self, object value, object error):
+        """One step of the app (value sent in, or error thrown in): what it yielded, or DONE once it ended."""
         cdef PyObject *result = NULL
         cdef int status
+        if self.waiting_on is not NOTHING:
+            # It yielded this in its first step, before a Task drove it: the Task waits on it now.
+            waiting_on, self.waiting_on = self.waiting_on, NOTHING
+            if error is None:
+                return waiting_on
+            if waiting_on is not None:
+                waiting_on.cancel()
         if self.coro is None:
             self.ended(self.error)
             return DONE
+        PyContext_Enter(self.context)
         try:
-            status = fastcluster_step(self.coro, value, &result)
+            if error is None:
+                status = fastcluster_step(self.coro, value, &result)
+            else:
+                try:
+                    yielded = self.coro.throw(error)
+                    status = 0
+                except StopIteration:
+                    status = 1
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException as error:
-            self.ended(error)
+        except BaseException as exc:
+            self.ended(exc)
             return DONE
+        finally:
+            PyContext_Exit(self.context)
         if status == 1:
             self.ended(None)
             return DONE
-        yielded = <object>result
-        Py_DECREF(yielded)  # the new reference fastcluster_step handed over; yielded holds its own
+        if error is None:
+            yielded = <object>result
+            Py_DECREF(yielded)  # the new reference fastcluster_step handed over; yielded holds its own
         return yielded
 
     cdef int ended(self, object error) except -1:
-        # Let go of the exchange and the coroutine: the exchange holds the Task that holds this object.
+        # Let go of the exchange and the coroutine: the exchange holds this object.
         exchange = self.exchange
         self.exchange = self.coro = self.error = None
         return (<Exchange>exchange).app_ended(error)
 
 
-cdef object step_app_run(object run, object value):
-    return (<AppRun>run).step(value)
+cdef class ConnectionRunner(Steppable):
+    """The coroutine of a connection's one long-lived Task, which is the current task of every request
+    of the connection: a request's app runs its first step at once (inside the parse, so its answer
+    leaves with the read's one send) and, if it has to wait, the runner's Task drives it from there on.
+    No Task is made per request. While a request's app still runs when the next one starts (work after
+    its response), the next one gets a Task of its own."""
+
+    def close(self):
+        if self.current is not None:
+            self.current.close()
+
+    cdef int take(self, AppRun run) except -1:
+        """Drive run from its next step on."""
+        self.current = run
+        return self.wake()
+
+    cdef int stop(self) except -1:
+        """End the Task once the request it drives (if any) has ended: the connection is gone."""
+        self.stopping = True
+        return self.wake()
+
+    cdef int wake(self) except -1:
+        idle = self.idle
+        if idle is not None:
+            self.idle = None
+            if not idle.done():
+                idle.set_result(None)
+        return 0
+
+    cdef object resume(self, object value, object error):
+        cdef AppRun run
+        while True:
+            run = self.current
+            if run is None:
+                if error is not None:
+                    # Its task was cancelled while none of its requests ran: no app's to take.
+                    uncancel = getattr(self.task, "uncancel", None)
+                    if uncancel is not None:
+                        uncancel()
+                    error = None
+                if self.stopping:
+                    self.task = None
+                    return DONE
+                idle = self.idle = self.loop.create_future()
+                idle._asyncio_future_blocking = True
+                return idle
+            yielded = run.resume(value, error)
+            if yielded is not DONE:
+                return yielded
+            self.current = None
+            value = error = None
 
 
-fastcluster_app_run_step = step_app_run
-fastcluster_app_run_done = <PyObject *>DONE
+cdef object resume_steppable(object steppable, object value):
+    return (<Steppable>steppable).resume(value, None)
+
+
+fastcluster_resume = resume_steppable
+fastcluster_done = <PyObject *>DONE
 fastcluster_give_send_slot(<PyTypeObject *>AppRun)
-Coroutine.register(AppRun)
+fastcluster_give_send_slot(<PyTypeObject *>ConnectionRunner)
+Coroutine.register(Steppable)
 
 
 cdef class AsgiConnection(AppAdapter):
@@ -516,13 +590,34 @@ cdef class AsgiConnection(AppAdapter):
         return began
 
     cdef int start(self, Exchange exchange) except -1:
-        # An eager task runs now, inside the parse: what the app sends then leaves with the read's one send.
-        self.parsing = self.shared.eager
+        cdef AsgiApp shared = self.shared
+        cdef AppRun run = app_run(exchange)
+        cdef ConnectionRunner runner = self.runner
+        exchange.task = run
+        if runner is None:
+            runner = self.runner = ConnectionRunner.__new__(ConnectionRunner)
+            runner.loop = shared.loop
+            runner.task = PyObject_Call(Task, (runner,), shared.task_options)
+        if runner.current is not None or runner.stopping:
+            exchange.task = PyObject_Call(Task, (run,), shared.task_options)
+            return 0
+        if current_task(shared.loop) is not None:
+            return runner.take(run)  # inside some task's step: the runner takes its first step
+        # Its first step now, as the connection's task: an app that does not wait answers inside the parse.
+        enter_task(shared.loop, runner.task)
+        self.parsing = True
         try:
-            # Task's keyword arguments are one dict made once, which Task.__init__ only reads.
-            exchange.task = PyObject_Call(Task, (app_run(exchange),), self.shared.task_options)
+            yielded = run.resume(None, None)
         finally:
             self.parsing = False
+            leave_task(shared.loop, runner.task)
+        if yielded is DONE:
+            return 0
+        run.waiting_on = yielded
+        if runner.current is None:
+            return runner.take(run)
+        # A later request was given to the runner while this app ran: it goes on in a Task of its own.
+        exchange.task = PyObject_Call(Task, (run,), shared.task_options)
         return 0
 
     cdef int connection_lost(self) except -1:
@@ -530,6 +625,8 @@ cdef class AsgiConnection(AppAdapter):
         for exchange in self.exchanges:
             exchange.disconnected = True
             exchange.wake()
+        if self.runner is not None:
+            self.runner.stop()
         return AppAdapter.connection_lost(self)
 
     def app_failed(self, Exchange exchange, str reason, exc) -> None:
