@@ -20,13 +20,22 @@ from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
 from cpython.object cimport PyObject_Call, PyTypeObject
 from cpython.ref cimport Py_DECREF, PyObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.string cimport memchr
+from libc.string cimport memchr, memcmp
 
 from fastcluster.core.connection cimport Connection, split_target
 from fastcluster.core.heads cimport Head, asgi_head, bodiless, body_bytes, chunk, error_answer, frame
 from fastcluster.core.static cimport FileBody, OpenFile
 
 from fastcluster.core.heads import BadResponse
+
+cdef extern from "Python.h":
+    bint PyCoro_CheckExact(object candidate)
+    bint PyUnicode_CheckExact(object candidate)
+    Py_ssize_t PyUnicode_GET_LENGTH(object text)
+    int PyUnicode_KIND(object text)
+    void *PyUnicode_DATA(object text)
+    object bind_method "PyMethod_New"(object function, object instance)
+
 
 log = logging.getLogger("fastcluster.app")
 
@@ -68,8 +77,15 @@ cdef object field(object message, str key, object default):
 
 
 cdef inline bint is_text(object value, str wanted):
-    """value == wanted, by identity first: the apps' literals and ours are the same interned strings."""
-    return value is wanted or value == wanted
+    """value == wanted: by identity when the app's literal is ours, else by length first (the message types
+    differ in length), then bytes."""
+    if value is wanted:
+        return True
+    if not PyUnicode_CheckExact(value):
+        return value == wanted
+    cdef Py_ssize_t length = PyUnicode_GET_LENGTH(value)
+    return (length == PyUnicode_GET_LENGTH(wanted) and PyUnicode_KIND(value) == PyUnicode_KIND(wanted)
+            and memcmp(PyUnicode_DATA(value), PyUnicode_DATA(wanted), length * PyUnicode_KIND(value)) == 0)
 
 
 cdef str decode_path(bytes raw_path):
@@ -303,11 +319,6 @@ cdef class Exchange:
                       self.scope["method"], self.scope["path"])
             self.finish(False)
         return 0
-
-
-cdef extern from "Python.h":
-    bint PyCoro_CheckExact(object candidate)
-    object bind_method "PyMethod_New"(object function, object instance)
 
 
 cdef extern from *:
