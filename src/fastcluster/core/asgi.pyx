@@ -51,22 +51,6 @@ class ClientDisconnected(OSError):
     """send() after the client went away (an OSError, as uvicorn's: apps stop streaming on it)."""
 
 
-cdef class Completed:
-    """An awaitable that is already done (with None)."""
-
-    def __await__(self):
-        return self
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        raise StopIteration
-
-
-cdef Completed COMPLETED = Completed()
-
-
 cdef object field(object message, str key, object default):
     """message.get(key, default), without the method call for the plain dicts apps send."""
     cdef PyObject *found
@@ -534,6 +518,18 @@ cdef class ConnectionRunner(Steppable):
             value = error = None
 
 
+cdef class Completed(Steppable):
+    """An awaitable that is already done (with None): what send() returns while the client keeps up."""
+
+    cdef object resume(self, object value, object error):
+        if error is not None:
+            raise error
+        return DONE
+
+
+cdef Completed COMPLETED = Completed()
+
+
 cdef object resume_steppable(object steppable, object value):
     return (<Steppable>steppable).resume(value, None)
 
@@ -542,6 +538,7 @@ fastcluster_resume = resume_steppable
 fastcluster_done = <PyObject *>DONE
 fastcluster_give_send_slot(<PyTypeObject *>AppRun)
 fastcluster_give_send_slot(<PyTypeObject *>ConnectionRunner)
+fastcluster_give_send_slot(<PyTypeObject *>Completed)
 Coroutine.register(Steppable)
 
 
