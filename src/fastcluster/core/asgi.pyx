@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from cpython.contextvars cimport PyContext_Copy, PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
+from cpython.dict cimport PyDict_CheckExact, PyDict_GetItemWithError
 from cpython.object cimport PyObject_Call, PyTypeObject
 from cpython.ref cimport Py_DECREF, PyObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -55,7 +55,7 @@ cdef object field(object message, str key, object default):
     """message.get(key, default), without the method call for the plain dicts apps send."""
     cdef PyObject *found
     if PyDict_CheckExact(message):
-        found = PyDict_GetItem(message, key)
+        found = PyDict_GetItemWithError(message, key)  # a str key's hash is cached: it cannot fail
         return <object>found if found != NULL else default
     return message.get(key, default)
 
