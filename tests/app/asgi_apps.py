@@ -289,7 +289,8 @@ async def tasks(scope, receive, send):
     """Where each request's app runs: /context sets a context variable and answers what it saw before (a
     fresh context each request: always unset); /current answers whether it has a current task, before and
     after it waits; /after answers at once, then works on for 0.3 s; /timeout waits past an
-    asyncio.wait_for timeout; /cancelled is cancelled by another task while it waits."""
+    asyncio.wait_for timeout; /cancelled is cancelled by another task while it waits; /cancel-later answers,
+    and its task is cancelled after it has ended."""
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -315,6 +316,9 @@ async def tasks(scope, receive, send):
             answer = "no timeout"
         except asyncio.TimeoutError:
             answer = "timed out"
+    elif path == "/cancel-later":
+        asyncio.get_running_loop().call_later(0.05, asyncio.current_task().cancel)
+        answer = "scheduled"
     elif path == "/cancelled":
         task = asyncio.current_task()
         asyncio.get_running_loop().call_later(0.02, task.cancel)

@@ -50,6 +50,16 @@ def test_timeouts_and_cancellation_request_after_request(serve):
             assert ask(sock, "/context?y") == b"unset y"
 
 
+def test_a_cancellation_after_its_request_ended_harms_no_later_request(serve):
+    server = serve("--app-dir", APPS, "asgi_apps:tasks")
+    with server.connect() as sock:
+        assert ask(sock, "/cancel-later") == b"scheduled"
+        time.sleep(0.15)  # the cancellation reaches the connection's task while it waits for a request
+        assert ask(sock, "/context?z") == b"unset z"
+        assert ask(sock, "/cancelled") == b"cancelled"
+        assert ask(sock, "/current") == b"True True True"
+
+
 def test_pipelined_requests_answered_in_order(serve):
     server = serve("--app-dir", APPS, "asgi_apps:tasks")
     targets = ["/context?1", "/current", "/after?p", "/timeout", "/context?2"] * 3

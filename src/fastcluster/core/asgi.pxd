@@ -34,7 +34,8 @@ cdef class Exchange:
         bint http10
         double started_at
         object wakeup
-        # The task running the app for this request (None until it starts).
+        # What runs the app for this request: its AppRun, or the Task of its own that drives it (None
+        # until it starts).
         object task
 
         bint response_started

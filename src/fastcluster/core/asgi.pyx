@@ -1,8 +1,8 @@
 # The ASGI 3 HTTP exchange: turns the requests one connection parses into scopes, runs the app for each
-# in its own asyncio task (pipelined requests wait their turn; eager where asyncio can start a task at
-# once), streams bodies both ways with flow control, and frames what the app sends: Content-Length or
-# chunked, HEAD, HTTP/1.0, the pathsend and trailers extensions. Lifespan is plain Python
-# (fastcluster.app.asgi).
+# (in a fresh context, as the connection's one long-lived task, its first step at once inside the parse;
+# pipelined requests wait their turn), streams bodies both ways with flow control, and frames what the
+# app sends: Content-Length or chunked, HEAD, HTTP/1.0, the pathsend and trailers extensions. Lifespan is
+# plain Python (fastcluster.app.asgi).
 import logging
 import os
 import stat
