@@ -98,7 +98,7 @@ cdef class AsgiConnection(AppAdapter):
     cdef:
         AsgiApp shared
         # Requests in order: the first is running, the rest wait their turn (pipelining).
-        object exchanges
+        list exchanges
         # The exchange whose request is being parsed (the last one).
         Exchange receiving
         # Inside a parser callback: answers are written to leave with the read's one send.
