@@ -19,6 +19,8 @@ cdef class AsgiApp:
         dict task_options
         object context
 
+    cdef object new_task(self, object coroutine)
+
 
 cdef class Exchange:
     cdef:

@@ -101,6 +101,10 @@ cdef class AsgiApp:
             "client": None, "server": server, "state": None, "extensions": EXTENSIONS,
         }
 
+    cdef object new_task(self, object coroutine):
+        # Task's keyword arguments are one dict made once, which Task.__init__ only reads.
+        return PyObject_Call(Task, (coroutine,), self.task_options)
+
     def adapter(self, Connection conn) -> AsgiConnection:
         """The app's side of a new connection (the worker's connection factory calls it)."""
         cdef AsgiConnection adapter = AsgiConnection.__new__(AsgiConnection)
@@ -617,9 +621,9 @@ cdef class AsgiConnection(AppAdapter):
         if runner is None:
             runner = self.runner = ConnectionRunner.__new__(ConnectionRunner)
             runner.loop = shared.loop
-            runner.task = PyObject_Call(Task, (runner,), shared.task_options)
+            runner.task = shared.new_task(runner)
         if runner.current is not None or runner.stopping:
-            exchange.task = PyObject_Call(Task, (run,), shared.task_options)
+            exchange.task = shared.new_task(run)
             return 0
         if in_a_task(shared.loop):
             return runner.take(run)  # inside some task's step: the runner takes its first step
@@ -637,7 +641,7 @@ cdef class AsgiConnection(AppAdapter):
         if runner.current is None:
             return runner.take(run)
         # A later request was given to the runner while this app ran: it goes on in a Task of its own.
-        exchange.task = PyObject_Call(Task, (run,), shared.task_options)
+        exchange.task = shared.new_task(run)
         return 0
 
     cdef int connection_lost(self) except -1:
