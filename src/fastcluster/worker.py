@@ -94,7 +94,9 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
         raise BootError(str(exc)) from None
     interface = detect_interface(app) if spec.interface == "auto" else spec.interface
     loop = new_event_loop()
-    asyncio.set_event_loop(loop)
+    if interface == "asgi":
+        # Not for WSGI: an app's asyncio.get_event_loop() must give it a loop of its own to run, not ours.
+        asyncio.set_event_loop(loop)
     address = next((sock.getsockname() for sock in sockets if sock.family != socket.AF_UNIX), None)
     where = {"root_path": spec.root_path, "server": address[:2] if address else None}
     responder = server.responder

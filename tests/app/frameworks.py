@@ -66,3 +66,9 @@ def upload():
 @flask_app.get("/stream")
 def stream():
     return Response((f"line {n}\n" for n in range(3)), mimetype="text/plain")
+
+
+@flask_app.get("/async")
+async def async_view():
+    await asyncio.sleep(0)
+    return {"async": True}

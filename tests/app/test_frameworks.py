@@ -42,3 +42,11 @@ def test_flask(serve):
     assert (status, json.loads(body)) == (200, {"filename": "notes.txt", "size": 5000})
     status, _, body = get(server.port, "GET", "/stream")
     assert (status, body) == (200, b"line 0\nline 1\nline 2\n")
+
+
+def test_flask_async_view(serve):
+    pytest.importorskip("asgiref")  # Flask runs async views through it
+    server = serve("frameworks:flask_app", "--app-dir", APPS)
+    for _ in range(2):
+        status, _, body = get(server.port, "GET", "/async")
+        assert (status, json.loads(body)) == (200, {"async": True})

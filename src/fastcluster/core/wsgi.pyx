@@ -1,6 +1,8 @@
 # The WSGI (PEP 3333) exchange: builds each request's environ, runs the app inline in the worker's loop
 # (fastest for fast apps) or, with --threads N, on a thread pool reading its body as it arrives, so a slow
-# request does not hold up the worker's other connections. Small answers leave in one piece, iterables are
+# request does not hold up the worker's other connections. Either way the app never sees a running event
+# loop: WSGI code is synchronous, and Django's ORM, asyncio.run() and async-to-sync bridges refuse to run
+# inside one. Small answers leave in one piece, iterables are
 # streamed as they yield with backpressure, wsgi.file_wrapper files go out by sendfile, and close() of the
 # result is always called, also when the worker stops mid-stream.
 import asyncio
@@ -12,6 +14,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from tempfile import TemporaryFile
+from asyncio.events import _get_running_loop, _set_running_loop
 from io import BytesIO
 from urllib.parse import unquote
 
@@ -84,13 +87,31 @@ cdef object file_part(object wrapper):
     return file_of_descriptor(os.dup(fd), info.st_size), offset, info.st_size - offset
 
 
+cdef inline object hide_running_loop():
+    """Make the worker's loop (if this thread runs it) not the running one while app code runs; returns it
+    for restore_running_loop. Two C calls: cheap enough for every request."""
+    loop = _get_running_loop()
+    if loop is not None:
+        _set_running_loop(None)
+    return loop
+
+
+cdef inline int restore_running_loop(object loop) except -1:
+    if loop is not None:
+        _set_running_loop(loop)
+    return 0
+
+
 def close_result(result) -> None:
     close = getattr(result, "close", None)
     if close is not None:
+        loop = hide_running_loop()
         try:
             close()
         except Exception:
             log.exception("the app's result failed to close")
+        finally:
+            restore_running_loop(loop)
 
 
 cdef class Streaming:
@@ -213,7 +234,11 @@ cdef object pull(Call call, object iterator):
         piece = b"".join(call.written)
         call.written = None
         return piece
-    return next(iterator, DONE)
+    loop = hide_running_loop()
+    try:
+        return next(iterator, DONE)
+    finally:
+        restore_running_loop(loop)
 
 
 cdef class WsgiConnection(AppAdapter):
@@ -363,6 +388,13 @@ cdef class WsgiConnection(AppAdapter):
         return 0
 
     cdef object answer(self, Call call):
+        loop = hide_running_loop()
+        try:
+            return self.run_app(call)
+        finally:
+            restore_running_loop(loop)
+
+    cdef object run_app(self, Call call):
         """Run the app: (status, answer, size) when its whole answer is at hand (a list or tuple, at most
         STREAM_ABOVE bytes it declared in Content-Length, or a file), else a Streaming that stream() sends
         piece by piece. The answer is bytes, or a FileBody for sendfile. Runs in the loop or a pool thread."""
