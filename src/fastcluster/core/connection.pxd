@@ -9,6 +9,7 @@ cdef class AppAdapter
 
 
 cdef tuple split_target(bytes url)
+cdef int send_gathered_output(Context ctx) except -1
 
 
 cdef enum ConnectionState:
@@ -41,6 +42,9 @@ cdef class Connection:
         list pending
         Py_ssize_t pending_offset
         Py_ssize_t pending_size
+        # This connection's part of the output gathered in the current loop turn (Context.gathered).
+        Py_ssize_t gathered_start
+        Py_ssize_t gathered_end
         bint peer_gone
 
         # Bytes received but not yet accounted for by a parser callback: bounds a head sent in trickles.
@@ -103,6 +107,8 @@ cdef class Connection:
     cpdef int answered(self, int status, double started, bint keep_alive) except -1
     cpdef int set_reading(self, bint reading) except -1
     cdef int on_readable(self) except -1
+    cdef int gather(self) except -1
+    cdef int send_gathered(self) except -1
     cdef int on_writable(self) except -1
     cdef int parse(self, object view, const char *data, Py_ssize_t length) except -1
     cdef Py_ssize_t output_size(self) noexcept

@@ -53,6 +53,7 @@ from fastcluster.core.syscalls cimport (
     socklen_t,
     recv,
     linger,
+    monotonic,
     send,
     sendmsg,
     setsockopt,
@@ -67,6 +68,9 @@ DEF DRAIN_IDLE_GRACE = 1.0
 # Writes this large skip the shared buffer (no copy); smaller ones gather there into one send.
 DEF DIRECT_WRITE = 16384
 DEF MAX_IOV = 64
+# Gathered answers leave early once they hold this much, or once the first has waited this long.
+DEF GATHER_LIMIT = 262144
+DEF GATHER_WAIT = 0.001
 
 
 # Method names by llhttp's method number, filled as methods are first seen.
@@ -487,7 +491,42 @@ cdef class Connection:
         if self.state == IDLE and not self.busy:
             self.deadline = ctx.now + ctx.header_timeout
         self.parse(ctx.read_view, ctx.read_data, received)
+        if ctx.gather_output and ctx.out_len > ctx.out_start:
+            return self.gather()
         return self.flush()
+
+    cdef int gather(self) except -1:
+        """Keep this read's answers for the end of the loop turn (Context.gather_output), unless the
+        connection is in a state where its output must settle now, or enough is gathered already."""
+        cdef Context ctx = self.ctx
+        if (self.pending is not None or self.producer is not None or self.peer_gone or self.state == CLOSING
+                or self.unparsed is not None):
+            return self.flush()
+        self.gathered_start = ctx.out_start
+        self.gathered_end = ctx.out_len
+        ctx.out_start = ctx.out_len
+        ctx.gathered.append(self)
+        if len(ctx.gathered) == 1:
+            ctx.gather_deadline = monotonic() + GATHER_WAIT
+        elif ctx.out_len > GATHER_LIMIT or monotonic() > ctx.gather_deadline:
+            send_gathered_output(ctx)
+        return 0
+
+    cdef int send_gathered(self) except -1:
+        """Send this connection's gathered part; what the socket refuses waits as pending output."""
+        cdef Context ctx = self.ctx
+        cdef Py_ssize_t length = self.gathered_end - self.gathered_start
+        cdef ssize_t sent
+        if self.fd < 0:
+            return 0
+        sent = 0 if self.pending is not None or self.peer_gone else self.send_now(
+            ctx.out + self.gathered_start, length)
+        if sent < length and not self.peer_gone:
+            self.queue(PyBytes_FromStringAndSize(ctx.out + self.gathered_start + sent, length - sent), 0)
+        if self.peer_gone:
+            self.close()
+            return 0
+        return self.after_output()
 
     cdef int parse(self, object view, const char *data, Py_ssize_t length) except -1:
         """Feed data to the parser; stop and keep the rest while our unsent output is over the limit.
@@ -535,7 +574,7 @@ cdef class Connection:
         return 0
 
     cdef Py_ssize_t output_size(self) noexcept:
-        return self.ctx.out_len + self.pending_size
+        return self.ctx.out_len - self.ctx.out_start + self.pending_size
 
     cdef int resume_parsing(self) except -1:
         """Parse the input held back by backpressure, now that the peer has read enough."""
@@ -691,13 +730,14 @@ cdef class Connection:
     cdef int send_shared(self) except -1:
         """Send what the shared buffer holds for this connection; queue a copy of what the socket refuses."""
         cdef Context ctx = self.ctx
+        cdef Py_ssize_t length = ctx.out_len - ctx.out_start
         cdef ssize_t sent
-        if not ctx.out_len:
+        if not length:
             return 0
-        sent = 0 if self.pending is not None or self.peer_gone else self.send_now(ctx.out, ctx.out_len)
-        if sent < ctx.out_len and not self.peer_gone:
-            self.queue(PyBytes_FromStringAndSize(ctx.out + sent, ctx.out_len - sent), 0)
-        ctx.out_len = 0
+        sent = 0 if self.pending is not None or self.peer_gone else self.send_now(ctx.out + ctx.out_start, length)
+        if sent < length and not self.peer_gone:
+            self.queue(PyBytes_FromStringAndSize(ctx.out + ctx.out_start + sent, length - sent), 0)
+        ctx.out_len = ctx.out_start
         return 0
 
     cdef int queue(self, bytes data, Py_ssize_t already_sent) except -1:
@@ -917,3 +957,17 @@ cdef class AppAdapter:
 
     cdef int connection_lost(self) except -1:
         return self.drained()
+
+
+cdef int send_gathered_output(Context ctx) except -1:
+    """Send the answers gathered in this loop turn, each connection's part in one send."""
+    cdef Connection conn
+    cdef list gathered = ctx.gathered
+    if not gathered:
+        return 0
+    ctx.gathered = []
+    for obj in gathered:
+        conn = <Connection>obj
+        conn.send_gathered()
+    ctx.out_len = ctx.out_start = 0
+    return 0

@@ -46,6 +46,14 @@ cdef class Context:
         char *out
         Py_ssize_t out_len
         Py_ssize_t out_cap
+        # App workers gather the answers made in one loop turn and send them when the turn ends, so a
+        # client woken by one answer finds the rest already there (an idle client costs the sender a
+        # wake-up per send). `out` then holds the gathered connections' parts before out_start, each
+        # connection's own (see Connection.gathered_start), and the current connection's from out_start on.
+        bint gather_output
+        Py_ssize_t out_start
+        list gathered
+        double gather_deadline
 
         # Resource counters: the tests assert they are back to zero when a worker exits.
         readonly Py_ssize_t open_connections

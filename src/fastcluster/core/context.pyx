@@ -42,6 +42,7 @@ cdef class Context:
         self.read_prefixes = [None] * READ_PREFIXES
         self.read_data = self.read_buffer
         self.read_size = READ_SIZE
+        self.gathered = []
         self.stats_block = stats_block
         self.access_log = access_log
         self.log_headers = access_log is not None and access_log.wants_headers

@@ -11,7 +11,7 @@ from libc.errno cimport EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, EN
 from libc.stdint cimport uint64_t
 from posix.unistd cimport close as close_fd
 
-from fastcluster.core.connection cimport Connection
+from fastcluster.core.connection cimport Connection, send_gathered_output
 from fastcluster.core.context cimport Context
 from fastcluster.core.syscalls cimport (
     EPOLL_CLOEXEC,
@@ -59,8 +59,11 @@ cdef class Server:
         return self.ctx.responder
 
     def set_app_factory(self, factory) -> None:
-        """Make every new connection hand its requests to factory(connection) instead of the responder."""
+        """Make every new connection hand its requests to factory(connection) instead of the responder.
+        App requests cost far more than the sends of their answers, so a loop turn's answers are gathered
+        and sent together (Context.gather_output)."""
         self.ctx.app_factory = factory
+        self.ctx.gather_output = True
 
     @property
     def open_connections(self) -> int:
@@ -135,6 +138,8 @@ cdef class Server:
         ctx.now = monotonic()
         for i in range(ready):
             self.dispatch(events[i].data.u64, events[i].events)
+        if ctx.gathered:
+            send_gathered_output(ctx)
         if ctx.timers:
             self.run_timers()
         if ctx.now >= self.next_tick:
@@ -177,7 +182,7 @@ cdef class Server:
     cdef void drop_failed(self, Connection conn, str what) noexcept:
         """A connection's handler raised: log it, forget its unsent shared output, close it; the worker lives."""
         log.exception("%s on fd %d failed; closing the connection", what, conn.fd)
-        self.ctx.out_len = 0
+        self.ctx.out_len = self.ctx.out_start
         conn.close()
 
     cdef int dispatch(self, uint64_t data, unsigned int ready) except -1:
