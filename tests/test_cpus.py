@@ -1,11 +1,17 @@
-"""Worker count and CPU lists: parsing, and the cgroup quota read from a cgroup tree laid out on disk."""
+"""Worker count and CPU lists: parsing, the cgroup quota read from a cgroup tree laid out on disk, and when
+workers are pinned."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from fastcluster.binds import parse_bind
-from fastcluster.cpus import auto_worker_count, cgroup_cpu_limit, parse_cpu_list
+from fastcluster.config import choose_pinning
+from fastcluster.cpus import auto_worker_count, cgroup_cpu_limit, parse_cpu_list, pin_when_covered
+
+ALLOWED = sorted(os.sched_getaffinity(0))
 
 
 def test_cpu_lists():
@@ -44,3 +50,23 @@ def test_binds():
     for bad in ("nowhere", "host:http", "unix:", "fd://x", "[::1]8080", "a:70000"):
         with pytest.raises(ValueError):
             parse_bind(bad)
+
+
+def test_pinning_only_when_the_workers_cover_the_allowed_cpus():
+    assert pin_when_covered(4, [0, 1, 2, 3]) == ([0, 1, 2, 3], "")
+    assert pin_when_covered(6, [0, 1, 2, 3]) == ([0, 1, 2, 3], "")
+    cpus, why = pin_when_covered(1, [0, 1, 2, 3])
+    assert cpus is None and why.startswith("1 worker for 4 allowed CPUs")
+    # A container whose quota (1.5 CPUs) is smaller than its CPU set: 2 workers, not pinned.
+    cpus, why = pin_when_covered(auto_worker_count([0, 1, 2, 3], 1.5), [0, 1, 2, 3])
+    assert cpus is None and why.startswith("2 workers for 4 allowed CPUs")
+
+
+def test_choose_pinning():
+    last = str(ALLOWED[-1])
+    assert choose_pinning(last, True, "1") == (1, [ALLOWED[-1]], "")  # --cpus: pinned, whatever the count
+    assert choose_pinning(None, True, str(len(ALLOWED))) == (len(ALLOWED), ALLOWED, "")
+    assert choose_pinning(None, False, str(len(ALLOWED))) == (len(ALLOWED), None, "")  # --no-pin says nothing
+    if len(ALLOWED) > 1:
+        workers, cpus, why = choose_pinning(None, True, "1")
+        assert (workers, cpus) == (1, None) and why

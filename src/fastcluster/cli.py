@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import logging
 import os
-import subprocess
 import sys
 
 from fastcluster import __version__
@@ -19,12 +18,12 @@ from fastcluster.config import (
     Limits,
     Manager,
     build_response,
-    choose_cpus,
-    choose_workers,
+    choose_pinning,
     default_control_path_for_port,
     systemd_binds,
 )
 from fastcluster.control import ControlError, request
+from fastcluster.logs import setup_logging
 from fastcluster.status import render_status
 
 USAGE_ERROR = 2
@@ -122,12 +121,14 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                        help="seconds to finish in-flight requests on stop (default 30)")
     procs.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
+    procs.add_argument("--log-config", metavar="FILE",
+                       help="logging configuration: dictConfig as .json, .yaml or .toml, else INI fileConfig")
 
     answer = serve.add_argument_group("built-in responder")
     answer.add_argument("--response-body", metavar="TEXT", help="body of the fixed answer")
     answer.add_argument("--response-file", metavar="PATH", help="answer with this file's bytes")
     answer.add_argument("--response-size", type=size, metavar="N", help="answer with N bytes")
-    answer.add_argument("--response-status", type=int, default=200, metavar="CODE")
+    answer.add_argument("--response-status", type=int, metavar="CODE", help="its status (default 200)")
     answer.add_argument("--response-header", action="append", default=[], metavar="'Name: value'")
     answer.add_argument("--static", metavar="DIR",
                         help="serve the files under DIR at /; built-in routes answer where no file matches")
@@ -210,46 +211,40 @@ def parser() -> Parser:
     return top
 
 
+RESPONDER_FLAGS = ("static", "response_body", "response_file", "response_size", "response_status",
+                   "response_header")
+
+
 def app_config(args: argparse.Namespace) -> App | None:
-    """The app to run, checked here so that a bad one is one line and status 2, not a restart loop."""
+    """The app to run. It is imported later: in each worker (a broken one fails once, with its traceback,
+    and exit 2; see Master.cannot_start), or with --preload in the master once logging is set up."""
     if args.app is None:
         return None
+    given = [name for name in RESPONDER_FLAGS if getattr(args, name) not in (None, [])]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"{flag} is for the built-in responder; with APP given, the app answers "
+                          "every request")
     if args.threads < 0:
         raise ConfigError(f"--threads: {args.threads} is negative")
     app_dir = os.path.abspath(args.app_dir)
     if not os.path.isdir(app_dir):
         raise ConfigError(f"--app-dir: {args.app_dir} is not a directory")
-    if args.preload:
-        loaded = load_or_fail(args.app, app_dir, args.factory)
-    else:
-        check_importable(args.app, app_dir, args.factory)
-        loaded = None
     return App(spec=args.app, app_dir=app_dir, factory=args.factory, interface=args.interface,
-               preloaded=loaded, root_path=args.root_path, lifespan=args.lifespan, threads=args.threads)
+               preload=args.preload, root_path=args.root_path, lifespan=args.lifespan, threads=args.threads)
 
 
-def load_or_fail(spec: str, app_dir: str, factory: bool) -> object:
+def preload(config: Config) -> Config:
+    """--preload: import the app in the master, before forking; a broken app is its traceback and exit 2."""
     from fastcluster.app.loading import AppLoadError, load_app
 
+    app = config.app
     try:
-        return load_app(spec, app_dir, factory)
+        loaded = load_app(app.spec, app.app_dir, app.factory)
     except AppLoadError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def check_importable(spec: str, app_dir: str, factory: bool) -> None:
-    """Load the app in a throw-away process: the master stays free of the app's modules, so every worker
-    (and every reload) imports the code as it is then."""
-    code = ("import sys\nfrom fastcluster.app.loading import AppLoadError, load_app\n"
-            "try:\n    load_app(sys.argv[1], sys.argv[2], sys.argv[3] == '1')\n"
-            "except AppLoadError as exc:\n    print(exc, file=sys.stderr)\n    sys.exit(3)\n")
-    done = subprocess.run([sys.executable, "-c", code, spec, app_dir, "1" if factory else "0"],
-                          capture_output=True, text=True)
-    if done.returncode == 3:
-        raise ConfigError(done.stderr.strip().splitlines()[-1])
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [f"it exited with status {done.returncode}"])[-1]
-        raise ConfigError(f"loading {spec} failed: {last}")
+        sys.stderr.write(exc.details)
+        fail(str(exc))
+    return dataclasses.replace(config, app=dataclasses.replace(app, preloaded=loaded))
 
 
 def serve_config(args: argparse.Namespace) -> Config:
@@ -259,11 +254,12 @@ def serve_config(args: argparse.Namespace) -> Config:
         raise ConfigError(f"--bind: {exc}") from None
     if not binds:
         binds = [parse_bind(f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}")]
-    cpus = choose_cpus(args.cpus, pin=not args.no_pin)
+    workers, cpus, unpinned = choose_pinning(args.cpus, not args.no_pin, args.workers)
     return Config(
         binds=binds,
-        workers=choose_workers(args.workers, cpus),
+        workers=workers,
         cpus=cpus,
+        unpinned=unpinned,
         balance=args.balance,
         backlog=args.backlog,
         graceful_timeout=args.graceful_timeout,
@@ -279,10 +275,12 @@ def serve_config(args: argparse.Namespace) -> Config:
         ),
         response=build_response(
             body=args.response_body, file=args.response_file, size=args.response_size,
-            status=args.response_status, headers=args.response_header, server_header=args.server_header,
+            status=args.response_status or 200, headers=args.response_header,
+            server_header=args.server_header,
             static=args.static,
         ),
         log_level=args.log_level,
+        log_config=args.log_config,
         app=app_config(args),
         manager=Manager(
             control=args.control or "",
@@ -299,14 +297,6 @@ def serve_config(args: argparse.Namespace) -> Config:
     )
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
@@ -314,9 +304,11 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             config = serve_config(args)
+            setup_logging(config.log_level, config.log_config)
         except ConfigError as exc:
             fail(str(exc))
-        setup_logging(config.log_level)
+        if config.app is not None and config.app.preload:
+            config = preload(config)
         return Master(config).run()
     return control_command(args)
 

@@ -7,7 +7,13 @@ import os
 from dataclasses import dataclass, field
 
 from fastcluster.binds import Bind
-from fastcluster.cpus import allowed_cpus, auto_worker_count, cgroup_cpu_limit, parse_cpu_list
+from fastcluster.cpus import (
+    allowed_cpus,
+    auto_worker_count,
+    cgroup_cpu_limit,
+    parse_cpu_list,
+    pin_when_covered,
+)
 
 
 class ConfigError(ValueError):
@@ -92,7 +98,8 @@ class App:
     app_dir: str
     factory: bool = False
     interface: str = "auto"  # auto | asgi | wsgi
-    preloaded: object = None  # the app object, when --preload imported it in the master
+    preload: bool = False  # import it in the master before forking
+    preloaded: object = None  # the app object, once --preload imported it
     root_path: str = ""
     lifespan: str = "auto"  # auto | on | off
     threads: int = 0  # WSGI: 0 runs the app in the worker's loop, N on a pool of N threads
@@ -102,7 +109,7 @@ class App:
 class Config:
     binds: list[Bind]
     workers: int
-    cpus: list[int] | None  # None: --no-pin
+    cpus: list[int] | None  # None: --no-pin, or fewer workers than allowed CPUs and no --cpus
     balance: str = "reuseport"
     backlog: int = 2048
     graceful_timeout: float = 30.0
@@ -110,7 +117,9 @@ class Config:
     app: App | None = None
     response: Response = field(default_factory=Response)
     log_level: str = "info"
+    log_config: str | None = None  # --log-config FILE, applied after our own logger is set up
     manager: Manager = field(default_factory=lambda: Manager())
+    unpinned: str = ""  # why the workers are not pinned although --no-pin was not given
 
     def cpu_for(self, slot: int) -> int | None:
         return None if self.cpus is None else self.cpus[slot % len(self.cpus)]
@@ -129,6 +138,16 @@ def choose_cpus(cpu_list: str | None, pin: bool) -> list[int] | None:
         raise ConfigError(f"--cpus: CPU {', '.join(map(str, outside))} not in the allowed set "
                           f"{','.join(map(str, allowed))}")
     return cpus if pin else None
+
+
+def choose_pinning(cpu_list: str | None, pin: bool, workers: str) -> tuple[int, list[int] | None, str]:
+    """The worker count, the CPUs to pin them to (None: not pinned) and, when pinning is off though not
+    asked to be, why."""
+    cpus = choose_cpus(cpu_list, pin)
+    count = choose_workers(workers, cpus)
+    if cpu_list is not None or cpus is None:
+        return count, cpus, ""
+    return (count, *pin_when_covered(count, cpus))
 
 
 def choose_workers(workers: str, cpus: list[int] | None) -> int:

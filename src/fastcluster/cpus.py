@@ -1,4 +1,5 @@
-"""Which CPUs the workers run on: CPU-list parsing, the affinity mask, and the cgroup CPU quota."""
+"""Which CPUs the workers run on: CPU-list parsing, the affinity mask, the cgroup CPU quota, and whether
+to pin at all."""
 
 from __future__ import annotations
 
@@ -53,3 +54,16 @@ def auto_worker_count(cpus: list[int], quota: float | None) -> int:
     if quota is not None:
         count = min(count, math.ceil(quota))
     return max(1, count)
+
+
+def pin_when_covered(workers: int, allowed: list[int]) -> tuple[list[int] | None, str]:
+    """The CPUs to pin the workers to when no --cpus chose them, or None and why not.
+
+    Pinning pays only when the workers cover the allowed CPUs. With fewer workers than CPUs, worker i on
+    the i-th allowed CPU would put every such server (two `--workers 1` servers on one host, or a container
+    whose CPU quota is smaller than its CPU set) on the same first CPUs while the others idle; unpinned,
+    the kernel spreads them."""
+    if workers >= len(allowed):
+        return allowed, ""
+    return None, (f"{workers} worker{'s' if workers != 1 else ''} for {len(allowed)} allowed CPUs: pinning "
+                  "needs a worker per allowed CPU, or --cpus; the kernel schedules them")

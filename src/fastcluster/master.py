@@ -5,11 +5,13 @@ through a pipe (as gunicorn's arbiter does)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import select
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +43,11 @@ MAX_RECORDS = 1024
 #: A worker that dies sooner than this after starting counts as failing; its restarts back off.
 QUICK_DEATH = 1.0
 MAX_BACKOFF = 10.0
+#: A slot whose worker cannot start (boot error) is tried again after 1 s, doubling up to 30 s.
+BOOT_RETRY_FIRST = 1.0
+BOOT_RETRY_MAX = 30.0
+#: Exit status of a master none of whose first workers could start (the app or the setup is broken).
+CANNOT_START = 2
 #: How often the loop checks heartbeats, readiness, queues and recycling limits, at the least.
 SUPERVISE_EVERY = 0.1
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD, signal.SIGHUP,
@@ -76,7 +83,10 @@ class Slot:
     restarts: int = 0
     quick_deaths: int = 0
     respawn_at: float = 0.0
-    boot_failed: str = ""
+    boot_failed: str = ""  # why its last worker could not start; cleared when one serves
+    boot_details: str = ""  # the app's traceback for it, if any
+    boot_failures: int = 0  # workers of this slot that could not start, ever (for /metrics)
+    failed_tries: int = 0  # in a row: sets the retry backoff
     removing: bool = False  # scaling down: out of rotation, waiting for its queue to empty
     retired: dict = field(default_factory=dict)  # counters of its finished workers
 
@@ -102,8 +112,11 @@ class Master:
         self.target = config.workers
         self.signal_queue: list[int] = []
         self.wake_r = self.wake_w = -1
-        self.boot_errors_r = self.boot_errors_w = -1
-        self.boot_errors: dict[int, str] = {}
+        self.boot_errors_r: socket.socket | None = None
+        self.boot_errors_w: socket.socket | None = None
+        self.boot_errors: dict[int, tuple[str, str]] = {}  # pid -> (reason, traceback)
+        self.served = False  # a worker has served: from then on, boot failures are retried, never fatal
+        self.tracebacks_shown: set[str] = set()  # boot-failure tracebacks logged (each once while it lasts)
         self.stopping = False
         self.started = time.monotonic()
         self.started_wall = time.time()
@@ -134,13 +147,17 @@ class Master:
             return 2
         setproctitle(f"fastcluster: master [{' '.join(self.balancer.addresses())}]")
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.boot_errors_r, self.boot_errors_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # Datagrams: each worker's report (with its traceback) arrives whole, however many fail at once.
+        self.boot_errors_r, self.boot_errors_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.boot_errors_r.setblocking(False)
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, self.queue_signal)
         log.info("fastcluster master %d listening on %s with %d workers (%s); control socket %s%s",
                  os.getpid(), ", ".join(self.balancer.addresses()), config.workers, config.balance,
                  self.control_path, f"; admin on http://{self.manager.admin_host}:{self.admin.port}"
                  if self.admin else "")
+        if config.unpinned:
+            log.info("workers not pinned to CPUs: %s", config.unpinned)
         for index in range(config.workers):
             self.slots[index] = Slot(index, config.cpu_for(index))
             self.spawn(self.slots[index])
@@ -191,14 +208,25 @@ class Master:
                     log.info("reopening log files")
                     self.signal_workers(signal.SIGUSR1)
             self.reap()
-            if self.slots and all(slot.boot_failed for slot in self.slots.values()):
-                reasons = sorted({slot.boot_failed for slot in self.slots.values()})
-                print(f"fastcluster: error: no worker could start: {'; '.join(reasons)}", file=sys.stderr)
-                return worker.WORKER_BOOT_ERROR
+            if not self.served and self.slots and all(slot.boot_failed for slot in self.slots.values()):
+                return self.cannot_start()
             if self.stop_requested:
                 return self.stop(graceful=True)
             self.supervise()
             self.respawn_due()
+
+    def cannot_start(self) -> int:
+        """No worker of the first start could start: show each distinct traceback once, then the reason."""
+        failed = sorted(self.slots.values(), key=lambda slot: slot.index)
+        for details in dict.fromkeys(slot.boot_details for slot in failed if slot.boot_details):
+            sys.stderr.write(details)
+        reasons = "; ".join(dict.fromkeys(slot.boot_failed for slot in failed))
+        print(f"fastcluster: error: no worker could start: {reasons}", file=sys.stderr)
+        self.stopping = True
+        self.signal_workers(signal.SIGKILL)  # none should be left; a reload may have started one
+        while self.workers:
+            self.reap(block=True)
+        return CANNOT_START
 
     def stop(self, graceful: bool) -> int:
         """Stop every worker: TERM and wait up to the graceful timeout (a second signal or QUIT: at once)."""
@@ -263,8 +291,9 @@ class Master:
         for sock in self.balancer.all_sockets():
             if sock.fileno() not in mine:
                 sock.close()  # a slot's socket must close when its master says so, not when we exit
-        for fd in (self.wake_r, self.wake_w, self.boot_errors_r, *self.management_fds()):
+        for fd in (self.wake_r, self.wake_w, *self.management_fds()):
             os.close(fd)
+        self.boot_errors_r.close()
         worker.run(slot.index, slot.cpu, self.config, sockets, self.stats_block, record, self.boot_errors_w)
 
     def management_fds(self) -> list[int]:
@@ -304,8 +333,7 @@ class Master:
         if slot.removing:
             return
         if code == worker.WORKER_BOOT_ERROR:
-            slot.boot_failed = self.boot_error_for(pid) or "see the log above"
-            log.error("worker %d could not start (%s); not restarting it", slot.index, slot.boot_failed)
+            self.boot_failed(slot, *self.boot_error_for(pid))
             return
         lived = time.monotonic() - gone.started
         slot.restarts += 1
@@ -318,6 +346,29 @@ class Master:
         log.warning("worker %d (pid %d) %s; restarting it%s", slot.index, pid, how,
                     f" in {delay:.1f}s" if delay else "")
 
+    def boot_failed(self, slot: Slot, reason: str, details: str) -> None:
+        """The slot's worker could not start: keep the slot, show it as failed, try again with backoff."""
+        slot.boot_failed = reason or "it exited with the boot-error status"
+        slot.boot_details = details
+        slot.boot_failures += 1
+        slot.failed_tries += 1
+        slot.respawn_at = time.monotonic() + self.boot_retry_delay(slot)
+        if slot.failed_tries == 1:
+            self.balancer.steer(self.rotation())
+        if self.served:  # before, the first start may still fail as a whole: cannot_start() tells it once
+            self.show_boot_failure(slot)
+
+    @staticmethod
+    def boot_retry_delay(slot: Slot) -> float:
+        return min(BOOT_RETRY_MAX, BOOT_RETRY_FIRST * 2 ** (slot.failed_tries - 1))
+
+    def show_boot_failure(self, slot: Slot) -> None:
+        """Log a boot failure; its traceback only the first time it is seen (retries repeat it)."""
+        full = slot.boot_details and slot.boot_details not in self.tracebacks_shown
+        log.error("worker %d could not start (%s); trying again in %gs%s", slot.index, slot.boot_failed,
+                  self.boot_retry_delay(slot), f"\n{slot.boot_details.rstrip()}" if full else "")
+        self.tracebacks_shown.add(slot.boot_details)
+
     def retire_record(self, gone: Worker, slot: Slot | None) -> None:
         """Fold a finished worker's counters into its slot's (or the removed slots') and free its record."""
         final = read_slot(self.stats_block, gone.record)
@@ -327,20 +378,21 @@ class Master:
     def respawn_due(self) -> None:
         now = time.monotonic()
         for slot in self.slots.values():
-            vacant = slot.worker is None and slot.incoming is None and not slot.boot_failed
+            # Until a worker has served, a slot that could not start waits: cannot_start() may end it all.
+            vacant = slot.worker is None and slot.incoming is None and (self.served or not slot.boot_failed)
             # A slot leaving the rotation gets a worker again only to serve what is queued on it.
             if vacant and slot.respawn_at <= now and (not slot.removing or self.balancer.queued(slot.index)):
                 self.spawn(slot)
 
-    def boot_error_for(self, pid: int) -> str:
-        try:
-            for line in os.read(self.boot_errors_r, 65536).decode(errors="replace").splitlines():
-                number, _, text = line.partition(" ")
-                if number.isdigit():
-                    self.boot_errors[int(number)] = text
-        except BlockingIOError:
-            pass
-        return self.boot_errors.pop(pid, "")
+    def boot_error_for(self, pid: int) -> tuple[str, str]:
+        """The reason and traceback worker `pid` sent before it exited with the boot-error status."""
+        while True:
+            try:
+                report = json.loads(self.boot_errors_r.recv(1 << 20))
+            except (BlockingIOError, ValueError):
+                break
+            self.boot_errors[report["pid"]] = (report["reason"], report["details"])
+        return self.boot_errors.pop(pid, ("", ""))
 
     def signal_workers(self, signum: int) -> None:
         for pid in list(self.workers):
@@ -362,7 +414,7 @@ class Master:
         for current in list(self.workers.values()):
             record = read_slot(self.stats_block, current.record)
             if current.state == "booting" and record["state"] == STATE_SERVING:
-                current.state = "serving"
+                self.now_serving(current)
             if sample:
                 self.sample(current, record, now)
             self.check_heartbeat(current, record, now)
@@ -371,6 +423,21 @@ class Master:
         if not self.reloads and self.replacing is None:
             self.check_recycling()
         self.answer_waiters()
+
+    def now_serving(self, current: Worker) -> None:
+        current.state = "serving"
+        slot = self.slots.get(current.slot)
+        if slot is not None and slot.boot_failed and current in (slot.worker, slot.incoming):
+            log.info("worker %d serves again after %d failed starts", slot.index, slot.failed_tries)
+            self.tracebacks_shown.discard(slot.boot_details)
+            slot.boot_failed = slot.boot_details = ""
+            slot.failed_tries = 0
+            self.balancer.steer(self.rotation())
+        if not self.served:
+            self.served = True
+            for other in self.slots.values():
+                if other.boot_failed:  # failed in the first start while this one came up
+                    self.show_boot_failure(other)
 
     def sample(self, current: Worker, record: dict, now: float) -> None:
         then, count = current.rate_mark
@@ -415,10 +482,9 @@ class Master:
 
     def start_reload(self, why: str) -> Reload:
         for slot in self.slots.values():
-            if slot.boot_failed:  # a slot whose worker could not start gets another try with the new code
+            if slot.boot_failed and slot.worker is None:  # another try now, with the new code
                 log.info("worker %d could not start before; starting it again", slot.index)
-                slot.boot_failed = ""
-                slot.quick_deaths = 0
+                slot.failed_tries = 0
                 slot.respawn_at = 0.0
         reload = Reload(sorted(index for index, slot in self.slots.items()
                                if not slot.removing and slot.worker is not None), "reloaded")
@@ -462,7 +528,7 @@ class Master:
     def replacement_failed(self, slot: Slot, new: Worker, code: int, how: str) -> None:
         """A replacement died before serving: stop this reload, keep the old workers serving."""
         self.replacing = None
-        reason = (self.boot_error_for(new.pid) if code == worker.WORKER_BOOT_ERROR else "") or \
+        reason = (self.boot_error_for(new.pid)[0] if code == worker.WORKER_BOOT_ERROR else "") or \
             new.reason or how
         reload = self.reloads.pop(0) if self.reloads else None
         if reload is not None and reload.reason == "recycled":
@@ -490,7 +556,12 @@ class Master:
                 log.info("scaling down: slot %d leaves the rotation", index)
         else:
             return
-        self.balancer.steer({index for index, slot in self.slots.items() if not slot.removing})
+        self.balancer.steer(self.rotation())
+
+    def rotation(self) -> set[int]:
+        """The slots new connections go to: not leaving, and not failing to start while another serves."""
+        staying = {index for index, slot in self.slots.items() if not slot.removing}
+        return {index for index in staying if not self.slots[index].boot_failed} or staying
 
     def add_slot(self) -> None:
         index = next(i for i in range(MAX_RECORDS) if i not in self.slots)
@@ -518,7 +589,7 @@ class Master:
                 self.balancer.remove_slot(slot.index)
                 add_counters(self.removed_totals, slot.retired)
                 del self.slots[slot.index]
-                self.balancer.steer({index for index, other in self.slots.items() if not other.removing})
+                self.balancer.steer(self.rotation())
                 log.info("slot %d removed", slot.index)
 
     # ---- control and admin ----
@@ -564,13 +635,22 @@ class Master:
 
     def admin_page(self, path: str) -> tuple[int, str, bytes]:
         if path == "/healthz":
-            serving = not self.stopping and any(
-                slot.worker is not None and slot.worker.state == "serving" for slot in self.slots.values())
-            return (200, "text/plain", b"ok\n") if serving else (503, "text/plain", b"draining\n" if
-                                                                  self.stopping else b"no worker serving\n")
+            return self.health()
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(self.snapshot()).encode()
         return 404, "text/plain", b"not found: try /metrics or /healthz\n"
+
+    def health(self) -> tuple[int, str, bytes]:
+        """/healthz: 200 ok; 200 degraded while a slot's worker cannot start but others serve; 503 while
+        stopping or when no worker serves."""
+        if self.stopping:
+            return 503, "text/plain", b"draining\n"
+        failed = "".join(f"worker {slot.index} could not start: {slot.boot_failed}\n"
+                         for slot in sorted(self.slots.values(), key=lambda slot: slot.index)
+                         if slot.boot_failed and not slot.removing)
+        if not any(current.state == "serving" for current in self.workers.values()):
+            return 503, "text/plain", f"no worker serving\n{failed}".encode()
+        return 200, "text/plain", f"degraded\n{failed}".encode() if failed else b"ok\n"
 
     def snapshot(self) -> dict:
         """Everything status and /metrics show, as plain data."""
@@ -595,15 +675,21 @@ class Master:
                     "worker_state": STATE_NAMES.get(record["state"], "?"), "request": record["request"],
                 })
             totals.setdefault("connections_open", 0)
+            retry = slot.boot_failed and slot.worker is None and slot.incoming is None
             slots[slot.index] = {"cpu": slot.cpu, "restarts": slot.restarts, "removing": slot.removing,
-                                 "boot_failed": slot.boot_failed, **totals}
+                                 "boot_failed": slot.boot_failed, "boot_failures": slot.boot_failures,
+                                 "failed_tries": slot.failed_tries,
+                                 "retry_in": round(max(0.0, slot.respawn_at - now), 1) if retry else None,
+                                 **totals}
+        failed = any(slot.boot_failed and not slot.removing for slot in self.slots.values())
         server = dict(self.removed_totals)
         for totals in slots.values():
             add_counters(server, totals)
         return {
             "master": {
                 "pid": os.getpid(), "uptime": round(now - self.started, 3), "started": self.started_wall,
-                "state": "draining" if self.stopping else ("reloading" if self.reloads else "serving"),
+                "state": "draining" if self.stopping else ("reloading" if self.reloads else
+                                                           "degraded" if failed else "serving"),
                 "addresses": self.balancer.addresses(), "workers": self.target, "reloads": self.reloads_done,
                 "restarts": sum(slot.restarts for slot in self.slots.values()), "control": self.control_path,
             },
@@ -624,7 +710,7 @@ class Master:
 
     def next_wakeup(self) -> float:
         due = [slot.respawn_at for slot in self.slots.values()
-               if slot.worker is None and not slot.boot_failed and not slot.removing]
+               if slot.worker is None and (self.served or not slot.boot_failed) and not slot.removing]
         wait = max(0.0, min(due) - time.monotonic()) if due else SUPERVISE_EVERY
         return min(wait, SUPERVISE_EVERY)
 

@@ -39,6 +39,11 @@ def render_metrics(snapshot: dict) -> str:
     family("open_connections", "gauge", "Connections open now, per slot.", per_slot("connections_open"))
     family("worker_restarts_total", "counter", "Workers of the slot that died and were restarted.",
            per_slot("restarts"))
+    family("worker_failed", "gauge", "1 while the slot's worker cannot start (it is retried with backoff).",
+           [(f'{{slot="{index}"}}', int(bool(values.get("boot_failed"))))
+            for index, values in sorted(slots.items())])
+    family("worker_boot_failures_total", "counter", "Workers of the slot that could not start.",
+           per_slot("boot_failures"))
     family("worker_uptime_seconds", "gauge", "Age of each worker process.",
            [(f'{{slot="{row["slot"]}",pid="{row["pid"]}",state="{row["state"]}"}}', row["uptime"])
             for row in snapshot["workers"]])

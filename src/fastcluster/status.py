@@ -8,10 +8,18 @@ COLUMNS = ("slot", "pid", "cpu", "state", "uptime", "restarts", "requests", "req
 def render_status(snapshot: dict) -> str:
     master = snapshot["master"]
     rows = [[
-        str(row["slot"]), str(row["pid"]), "-" if row["cpu"] is None else str(row["cpu"]), row["state"],
+        str(row["slot"]), str(row["pid"]), cpu(row["cpu"]), row["state"],
         duration(row["uptime"]), str(row["restarts"]), str(row["requests"]),
         f"{row['requests_per_second']:.0f}", str(row["connections"]), size(row["rss"]),
     ] for row in snapshot["workers"]]
+    # A slot whose worker could not start has no process: it is a row of its own, its reason below.
+    failed = sorted((int(index), slot) for index, slot in snapshot["slots"].items()
+                    if slot.get("boot_failed"))
+    with_process = {row["slot"] for row in snapshot["workers"]}
+    rows += [[str(index), "-", cpu(slot["cpu"]), "failed", "-", str(slot["restarts"]),
+              str(slot.get("requests", 0)), "-", "0", "-"]
+             for index, slot in failed if index not in with_process]
+    rows.sort(key=lambda row: int(row[0]))
     widths = [max(len(heading), *(len(row[i]) for row in rows)) if rows else len(heading)
               for i, heading in enumerate(COLUMNS)]
     right = {0, 1, 2, 5, 6, 7, 8, 9}
@@ -24,7 +32,15 @@ def render_status(snapshot: dict) -> str:
               f"{master['workers']} workers on {', '.join(master['addresses'])}; "
               f"{snapshot['totals'].get('requests', 0)} requests, {master['restarts']} restarts, "
               f"{master['reloads']} reloads")
-    return "\n".join([header, line([heading.upper() for heading in COLUMNS]), *(line(row) for row in rows)])
+    reasons = [f"slot {index} failed: {slot['boot_failed']} ({slot['failed_tries']} failed starts in a row"
+               + (f"; next try in {slot['retry_in']:g}s)" if slot.get("retry_in") is not None else ")")
+               for index, slot in failed]
+    return "\n".join([header, line([heading.upper() for heading in COLUMNS]), *(line(row) for row in rows),
+                      *reasons])
+
+
+def cpu(number: int | None) -> str:
+    return "-" if number is None else str(number)
 
 
 def duration(seconds: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -22,22 +23,30 @@ from fastcluster.core.responder import Responder
 from fastcluster.core.server import Server
 from fastcluster.core.static import StaticFiles
 
-#: Exit status of a worker that could not start; the master does not respawn it (a crash loop otherwise).
+#: Exit status of a worker that could not start (its reason is on the boot-error socket); the master retries
+#: its slot with a slow backoff, or gives up when no worker of the first start could start.
 WORKER_BOOT_ERROR = 3
 #: Exit status of a worker whose resource counters were not back to zero at exit.
 WORKER_LEAKED = 4
 
 PR_SET_PDEATHSIG = 1
+#: Characters of a boot failure's traceback sent to the master (its end: the frames nearest the error).
+MAX_DETAILS = 16000
 
 log = logging.getLogger("fastcluster.worker")
 
 
 class BootError(Exception):
-    """The worker cannot start; the message reaches the master and the user."""
+    """The worker cannot start; the message (and the app's traceback, if any) reach the master, then the
+    user."""
+
+    def __init__(self, reason: str, details: str = "") -> None:
+        super().__init__(reason)
+        self.details = details
 
 
 def run(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket], stats_block, record: int,
-        boot_errors: int) -> NoReturn:
+        boot_errors: socket.socket) -> NoReturn:
     """The whole life of a worker process; never returns. `record` is this worker's stats record."""
     status = 1
     try:
@@ -48,7 +57,7 @@ def run(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket]
             serve_app(server, config, sockets)
         status = check_counters(server)
     except BootError as exc:
-        report_boot_error(boot_errors, slot, str(exc))
+        report_boot_error(boot_errors, str(exc), exc.details)
         status = WORKER_BOOT_ERROR
     except BaseException:
         traceback.print_exc()
@@ -91,7 +100,7 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
         if app is None:
             app = load_app(spec.spec, spec.app_dir, spec.factory)
     except AppLoadError as exc:
-        raise BootError(str(exc)) from None
+        raise BootError(str(exc), exc.details) from None
     interface = detect_interface(app) if spec.interface == "auto" else spec.interface
     loop = new_event_loop()
     if interface == "asgi":
@@ -105,8 +114,8 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
         adapter = AsgiServer(app, loop, responder, max_output=config.limits.max_pending_output, **where)
         try:
             loop.run_until_complete(adapter.startup(spec.lifespan))
-        except RuntimeError as exc:
-            raise BootError(str(exc)) from None
+        except AppLoadError as exc:
+            raise BootError(str(exc), exc.details) from None
     else:
         from fastcluster.core.wsgi import WsgiApp
         adapter = WsgiApp(app, loop, responder, threads=spec.threads,
@@ -186,11 +195,15 @@ def check_counters(server: Server) -> int:
     return 0
 
 
-def report_boot_error(fd: int, slot: int, reason: str) -> None:
-    """Tell the master why we cannot start, on the pipe it reads; the line starts with our pid."""
-    log.error("worker %d cannot start: %s", slot, reason)
-    line = f"{os.getpid()} {reason}".replace("\n", " ")[:400] + "\n"
-    try:
-        os.write(fd, line.encode(errors="replace"))
-    except OSError:
-        pass
+def report_boot_error(channel: socket.socket, reason: str, details: str) -> None:
+    """Tell the master why we cannot start: one datagram (so reports of workers failing together never
+    mix), keyed by our pid. The master shows it, once, however many workers fail the same way."""
+    channel.settimeout(2)  # a master too busy to read must not keep us alive
+    for shown in (details[-MAX_DETAILS:], ""):  # without the traceback if the datagram is too large
+        try:
+            channel.send(json.dumps({"pid": os.getpid(), "reason": reason, "details": shown}).encode())
+            return
+        except socket.timeout:
+            return
+        except OSError:
+            continue

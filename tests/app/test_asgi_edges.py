@@ -169,12 +169,13 @@ def test_disconnect_reaches_app(serve, tmp_path):
 
 
 def test_lifespan_startup_failure_stops_without_restart_loop(serve):
-    server = app(serve, "startup_fails", ready=False, port=None)
+    server = app(serve, "startup_fails", ready=False, port=None, workers=2)
     server.expected_exit = None
-    assert server.proc.wait(10) == 3
+    assert server.proc.wait(10) == 2
     output = server.read_output()
-    assert "database unreachable" in output
-    assert output.count("cannot start") == 1
+    assert output.count("database unreachable") == 1
+    assert output.strip().splitlines()[-1] == (
+        "fastcluster: error: no worker could start: lifespan startup failed: database unreachable")
 
 
 def test_bad_request_gets_400(serve):

@@ -237,6 +237,53 @@ def test_reload_retries_a_slot_whose_worker_could_not_start(serve, control, tmp_
     assert {get(server.port)[1] for _ in range(10)} == {b"v2"}
 
 
+MARKED = """
+import os
+
+if os.path.exists({marker!r}):
+    raise RuntimeError("the marker file exists")
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+"""
+
+
+def test_a_slot_whose_worker_cannot_start_is_shown_failed_and_retried(serve, control, tmp_path):
+    marker = tmp_path / "broken"
+    (tmp_path / "marked.py").write_text(MARKED.format(marker=str(marker)))
+    admin = free_port()
+    server = serve("marked:app", "--app-dir", str(tmp_path), "--control", control, "--admin-port", str(admin),
+                   workers=2)
+    server.tracebacks_expected = True  # the master logs the app's traceback
+    assert wait_until(lambda: len(serving_pids(control)) == 2, 5)
+    marker.touch()
+    os.kill(serving_pids(control)[1], signal.SIGKILL)  # its replacement cannot import the app
+    assert wait_until(lambda: status(control)["slots"]["1"]["boot_failures"] >= 2, 5)  # retried, not dropped
+    reason = "importing 'marked' failed: RuntimeError: the marker file exists"
+    assert status(control)["slots"]["1"]["boot_failed"] == reason
+    table = cli("status", "--control", control).stdout
+    assert re.search(r"^\s*1\s+-\s+\S+\s+failed\b", table, re.M), table
+    assert f"slot 1 failed: {reason}" in table, table
+    assert get(admin, "/healthz") == (200, f"degraded\nworker 1 could not start: {reason}\n".encode())
+    samples = parse_metrics(get(admin, "/metrics")[1].decode())
+    assert samples['fastcluster_worker_failed{slot="1"}'] == 1
+    assert samples['fastcluster_worker_failed{slot="0"}'] == 0
+    assert samples['fastcluster_worker_boot_failures_total{slot="1"}'] >= 2
+    assert {get(server.port) for _ in range(10)} == {(200, b"ok")}  # new connections avoid the failed slot
+    os.kill(serving_pids(control)[0], signal.SIGKILL)  # now no worker can start: not healthy
+    assert wait_until(lambda: get(admin, "/healthz")[0] == 503, 5)
+    marker.unlink()
+    # Each slot comes back at its next try (the backoff doubles from 1 s up to 30 s).
+    assert wait_until(lambda: sorted(serving_pids(control)) == [0, 1], 35)
+    assert get(admin, "/healthz") == (200, b"ok\n")
+    assert get(server.port) == (200, b"ok")
+    server.stop()
+    assert server.output.count("Traceback") == 1, server.output
+    assert "worker 1 could not start (importing 'marked' failed" in server.output
+
+
 def test_stuck_worker_is_killed_by_the_heartbeat_and_the_log_names_its_request(serve, control):
     server = serve("--control", control, "--timeout", "1.5")
     assert get(server.port, "/where/it/hangs?x=1")[0] == 200

@@ -50,6 +50,20 @@ def test_cpus_flag_and_no_pin(serve):
     assert cpus_allowed(pid) == cpus_allowed(os.getpid())
 
 
+@pytest.mark.skipif(len(ALLOWED) < 2, reason="needs two allowed CPUs")
+def test_two_single_worker_servers_are_not_both_pinned_to_the_first_cpu(serve):
+    first, second = serve(), serve()
+    for server in (first, second):
+        [pid] = server.workers()
+        assert cpus_allowed(pid) == cpus_allowed(server.pid), "pinned to one CPU while others idle"
+        assert cmdline(pid) == "fastcluster: worker 0"
+    first.stop()
+    assert first.output.count("workers not pinned to CPUs: 1 worker for") == 1, first.output
+    pinned = serve("--workers", "1", "--cpus", str(ALLOWED[1]))  # as benchmarks/servers.py starts it
+    [pid] = pinned.workers()
+    assert wait_until(lambda: cpus_allowed(pid) == str(ALLOWED[1]), 2.0)
+
+
 def test_killed_worker_is_replaced_on_the_same_cpu_within_a_second(serve):
     server = serve(workers=len(ALLOWED))
     victim = server.workers()[0]
@@ -58,9 +72,9 @@ def test_killed_worker_is_replaced_on_the_same_cpu_within_a_second(serve):
     killed = time.monotonic()
     assert wait_until(lambda: len(server.workers()) == len(ALLOWED) and victim not in server.workers(), 1.0)
     assert time.monotonic() - killed < 1.0
-    replacement = (set(server.workers()) - {victim}).pop() if len(ALLOWED) == 1 else next(
-        pid for pid in server.workers() if pid != victim and cpus_allowed(pid) == cpu)
-    assert cpus_allowed(replacement) == cpu
+    # The replacement pins itself right after fork: give it that moment.
+    assert wait_until(lambda: [pid for pid in server.workers() if pid != victim and cpus_allowed(pid) == cpu],
+                      2.0), [cpus_allowed(pid) for pid in server.workers()]
     with server.connect() as sock:
         sock.sendall(GET)
         assert read_responses(sock, 1)[0][0] == 200

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from fastcluster.app.loading import AppLoadError, app_failure
 from fastcluster.core.asgi import ASGI, AsgiApp
 
 log = logging.getLogger("fastcluster.app")
@@ -17,7 +18,9 @@ class AsgiServer(AsgiApp):
     # ---- lifespan ----
 
     async def startup(self, mode: str) -> None:
-        """Run the app's lifespan startup; raise RuntimeError with the app's message when it fails."""
+        """Run the app's lifespan startup; raise AppLoadError when it fails: its reason ends with the app's
+        own last line (its exception's, or the last line of the message it sent), its details hold the
+        traceback."""
         if mode == "off":
             return
         self.lifespan_events: asyncio.Queue = asyncio.Queue()
@@ -26,7 +29,7 @@ class AsgiServer(AsgiApp):
         await self.lifespan_events.put({"type": "lifespan.startup"})
         outcome = await self.lifespan_done
         if outcome is not None:
-            raise RuntimeError(outcome)
+            raise outcome
 
     async def run_lifespan(self, mode: str) -> None:
         scope = {"type": "lifespan", "asgi": ASGI, "state": self.state}
@@ -35,11 +38,11 @@ class AsgiServer(AsgiApp):
         except BaseException as exc:
             if not self.lifespan_done.done():
                 if mode == "on":
-                    self.lifespan_done.set_result(f"lifespan failed: {type(exc).__name__}: {exc}")
+                    self.lifespan_done.set_result(app_failure("lifespan startup failed", exc))
                 else:  # auto: an app that does not speak lifespan
                     log.debug("the app does not support lifespan (%s); going on without it", exc)
                     self.lifespan_done.set_result(None)
-            else:
+            elif self.lifespan_done.result() is None:  # after a good startup (a failed one is reported)
                 log.error("lifespan task failed: %s: %s", type(exc).__name__, exc)
         finally:
             if not self.lifespan_done.done():
@@ -50,7 +53,11 @@ class AsgiServer(AsgiApp):
         if kind == "lifespan.startup.complete":
             self.lifespan_done.set_result(None)
         elif kind == "lifespan.startup.failed":
-            self.lifespan_done.set_result(f"lifespan startup failed: {message.get('message', '')}")
+            # Frameworks (Starlette) send the whole traceback: the reason is its last line.
+            text = str(message.get("message", "")).strip()
+            last = text.splitlines()[-1] if text else "(no message)"
+            self.lifespan_done.set_result(AppLoadError(f"lifespan startup failed: {last}",
+                                                       text + "\n" if "\n" in text else ""))
         elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
             if kind.endswith("failed"):
                 log.error("lifespan shutdown failed: %s", message.get("message", ""))
