@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import sys
@@ -244,6 +245,9 @@ def preload(config: Config) -> Config:
     except AppLoadError as exc:
         sys.stderr.write(exc.details)
         fail(str(exc))
+    # The app's objects now live as long as the master: out of the collector's reach, a worker's
+    # collections do not write to (and so copy) the pages it shares with the master.
+    gc.freeze()
     return dataclasses.replace(config, app=dataclasses.replace(app, preloaded=loaded))
 
 

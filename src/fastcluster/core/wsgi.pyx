@@ -14,11 +14,12 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from tempfile import TemporaryFile
-from asyncio.events import _get_running_loop, _set_running_loop
+from asyncio.events import _set_running_loop
 from io import BytesIO
 from urllib.parse import unquote
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.string cimport memchr
 
@@ -87,13 +88,19 @@ cdef object file_part(object wrapper):
     return file_of_descriptor(os.dup(fd), info.st_size), offset, info.st_size - offset
 
 
+# The worker's loop and the thread that runs it (one WsgiApp per worker sets them).
+cdef object WORKER_LOOP = None
+cdef unsigned long WORKER_LOOP_THREAD = 0
+
+
 cdef inline object hide_running_loop():
-    """Make the worker's loop (if this thread runs it) not the running one while app code runs; returns it
-    for restore_running_loop. Two C calls: cheap enough for every request."""
-    loop = _get_running_loop()
-    if loop is not None:
-        _set_running_loop(None)
-    return loop
+    """Make the worker's loop not the running one while app code runs in its thread; returns it for
+    restore_running_loop (None in a pool thread, which runs no loop). App code is only ever called while
+    the loop runs, so the loop's thread tells, without asyncio's own check (a getpid() per call)."""
+    if WORKER_LOOP is None or PyThread_get_thread_ident() != WORKER_LOOP_THREAD:
+        return None
+    _set_running_loop(None)
+    return WORKER_LOOP
 
 
 cdef inline int restore_running_loop(object loop) except -1:
@@ -126,8 +133,10 @@ cdef class WsgiApp:
 
     def __init__(self, app, loop, Responder responder, *, int threads=0, str root_path="", server=None,
                  Py_ssize_t max_output=256 * 1024):
+        global WORKER_LOOP, WORKER_LOOP_THREAD
         self.app = app
-        self.loop = loop
+        self.loop = WORKER_LOOP = loop
+        WORKER_LOOP_THREAD = PyThread_get_thread_ident()
         self.responder = responder
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="wsgi") if threads else None
         self.root_path = root_path
