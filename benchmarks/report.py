@@ -53,7 +53,7 @@ def machine_description() -> dict:
 
 
 def ratio(value: float, base: float | None) -> str:
-    return f"{value / base:.2f}×" if base else "–"
+    return f"{value / base:.2f}×" if base and base > 0 else "–"  # a share below zero has no ratio
 
 
 def two_decimals(value: float | None) -> str:
@@ -81,8 +81,8 @@ def app_table(group: list[dict], alone: dict) -> list[str]:
         said = f"the app alone could not be measured ({alone.get('failed', 'not run')})"
     connections = ", ".join(str(number) for number in sorted({row["connections"] for row in measured}))
     against = f"the best peer, {best['server']}" if best else "the best peer (none measured)"
-    lines = [f"wrk with {connections or '–'} connections; {said}; **share** is µs/req minus that, the "
-             f"server's own work. Ratios are against {against}.", "",
+    lines = [f"wrk with {connections or '–'} connections; {said}; **share** is µs/req minus that: at most "
+             f"the server's own work (see benchmarks/README.md). Ratios are against {against}.", "",
              "| server | µs/req | app alone µs | share µs | vs best peer | share vs best peer | req/s "
              "| p50 ms | p99 ms | errors |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -94,7 +94,7 @@ def app_table(group: list[dict], alone: dict) -> list[str]:
         best_us, best_share = (best["us_per_request"], best.get("server_share_us")) if best else (None, None)
         lines.append(f"| {row['server']} | {us:.2f} | {two_decimals(row.get('app_alone_us'))} "
                      f"| {two_decimals(share)} | {ratio(us, best_us)} "
-                     f"| {ratio(share, best_share) if share is not None else '–'} | {row['rps']:,} "
+                     f"| {ratio(share, best_share) if share and share > 0 else '–'} | {row['rps']:,} "
                      f"| {two_decimals(row['p50_ms'])} | {two_decimals(row['p99_ms'])} | {row['errors']} |")
     return lines
 
@@ -174,11 +174,10 @@ def chart(rows: list[dict], path: Path) -> bool:
         alone = [row.get("app_alone_us") for row in group]
         if any(alone):  # the app's own part of each bar, so what is left is the server's share
             axis.barh(names, [min(part or 0, value) for part, value in zip(alone, values)], color="white",
-                      alpha=0.5, hatch="//", edgecolor="black", linewidth=0, label="the app alone")
-            axis.legend(loc="lower right", fontsize=7)
+                      alpha=0.5, hatch="//", edgecolor="black", linewidth=0)
         for index, value in enumerate(values):
             axis.text(value, index, f" {value:.2f}", va="center", fontsize=8)
-        axis.set_title(scenario)
+        axis.set_title(f"{scenario} (hatched: the app alone)" if any(alone) else scenario)
         axis.set_xlabel("server CPU µs per request (lower is better)")
         axis.set_xlim(0, max(values) * 1.25)
     for axis in list(axes.flat)[len(scenarios):]:
