@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -69,6 +70,23 @@ def add_app_alone(rows: list[dict], app_alone: dict[str, dict]) -> None:
             row["server_share_us"] = None if alone is None else round(row["us_per_request"] - alone, 3)
 
 
+def server_table(group: list[dict]) -> list[str]:
+    """A scenario's table with each server against nginx, the C floor and fastcluster; notes on the spread."""
+    measured = {row["server"]: row["us_per_request"] for row in group if "us_per_request" in row}
+    nginx, floor = measured.get("nginx"), measured.get("floor (C epoll)")
+    ours = measured.get("fastcluster")
+
+    def cells(row: dict) -> list[str]:
+        us = row["us_per_request"]
+        theirs = ratio(ours, us) if ours and row["server"] != "fastcluster" else "–"
+        return [f"{us:.2f}", ratio(us, nginx), ratio(us, floor), theirs]
+
+    notes = [f"{row['server']}: each worker's CPU time within ±{row['worker_spread_pct']}% of their mean."
+             for row in group if "worker_spread_pct" in row]
+    lines = table(group, ["µs/req", "vs nginx", "vs floor", "fastcluster vs it"], cells)
+    return lines + ["", *notes] if notes else lines
+
+
 def app_table(group: list[dict], alone: dict) -> list[str]:
     """An app scenario's table: each server's CPU per request, the app's own part, the server's share."""
     measured = [row for row in group if "us_per_request" in row]
@@ -82,20 +100,29 @@ def app_table(group: list[dict], alone: dict) -> list[str]:
     connections = ", ".join(str(number) for number in sorted({row["connections"] for row in measured}))
     against = f"the best peer, {best['server']}" if best else "the best peer (none measured)"
     lines = [f"wrk with {connections or '–'} connections; {said}; **share** is µs/req minus that: at most "
-             f"the server's own work (see benchmarks/README.md). Ratios are against {against}.", "",
-             "| server | µs/req | app alone µs | share µs | vs best peer | share vs best peer | req/s "
-             "| p50 ms | p99 ms | errors |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"the server's own work (see benchmarks/README.md). Ratios are against {against}.", ""]
+    best_us, best_share = (best["us_per_request"], best.get("server_share_us")) if best else (None, None)
+
+    def cells(row: dict) -> list[str]:
+        us, share = row["us_per_request"], row.get("server_share_us")
+        return [f"{us:.2f}", two_decimals(row.get("app_alone_us")), two_decimals(share), ratio(us, best_us),
+                ratio(share, best_share) if share and share > 0 else "–"]
+
+    columns = ["µs/req", "app alone µs", "share µs", "vs best peer", "share vs best peer"]
+    return lines + table(group, columns, cells)
+
+
+def table(group: list[dict], columns: list[str], cells: Callable[[dict], list[str]]) -> list[str]:
+    """A scenario's table, least CPU first: the server, `columns` (cells(row) fills them), wrk's figures."""
+    heads = ["server", *columns, "req/s", "p50 ms", "p99 ms", "errors"]
+    lines = ["| " + " | ".join(heads) + " |", "| --- |" + " ---: |" * (len(heads) - 1)]
     for row in sorted(group, key=lambda r: r.get("us_per_request", float("inf"))):
         if "us_per_request" not in row:
-            lines.append(f"| {row['server']} | {row['skipped']} | | | | | | | | |")
+            lines.append(f"| {row['server']} | {row['skipped']} |" + " |" * (len(heads) - 2))
             continue
-        us, share = row["us_per_request"], row.get("server_share_us")
-        best_us, best_share = (best["us_per_request"], best.get("server_share_us")) if best else (None, None)
-        lines.append(f"| {row['server']} | {us:.2f} | {two_decimals(row.get('app_alone_us'))} "
-                     f"| {two_decimals(share)} | {ratio(us, best_us)} "
-                     f"| {ratio(share, best_share) if share and share > 0 else '–'} | {row['rps']:,} "
-                     f"| {two_decimals(row['p50_ms'])} | {two_decimals(row['p99_ms'])} | {row['errors']} |")
+        values = [row["server"], *cells(row), f"{row['rps']:,}", two_decimals(row["p50_ms"]),
+                  two_decimals(row["p99_ms"]), str(row["errors"])]
+        lines.append("| " + " | ".join(values) + " |")
     return lines
 
 
@@ -117,31 +144,8 @@ def markdown(rows: list[dict], app_alone: dict[str, dict], machine: dict, comman
     ]
     for scenario in dict.fromkeys(row["scenario"] for row in rows):
         group = [row for row in rows if row["scenario"] == scenario]
-        if scenario in app_alone:
-            lines += [f"## {scenario}", "", *app_table(group, app_alone[scenario]), ""]
-            continue
-        measured = {row["server"]: row["us_per_request"] for row in group if "us_per_request" in row}
-        nginx, floor = measured.get("nginx"), measured.get("floor (C epoll)")
-        ours = measured.get("fastcluster")
-        notes: list[str] = []
-        lines += [f"## {scenario}", "",
-                  "| server | µs/req | vs nginx | vs floor | fastcluster vs it | req/s | p50 ms | p99 ms "
-                  "| errors |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for row in sorted(group, key=lambda r: r.get("us_per_request", float("inf"))):
-            if "us_per_request" not in row:
-                lines.append(f"| {row['server']} | {row['skipped']} | | | | | | | |")
-                continue
-            us = row["us_per_request"]
-            if "worker_spread_pct" in row:
-                spread = row["worker_spread_pct"]
-                notes.append(f"{row['server']}: each worker's CPU time within ±{spread}% of their mean")
-            theirs = ratio(ours, us) if ours and row["server"] != "fastcluster" else "–"
-            lines.append(f"| {row['server']} | {us:.2f} | {ratio(us, nginx)} | {ratio(us, floor)} | {theirs} "
-                         f"| {row['rps']:,} | {two_decimals(row['p50_ms'])} | {two_decimals(row['p99_ms'])} "
-                         f"| {row['errors']} |")
-        lines.append("")
-        lines += [f"{note}." for note in notes] + ([""] if notes else [])
+        body = app_table(group, app_alone[scenario]) if scenario in app_alone else server_table(group)
+        lines += [f"## {scenario}", "", *body, ""]
     return "\n".join(lines)
 
 
