@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -47,19 +48,85 @@ def machine_description() -> dict:
             "uvloop": package_version("uvloop"),
             "granian": package_version("granian"),
             "gunicorn": package_version("gunicorn"),
+            **{name: package_version(name) for name in ("fastapi", "pydantic", "django", "flask")},
         },
     }
 
 
 def ratio(value: float, base: float | None) -> str:
-    return f"{value / base:.2f}×" if base else "–"
+    return f"{value / base:.2f}×" if base and base > 0 else "–"  # a share below zero has no ratio
 
 
-def milliseconds(value: float | None) -> str:
+def two_decimals(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def markdown(rows: list[dict], machine: dict, command: str) -> str:
+def add_app_alone(rows: list[dict], app_alone: dict[str, dict]) -> None:
+    """Give each measured row of an app scenario the app's own cost and the server's share beyond it."""
+    for row in rows:
+        alone = app_alone.get(row["scenario"], {}).get("us_per_call")
+        if "us_per_request" in row and row["scenario"] in app_alone:
+            row["app_alone_us"] = alone
+            row["server_share_us"] = None if alone is None else round(row["us_per_request"] - alone, 3)
+
+
+def server_table(group: list[dict]) -> list[str]:
+    """A scenario's table with each server against nginx, the C floor and fastcluster; notes on the spread."""
+    measured = {row["server"]: row["us_per_request"] for row in group if "us_per_request" in row}
+    nginx, floor = measured.get("nginx"), measured.get("floor (C epoll)")
+    ours = measured.get("fastcluster")
+
+    def cells(row: dict) -> list[str]:
+        us = row["us_per_request"]
+        theirs = ratio(ours, us) if ours and row["server"] != "fastcluster" else "–"
+        return [f"{us:.2f}", ratio(us, nginx), ratio(us, floor), theirs]
+
+    notes = [f"{row['server']}: each worker's CPU time within ±{row['worker_spread_pct']}% of their mean."
+             for row in group if "worker_spread_pct" in row]
+    lines = table(group, ["µs/req", "vs nginx", "vs floor", "fastcluster vs it"], cells)
+    return lines + ["", *notes] if notes else lines
+
+
+def app_table(group: list[dict], alone: dict) -> list[str]:
+    """An app scenario's table: each server's CPU per request, the app's own part, the server's share."""
+    measured = [row for row in group if "us_per_request" in row]
+    peers = [row for row in measured if row["server"] != "fastcluster"]
+    best = min(peers, key=lambda row: row["us_per_request"], default=None)
+    if "us_per_call" in alone:
+        said = f"the app alone (no server, in one process) costs {alone['us_per_call']:.2f} µs per call " \
+               f"({alone['calls']:,} calls)"
+    else:
+        said = f"the app alone could not be measured ({alone.get('failed', 'not run')})"
+    connections = ", ".join(str(number) for number in sorted({row["connections"] for row in measured}))
+    against = f"the best peer, {best['server']}" if best else "the best peer (none measured)"
+    lines = [f"wrk with {connections or '–'} connections; {said}; **share** is µs/req minus that: at most "
+             f"the server's own work (see benchmarks/README.md). Ratios are against {against}.", ""]
+    best_us, best_share = (best["us_per_request"], best.get("server_share_us")) if best else (None, None)
+
+    def cells(row: dict) -> list[str]:
+        us, share = row["us_per_request"], row.get("server_share_us")
+        return [f"{us:.2f}", two_decimals(row.get("app_alone_us")), two_decimals(share), ratio(us, best_us),
+                ratio(share, best_share) if share and share > 0 else "–"]
+
+    columns = ["µs/req", "app alone µs", "share µs", "vs best peer", "share vs best peer"]
+    return lines + table(group, columns, cells)
+
+
+def table(group: list[dict], columns: list[str], cells: Callable[[dict], list[str]]) -> list[str]:
+    """A scenario's table, least CPU first: the server, `columns` (cells(row) fills them), wrk's figures."""
+    heads = ["server", *columns, "req/s", "p50 ms", "p99 ms", "errors"]
+    lines = ["| " + " | ".join(heads) + " |", "| --- |" + " ---: |" * (len(heads) - 1)]
+    for row in sorted(group, key=lambda r: r.get("us_per_request", float("inf"))):
+        if "us_per_request" not in row:
+            lines.append(f"| {row['server']} | {row['skipped']} |" + " |" * (len(heads) - 2))
+            continue
+        values = [row["server"], *cells(row), f"{row['rps']:,}", two_decimals(row["p50_ms"]),
+                  two_decimals(row["p99_ms"]), str(row["errors"])]
+        lines.append("| " + " | ".join(values) + " |")
+    return lines
+
+
+def markdown(rows: list[dict], app_alone: dict[str, dict], machine: dict, command: str) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
     lines = [
         "# Benchmark results",
@@ -68,35 +135,17 @@ def markdown(rows: list[dict], machine: dict, command: str) -> str:
         f"{machine['kernel']}, Python {machine['python']}; {versions}.",
         "",
         "Server pinned to CPU 1 with one worker (the workers-n scenario: every CPU, unpinned), wrk pinned to "
-        "CPU 0 with 64 connections. **µs/req** is the server's CPU time (user + system, every process of "
-        "it) per completed request; ratios compare it with nginx and the C floor measured in the same run, "
-        "and fastcluster's with each peer's (below 1×: fastcluster uses less CPU per request).",
+        "CPU 0 with 64 connections unless a table says otherwise. **µs/req** is the server's CPU time (user "
+        "+ system, every process of it) per completed request; ratios compare it with nginx and the C floor "
+        "measured in the same run, and fastcluster's with each peer's (below 1×: fastcluster uses less CPU "
+        "per request). Tables of scenarios that run an app compare with the best peer instead, and split "
+        "µs/req into the app's own cost (measured with no server) and the server's share.",
         "",
     ]
     for scenario in dict.fromkeys(row["scenario"] for row in rows):
         group = [row for row in rows if row["scenario"] == scenario]
-        measured = {row["server"]: row["us_per_request"] for row in group if "us_per_request" in row}
-        nginx, floor = measured.get("nginx"), measured.get("floor (C epoll)")
-        ours = measured.get("fastcluster")
-        notes: list[str] = []
-        lines += [f"## {scenario}", "",
-                  "| server | µs/req | vs nginx | vs floor | fastcluster vs it | req/s | p50 ms | p99 ms "
-                  "| errors |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for row in sorted(group, key=lambda r: r.get("us_per_request", float("inf"))):
-            if "us_per_request" not in row:
-                lines.append(f"| {row['server']} | {row['skipped']} | | | | | | | |")
-                continue
-            us = row["us_per_request"]
-            if "worker_spread_pct" in row:
-                spread = row["worker_spread_pct"]
-                notes.append(f"{row['server']}: each worker's CPU time within ±{spread}% of their mean")
-            theirs = ratio(ours, us) if ours and row["server"] != "fastcluster" else "–"
-            lines.append(f"| {row['server']} | {us:.2f} | {ratio(us, nginx)} | {ratio(us, floor)} | {theirs} "
-                         f"| {row['rps']:,} | {milliseconds(row['p50_ms'])} | {milliseconds(row['p99_ms'])} "
-                         f"| {row['errors']} |")
-        lines.append("")
-        lines += [f"{note}." for note in notes] + ([""] if notes else [])
+        body = app_table(group, app_alone[scenario]) if scenario in app_alone else server_table(group)
+        lines += [f"## {scenario}", "", *body, ""]
     return "\n".join(lines)
 
 
@@ -126,9 +175,13 @@ def chart(rows: list[dict], path: Path) -> bool:
         values = [row["us_per_request"] for row in group]
         colors = [COLORS.get(name, "tab:gray") for name in names]
         axis.barh(names, values, color=colors)
+        alone = [row.get("app_alone_us") for row in group]
+        if any(alone):  # the app's own part of each bar, so what is left is the server's share
+            axis.barh(names, [min(part or 0, value) for part, value in zip(alone, values)], color="white",
+                      alpha=0.5, hatch="//", edgecolor="black", linewidth=0)
         for index, value in enumerate(values):
             axis.text(value, index, f" {value:.2f}", va="center", fontsize=8)
-        axis.set_title(scenario)
+        axis.set_title(f"{scenario} (hatched: the app alone)" if any(alone) else scenario)
         axis.set_xlabel("server CPU µs per request (lower is better)")
         axis.set_xlim(0, max(values) * 1.25)
     for axis in list(axes.flat)[len(scenarios):]:
@@ -139,12 +192,15 @@ def chart(rows: list[dict], path: Path) -> bool:
     return True
 
 
-def write_reports(rows: list[dict], out: Path, machine: dict, charts: bool, command: str) -> list[Path]:
+def write_reports(rows: list[dict], app_alone: dict[str, dict], out: Path, machine: dict, charts: bool,
+                  command: str) -> list[Path]:
+    """app_alone: per app scenario, the app's own µs per call with no server (or why it failed)."""
+    add_app_alone(rows, app_alone)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "results.json", out / "results.md"]
-    document = {"command": command, "machine": machine, "results": rows}
+    document = {"command": command, "machine": machine, "app_alone": app_alone, "results": rows}
     written[0].write_text(json.dumps(document, indent=2) + "\n")
-    written[1].write_text(markdown(rows, machine, command) + "\n")
+    written[1].write_text(markdown(rows, app_alone, machine, command) + "\n")
     if charts and chart(rows, out / "results.png"):
         written.append(out / "results.png")
     return written

@@ -3,13 +3,16 @@
     python benchmarks/run.py [--scenarios a,b] [--servers a,b] [--duration S] [--out DIR] [--install]
 
 Each server runs pinned to CPU 1 (one worker) and wrk to CPU 0; the figure that matters is the server's
-CPU time per request, summed over its whole process tree. See benchmarks/README.md.
+CPU time per request, summed over its whole process tree. The scenarios that run an app also measure the
+app alone, with no server (app_alone.py), so the server's own share shows. See benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -24,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import PIPELINE_LUA, cpu_seconds, process_tree, run_wrk  # noqa: E402
 from report import machine_description, write_reports  # noqa: E402
-from servers import PEERS, Scenario, prepare_files  # noqa: E402
+from servers import ITEM, ITEM_PATH, PEERS, Scenario, prepare_files  # noqa: E402
 
 SERVER_CPU, WRK_CPU = 1, 0
 SCENARIOS = {
@@ -35,11 +38,18 @@ SCENARIOS = {
     "body-64k": Scenario("body-64k", body_bytes=65536),
     "body-1m": Scenario("body-1m", body_bytes=1 << 20),
     "static": Scenario("static", path="/index.html", kind="static"),
-    "asgi": Scenario("asgi", kind="asgi"),
-    "wsgi": Scenario("wsgi", kind="wsgi"),
+    "asgi": Scenario("asgi", kind="asgi", app="hello_asgi:app"),
+    "wsgi": Scenario("wsgi", kind="wsgi", app="hello_wsgi:app"),
     "workers-1": Scenario("workers-1", kind="workers", workers=1),
     "workers-n": Scenario("workers-n", kind="workers", workers=len(os.sched_getaffinity(0))),
 }
+# real frameworks: the same request and answer in each, and as many connections as a real app would see
+for name, kind, app, framework in (("fastapi", "asgi", "fastapi_app:app", "fastapi"),
+                                   ("django-wsgi", "wsgi", "djangoapp.wsgi:application", "django"),
+                                   ("django-asgi", "asgi", "djangoapp.asgi:application", "django"),
+                                   ("flask", "wsgi", "flask_app:app", "flask")):
+    SCENARIOS[name] = Scenario(name, path=ITEM_PATH, kind=kind, app=app, framework=framework, connections=16,
+                               answer=ITEM)
 
 
 def progress(text: str) -> None:
@@ -75,10 +85,9 @@ def wait_until_answering(port: int, scenario: Scenario, proc: subprocess.Popen, 
         raise RuntimeError(f"GET {path} failed: {exc}") from exc
     finally:
         connection.close()
-    if response.status != 200:
-        raise RuntimeError(f"GET {path} answered {response.status}, not 200")
-    if scenario.body_bytes and len(body) != scenario.body_bytes:
-        raise RuntimeError(f"GET {path} answered {len(body)} bytes, not {scenario.body_bytes}")
+    wrong = scenario.wrong_answer(response.status, response.getheader("content-type", ""), body)
+    if wrong:
+        raise RuntimeError(f"GET {path} {wrong}")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -108,23 +117,40 @@ def measure(peer_name: str, scenario: Scenario, args: argparse.Namespace, work: 
         wait_until_answering(port, scenario, proc)
         url = f"http://127.0.0.1:{port}{scenario.path}"
         pipeline = script if scenario.pipelined else None
-        run_wrk(url, 1, args.connections, pipeline, WRK_CPU)  # warm-up
+        connections = args.connections or scenario.connections
+        run_wrk(url, 1, connections, pipeline, WRK_CPU)  # warm-up
         pids = process_tree(proc.pid)
         before = {pid: cpu_seconds([pid]) for pid in pids}
-        result = run_wrk(url, args.duration, args.connections, pipeline, WRK_CPU)
+        result = run_wrk(url, args.duration, connections, pipeline, WRK_CPU)
         used_by = {pid: cpu_seconds([pid]) - before.get(pid, 0.0) for pid in process_tree(proc.pid)}
         used = sum(used_by.values())
         if scenario.kind == "workers" and scenario.workers > 1:
             row["worker_spread_pct"] = spread(used_by, proc.pid)
-        row.update(requests=result.requests, rps=round(result.rps), p50_ms=result.p50_ms,
-                   p99_ms=result.p99_ms, errors=result.errors, error_text=result.error_text,
-                   us_per_request=round(used * 1e6 / max(1, result.requests), 3), processes=len(pids))
+        row.update(connections=connections, requests=result.requests, rps=round(result.rps),
+                   p50_ms=result.p50_ms, p99_ms=result.p99_ms, errors=result.errors,
+                   error_text=result.error_text, processes=len(pids),
+                   us_per_request=round(used * 1e6 / max(1, result.requests), 3))
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         said = proc.stderr.read().decode(errors="replace")[-300:].strip() if proc.poll() is not None else ""
         row["skipped"] = f"failed: {exc}" + (f" ({said})" if said else "")
     finally:
         stop(proc)
     return row
+
+
+def measure_app_alone(scenario: Scenario, duration: float) -> dict:
+    """The app's own CPU µs per call with no server, pinned to the servers' CPU; or why it failed."""
+    command = ["taskset", "-c", str(SERVER_CPU), sys.executable, str(Path(__file__).resolve().parent /
+               "app_alone.py"), scenario.app, "--interface", scenario.kind, "--path", scenario.path,
+               "--duration", str(duration)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
+    if done.returncode != 0:
+        return {"failed": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"}
+    found = json.loads(done.stdout)
+    wrong = scenario.wrong_answer(found["status"], found["content_type"], found["body"].encode())
+    if wrong:
+        return {"failed": f"the app {wrong}"}
+    return {"us_per_call": found["us_per_call"], "calls": found["calls"]}
 
 
 def spread(used_by: dict[int, float], master: int) -> float:
@@ -136,7 +162,7 @@ def spread(used_by: dict[int, float], master: int) -> float:
 
 def install_peers() -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "uvicorn", "httptools", "uvloop", "granian",
-                    "gunicorn", "matplotlib"], check=False)
+                    "gunicorn", "matplotlib", "fastapi", "django", "flask"], check=False)
     missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
     if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run(["apt-get", "update", "-qq"], check=False)
@@ -148,7 +174,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, default all")
     parser.add_argument("--servers", default=",".join(PEERS), help="comma-separated, default all")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run (default 5)")
-    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--connections", type=int, help="wrk connections (default 64; 16 for the frameworks)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--floor-source", type=Path, default=PEERS["floor"].source,
                         help="ref_epoll.c, compiled at run time (default ../shared/bench/ref_epoll.c)")
@@ -172,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("wrk not found: install it (apt-get install wrk) or pass --install", file=sys.stderr)
         return 2
-    rows, skipped = [], []
+    rows, skipped, app_alone = [], [], {}
     with tempfile.TemporaryDirectory(prefix="fastcluster-bench-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # nginx's workers run as an unprivileged user when it is started as root
@@ -180,13 +206,22 @@ def main(argv: list[str] | None = None) -> int:
         script = work / "pipeline.lua"
         script.write_text(PIPELINE_LUA)
         for scenario_name in args.scenarios:
+            scenario = SCENARIOS[scenario_name]
+            if scenario.framework and importlib.util.find_spec(scenario.framework) is None:
+                skipped.append(f"{scenario_name}: {scenario.framework} is not installed (use --install)")
+                continue
+            if scenario.app:
+                progress(f"[{scenario_name}] the app alone ...")
+                app_alone[scenario_name] = measure_app_alone(scenario, args.duration)
+                if "failed" in app_alone[scenario_name]:
+                    skipped.append(f"app alone in {scenario_name}: {app_alone[scenario_name]['failed']}")
             for peer_name in args.servers:
                 reason = PEERS[peer_name].missing()
                 if reason:
                     skipped.append(f"{PEERS[peer_name].name}: {reason}")
                     continue
                 progress(f"[{scenario_name}] {PEERS[peer_name].name} ...")
-                row = measure(peer_name, SCENARIOS[scenario_name], args, work, script)
+                row = measure(peer_name, scenario, args, work, script)
                 if row:
                     rows.append(row)
                 if "skipped" in row:
@@ -195,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in sorted(set(skipped)):
         print(f"skipped {line}", file=sys.stderr)
     command = " ".join(["python benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
-    written = write_reports(rows, args.out, machine_description(), charts=not args.no_charts, command=command)
+    written = write_reports(rows, app_alone, args.out, machine_description(), charts=not args.no_charts,
+                            command=command)
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0

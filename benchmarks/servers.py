@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,8 @@ APPS = HERE / "apps"
 DEFAULT_FLOOR_SOURCE = HERE.parent.parent / "shared" / "bench" / "ref_epoll.c"
 HELLO = b"Hello, World!"
 JSON = b'{"message":"Hello, World!"}'
+ITEM_PATH = "/items/42?q=abc"
+ITEM = {"item_id": 42, "name": "item 42", "q": "abc"}  # what every framework app answers at ITEM_PATH
 
 
 @dataclass
@@ -24,6 +27,35 @@ class Scenario:
     body_bytes: int = 0  # 0: the hello answer
     kind: str = "builtin"  # builtin | static | asgi | wsgi | workers
     workers: int = 1
+    app: str = ""  # asgi and wsgi: module:attribute under benchmarks/apps
+    framework: str = ""  # the package the app needs, checked before the scenario runs
+    connections: int = 64  # wrk's, unless --connections says otherwise
+    answer: dict | None = None  # the JSON the app must answer
+
+    def python_app(self, interface: str) -> str | None:
+        """The app a Python server runs for this scenario, or None when it has none."""
+        if self.kind in ("asgi", "wsgi"):
+            return self.app if self.kind == interface else None
+        if self.kind == "builtin" and self.path == "/":
+            return f"hello_{interface}:app"  # BODY_BYTES sets the body size
+        return None
+
+    def wrong_answer(self, status: int, content_type: str, body: bytes) -> str | None:
+        """Why an answer is not this scenario's, or None when it is."""
+        if status != 200:
+            return f"answered {status}, not 200"
+        if self.body_bytes and len(body) != self.body_bytes:
+            return f"answered {len(body)} bytes, not {self.body_bytes}"
+        if self.answer is not None:
+            if not content_type.startswith("application/json"):
+                return f"answered content-type {content_type or 'none'}, not application/json"
+            try:
+                found = json.loads(body)
+            except ValueError:
+                found = body[:100]
+            if found != self.answer:
+                return f"answered {found!r}, not {self.answer!r}"
+        return None
 
 
 @dataclass
@@ -68,8 +100,7 @@ class Fastcluster(Peer):
             return Launch(base + pin + ["--static", str(work / "static")], {})
         if not fastcluster_supports("--app-dir"):
             return "this fastcluster cannot run apps (fastcluster serve --help does not list --app-dir)"
-        app = "hello_asgi:app" if scenario.kind == "asgi" else "hello_wsgi:app"
-        return Launch(base + pin + [app, "--app-dir", str(APPS), "--interface", scenario.kind], {})
+        return Launch(base + pin + [scenario.app, "--app-dir", str(APPS), "--interface", scenario.kind], {})
 
 
 class Floor(Peer):
@@ -138,10 +169,11 @@ class Uvicorn(PythonPeer):
     module = "uvicorn"
 
     def launch(self, scenario, port, work):
-        if scenario.kind not in ("asgi", "builtin") or scenario.path != "/":
-            return None  # the hello app has no /json
+        app = scenario.python_app("asgi")
+        if app is None:
+            return None
         env = {"BODY_BYTES": str(scenario.body_bytes)} if scenario.body_bytes else {}
-        return Launch([sys.executable, "-m", "uvicorn", "hello_asgi:app", "--app-dir", str(APPS), "--port",
+        return Launch([sys.executable, "-m", "uvicorn", app, "--app-dir", str(APPS), "--port",
                        str(port), "--http", "httptools", "--loop", "uvloop", "--no-access-log",
                        "--log-level", "warning"], env)
 
@@ -151,13 +183,14 @@ class Granian(PythonPeer):
     module = "granian"
 
     def launch(self, scenario, port, work):
-        if scenario.kind not in ("asgi", "wsgi", "builtin") or scenario.path != "/":
-            return None
         interface = "wsgi" if scenario.kind == "wsgi" else "asgi"
+        app = scenario.python_app(interface)
+        if app is None:
+            return None
         env = {"BODY_BYTES": str(scenario.body_bytes)} if scenario.body_bytes else {}
         return Launch([sys.executable, "-m", "granian", "--interface", interface, "--workers", "1",
-                       "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                       f"hello_{interface}:app"], env, cwd=APPS)
+                       "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", app],
+                      env, cwd=APPS)
 
 
 class Gunicorn(PythonPeer):
@@ -166,10 +199,10 @@ class Gunicorn(PythonPeer):
 
     def launch(self, scenario, port, work):
         if scenario.kind != "wsgi" and not (scenario.kind == "builtin" and scenario.body_bytes):
-            return None  # the body scenarios and the WSGI app
+            return None  # the body scenarios and the WSGI apps
         env = {"BODY_BYTES": str(scenario.body_bytes)} if scenario.body_bytes else {}
         return Launch([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}",
-                       "--log-level", "warning", "hello_wsgi:app"], env, cwd=APPS)
+                       "--log-level", "warning", scenario.python_app("wsgi")], env, cwd=APPS)
 
 
 PEERS: dict[str, Peer] = {peer.name.split()[0]: peer for peer in

@@ -1,4 +1,4 @@
-"""A smoke run of the benchmark suite: one scenario, one second, fastcluster and the C floor."""
+"""Smoke runs of the benchmark suite (one scenario, one second), the app-alone driver and the answer check."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from servers import ITEM, ITEM_PATH, Scenario  # noqa: E402
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
@@ -36,3 +39,60 @@ def test_unknown_scenario_is_refused():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--scenarios", "nope"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "unknown scenarios: nope" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_framework_scenario_has_the_app_alone_and_the_server_share(tmp_path):
+    pytest.importorskip("flask")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--scenarios", "flask",
+                           "--servers", "fastcluster", "--duration", "1", "--no-charts",
+                           "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    alone = results["app_alone"]["flask"]
+    assert alone["calls"] > 100 and alone["us_per_call"] > 0
+    row = next(row for row in results["results"] if row["server"] == "fastcluster")
+    assert row["connections"] == 16 and row["requests"] > 100 and row["errors"] == 0
+    assert row["app_alone_us"] == alone["us_per_call"]
+    assert row["server_share_us"] == pytest.approx(row["us_per_request"] - alone["us_per_call"], abs=0.01)
+    table = (tmp_path / "results.md").read_text()
+    assert "## flask" in table and "| app alone µs | share µs | vs best peer |" in table
+    assert f"{alone['us_per_call']:.2f} µs per call" in table
+    assert f"| fastcluster | {row['us_per_request']:.2f} | {alone['us_per_call']:.2f} |" in table
+
+
+@pytest.mark.parametrize("app, interface, framework", [
+    ("hello_asgi:app", "asgi", None),
+    ("hello_wsgi:app", "wsgi", None),
+    ("fastapi_app:app", "asgi", "fastapi"),
+    ("flask_app:app", "wsgi", "flask"),
+    ("djangoapp.wsgi:application", "wsgi", "django"),
+    ("djangoapp.asgi:application", "asgi", "django"),  # its handler waits on receive() for a disconnect
+])
+def test_app_alone_drives_the_app_and_reports_its_answer(app, interface, framework):
+    if framework:
+        pytest.importorskip(framework)
+    path = "/" if framework is None else ITEM_PATH
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "app_alone.py"), app, "--interface",
+                           interface, "--path", path, "--duration", "0.2", "--warmup", "0.1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["calls"] > 0 and found["us_per_call"] > 0
+    if framework is None:
+        assert (found["status"], found["body"]) == (200, "Hello, World!")
+    else:
+        scenario = Scenario("check", path=ITEM_PATH, kind=interface, answer=ITEM)
+        assert scenario.wrong_answer(found["status"], found["content_type"], found["body"].encode()) is None
+
+
+def test_a_wrong_framework_answer_is_refused():
+    scenario = Scenario("check", path=ITEM_PATH, kind="asgi", answer=ITEM)
+    right = json.dumps(ITEM).encode()
+    assert scenario.wrong_answer(200, "application/json", right) is None
+    assert scenario.wrong_answer(500, "application/json", right) == "answered 500, not 200"
+    assert "not application/json" in scenario.wrong_answer(200, "text/html", right)
+    no_query = json.dumps({**ITEM, "q": None}).encode()
+    assert "'q': None" in scenario.wrong_answer(200, "application/json", no_query)
+    assert "not {" in scenario.wrong_answer(200, "application/json", b"<html>")
