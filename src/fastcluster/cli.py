@@ -25,6 +25,7 @@ from fastcluster.config import (
     systemd_binds,
 )
 from fastcluster.control import ControlError, request
+from fastcluster.core.forwarded import DEFAULT_ALLOWED, ProxyHeaders
 from fastcluster.status import render_status
 
 USAGE_ERROR = 2
@@ -105,6 +106,17 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                       help="ASGI lifespan events (auto: used when the app supports them)")
     apps.add_argument("--threads", type=int, default=0, metavar="N",
                       help="WSGI: run requests on N threads per worker (default 0: in the worker's loop)")
+    apps.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True,
+                      help="take the client and scheme from X-Forwarded-For, X-Forwarded-Proto or Forwarded "
+                           "when the peer is in --forwarded-allow-ips")
+    apps.add_argument("--forwarded-allow-ips", metavar="LIST",
+                      default=os.environ.get("FORWARDED_ALLOW_IPS") or DEFAULT_ALLOWED,
+                      help="comma-separated IPs and networks trusted with proxy headers, 'unix:' for "
+                           "Unix-socket peers, '*' for all "
+                           f"(default: $FORWARDED_ALLOW_IPS, else {DEFAULT_ALLOWED})")
+    apps.add_argument("--allow-underscore-headers", action="store_true",
+                      help="WSGI: pass headers whose names have '_' (dropped by default: "
+                           "X_Forwarded_For would pass for X-Forwarded-For)")
     where = serve.add_argument_group("sockets")
     where.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     where.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000)")
@@ -212,6 +224,10 @@ def parser() -> Parser:
 
 def app_config(args: argparse.Namespace) -> App | None:
     """The app to run, checked here so that a bad one is one line and status 2, not a restart loop."""
+    try:
+        ProxyHeaders(args.forwarded_allow_ips)
+    except ValueError as exc:
+        raise ConfigError(f"--forwarded-allow-ips: {exc}") from None
     if args.app is None:
         return None
     if args.threads < 0:
@@ -225,7 +241,9 @@ def app_config(args: argparse.Namespace) -> App | None:
         check_importable(args.app, app_dir, args.factory)
         loaded = None
     return App(spec=args.app, app_dir=app_dir, factory=args.factory, interface=args.interface,
-               preloaded=loaded, root_path=args.root_path, lifespan=args.lifespan, threads=args.threads)
+               preloaded=loaded, root_path=args.root_path, lifespan=args.lifespan, threads=args.threads,
+               proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips,
+               underscore_headers=args.allow_underscore_headers)
 
 
 def load_or_fail(spec: str, app_dir: str, factory: bool) -> object:

@@ -23,6 +23,7 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr, memcmp
 
 from fastcluster.core.connection cimport Connection, split_target
+from fastcluster.core.forwarded cimport ProxyHeaders
 from fastcluster.core.heads cimport Head, asgi_head, bodiless, body_bytes, chunk, error_answer, frame
 from fastcluster.core.static cimport FileBody, OpenFile
 
@@ -86,8 +87,9 @@ cdef class AsgiApp:
     """What every connection of a worker shares: the app, the loop, the addresses, the lifespan state."""
 
     def __init__(self, app, loop, Responder responder, *, root_path: str = "", server=None,
-                 Py_ssize_t max_output=256 * 1024):
+                 Py_ssize_t max_output=256 * 1024, ProxyHeaders proxy=None):
         self.app = app
+        self.proxy = proxy
         self.loop = loop
         self.responder = responder
         self.root_path = root_path
@@ -585,7 +587,12 @@ cdef class AsgiConnection(AppAdapter):
         extensions["http.response.pathsend"] = PyDict_New()
         extensions["http.response.trailers"] = PyDict_New()
         scope["extensions"] = extensions
-        scope["client"] = conn.client_address()
+        client = conn.client_address()
+        if shared.proxy is not None:
+            forwarded = shared.proxy.resolve(conn, headers)
+            if forwarded is not None:
+                client, scope["scheme"] = forwarded
+        scope["client"] = client
         scope["state"] = shared.state.copy()
         exchange.scope = scope
         exchange.more_body = True
@@ -680,8 +687,10 @@ cdef class AsgiConnection(AppAdapter):
         scope = exchange.scope
         target = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
         headers = dict(scope["headers"])
+        client = scope["client"]
         self.conn.log_access(scope["method"].encode("latin-1"), target, scope["http_version"],
-                             exchange.status, exchange.sent, headers.get(b"referer"), headers.get(b"user-agent"))
+                             exchange.status, exchange.sent, headers.get(b"referer"), headers.get(b"user-agent"),
+                             str(client[0]) if type(client) is tuple and client else None)
         return 0
 
     cdef int finished(self, Exchange exchange, bint keep_alive) except -1:
