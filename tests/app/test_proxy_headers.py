@@ -61,6 +61,12 @@ def test_a_trusted_peer_sets_client_and_scheme(serve, interface):
     assert seen(server, interface, ("X-Forwarded-Proto", "wss"))[2] == "https"
     assert seen(server, interface, ("X-Forwarded-For", "2001:DB8::1")) == ("2001:db8::1", 0, "http")
     assert seen(server, interface, ("X-Forwarded-For", "198.51.100.2:4711")) == ("198.51.100.2", 4711, "http")
+    # What headers said is remembered; a connection still gets its own peer where they name no client.
+    with server.connect() as first, server.connect() as second:
+        answers = [client_of(request(sock, [("X-Forwarded-Proto", "https")]), interface)
+                   for sock in (first, second, first)]
+        ports = [first.getsockname()[1], second.getsockname()[1], first.getsockname()[1]]
+    assert answers == [("127.0.0.1", port, "https") for port in ports]
 
 
 def test_an_untrusted_peer_changes_nothing(serve, interface):

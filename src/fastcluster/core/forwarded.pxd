@@ -10,6 +10,8 @@ cdef class ProxyHeaders:
         readonly tuple networks
         # Whether a peer address is trusted, by its text (bounded: the addresses are the clients').
         dict peers
+        # (client, scheme) by the proxy headers of a trusted peer's request (bounded, small ones only).
+        dict said
 
     cdef object resolve(self, Connection conn, list headers)
     cdef object from_headers(self, Connection conn, list headers)

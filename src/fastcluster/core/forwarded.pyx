@@ -6,15 +6,17 @@
 import ipaddress
 import re
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memcpy
 
 #: What --forwarded-allow-ips is when neither it nor FORWARDED_ALLOW_IPS is given: a proxy on this host.
 DEFAULT_ALLOWED = "127.0.0.1,::1,unix:"
-# Peer addresses whose trust a worker remembers.
+# Peer addresses whose trust a worker remembers; proxy headers whose meaning it remembers, and their size.
 DEF MAX_REMEMBERED_PEERS = 4096
+DEF MAX_REMEMBERED = 4096
+DEF MAX_REMEMBERED_SIZE = 512
 # The schemes X-Forwarded-Proto and proto= may name, and the HTTP scheme each means for a request.
 SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
@@ -36,6 +38,36 @@ cdef bint is_proxy_header(object name) noexcept:
     if size == 17:
         return memcmp(chars, b"x-forwarded-proto", 17) == 0
     return False
+
+
+cdef bytes proxy_lines(list headers):
+    """The request's proxy headers as name, value, name, value... joined by line feeds (which no value
+    holds): one bytes, quick to hash, the key of what they were found to say."""
+    cdef Py_ssize_t index, size = -1
+    cdef char *out
+    cdef object name, value
+    for index in range(PyList_GET_SIZE(headers)):
+        name = <object>PyTuple_GET_ITEM(<object>PyList_GET_ITEM(headers, index), 0)
+        if is_proxy_header(name):
+            value = <object>PyTuple_GET_ITEM(<object>PyList_GET_ITEM(headers, index), 1)
+            size += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 2
+    if size < 0:
+        return b""
+    cdef bytes lines = PyBytes_FromStringAndSize(NULL, size)
+    out = PyBytes_AS_STRING(lines)
+    for index in range(PyList_GET_SIZE(headers)):
+        name = <object>PyTuple_GET_ITEM(<object>PyList_GET_ITEM(headers, index), 0)
+        if is_proxy_header(name):
+            value = <object>PyTuple_GET_ITEM(<object>PyList_GET_ITEM(headers, index), 1)
+            if out != PyBytes_AS_STRING(lines):
+                out[0] = c'\n'
+                out += 1
+            memcpy(out, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name))
+            out += PyBytes_GET_SIZE(name)
+            out[0] = c'\n'
+            memcpy(out + 1, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+            out += 1 + PyBytes_GET_SIZE(value)
+    return lines
 
 
 def parse_allowed(text: str) -> tuple[bool, bool, tuple]:
@@ -136,6 +168,7 @@ cdef class ProxyHeaders:
     def __init__(self, allowed: str = DEFAULT_ALLOWED) -> None:
         self.trust_all, self.trust_unix, self.networks = parse_allowed(allowed)
         self.peers = {}
+        self.said = {}
 
     cdef object resolve(self, Connection conn, list headers):
         """(client, scheme) of a request whose proxy headers come from a trusted peer; None when it has none
@@ -150,13 +183,29 @@ cdef class ProxyHeaders:
         peer = conn.client_address()
         if not self.trusts_peer(conn, peer):
             return None
+        key = proxy_lines(headers)
+        said = self.said.get(key)
+        if said is None:
+            said = self.parse(key)
+            if len(key) <= MAX_REMEMBERED_SIZE:
+                if len(self.said) >= MAX_REMEMBERED:
+                    self.said.clear()
+                self.said[key] = said
+        client, scheme = said
+        if client is None and scheme is None:
+            return None
+        return (peer if client is None else client), scheme or "http"
+
+    def parse(self, bytes lines) -> tuple:
+        """(client, scheme) that these proxy headers (proxy_lines) give, each None when they give none."""
         forwarded_for, forwarded_proto, forwarded = [], [], []
-        for name, value in headers:
+        found = lines.split(b"\n")
+        for name, value in zip(found[::2], found[1::2]):
             if name == b"x-forwarded-for":
                 forwarded_for.append(value.decode("latin-1"))
             elif name == b"x-forwarded-proto":
                 forwarded_proto.append(value.decode("latin-1"))
-            elif name == b"forwarded":
+            else:
                 forwarded.append(value.decode("latin-1"))
         node = proto = None
         if forwarded_for or forwarded_proto:
@@ -170,15 +219,13 @@ cdef class ProxyHeaders:
                 proto = protos[chosen[0] if chosen is not None and len(protos) == len(hops) else -1]
             if chosen is not None:
                 node = chosen[1]
-        elif forwarded:
+        else:
             elements = forwarded_elements(",".join(forwarded))
             chosen = self.client_element(elements) if elements else None
             if chosen is not None:
                 node, proto = chosen[1], chosen[0].get("proto")
         scheme = SCHEMES.get(proto.strip().lower()) if proto is not None else None
-        if node is None and scheme is None:
-            return None
-        return (peer if node is None else (str(node[0]), node[1])), scheme or "http"
+        return (None if node is None else (str(node[0]), node[1])), scheme
 
     def client_hop(self, list hops):
         """(place, node) of the client in X-Forwarded-For: the right-most hop not trusted, the left-most when

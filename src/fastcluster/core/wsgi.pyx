@@ -457,11 +457,12 @@ cdef class WsgiConnection(AppAdapter):
         if conn.ctx.access_log is not None:
             environ = call.environ
             referer, user_agent = environ.get("HTTP_REFERER"), environ.get("HTTP_USER_AGENT")
+            remote = environ.get("REMOTE_ADDR")  # as the proxy headers (or the app) left it
             conn.log_access(environ["REQUEST_METHOD"].encode("latin-1"), environ["RAW_URI"].encode("latin-1"),
                             environ["SERVER_PROTOCOL"][5:], status, size,
                             referer.encode("latin-1") if referer else None,
                             user_agent.encode("latin-1") if user_agent else None,
-                            environ.get("REMOTE_ADDR") or None)
+                            remote if type(remote) is str and remote else None)
         return conn.answered(status, call.started_at, keep_alive)
 
     def stream_soon(self, Call call, Streaming out) -> None:
