@@ -108,9 +108,8 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                       help="WSGI: run requests on N threads per worker (default 0: in the worker's loop)")
     apps.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True,
                       help="take the client and scheme from X-Forwarded-For, X-Forwarded-Proto or Forwarded "
-                           "when the peer is in --forwarded-allow-ips")
+                           "when the peer is in --forwarded-allow-ips (default: on)")
     apps.add_argument("--forwarded-allow-ips", metavar="LIST",
-                      default=os.environ.get("FORWARDED_ALLOW_IPS") or DEFAULT_ALLOWED,
                       help="comma-separated IPs and networks trusted with proxy headers, 'unix:' for "
                            "Unix-socket peers, '*' for all "
                            f"(default: $FORWARDED_ALLOW_IPS, else {DEFAULT_ALLOWED})")
@@ -224,10 +223,13 @@ def parser() -> Parser:
 
 def app_config(args: argparse.Namespace) -> App | None:
     """The app to run, checked here so that a bad one is one line and status 2, not a restart loop."""
+    source, allowed = "--forwarded-allow-ips", args.forwarded_allow_ips
+    if allowed is None:
+        source, allowed = "FORWARDED_ALLOW_IPS", os.environ.get("FORWARDED_ALLOW_IPS") or DEFAULT_ALLOWED
     try:
-        ProxyHeaders(args.forwarded_allow_ips)
+        ProxyHeaders(allowed)
     except ValueError as exc:
-        raise ConfigError(f"--forwarded-allow-ips: {exc}") from None
+        raise ConfigError(f"{source}: {exc}") from None
     if args.app is None:
         return None
     if args.threads < 0:
@@ -242,7 +244,7 @@ def app_config(args: argparse.Namespace) -> App | None:
         loaded = None
     return App(spec=args.app, app_dir=app_dir, factory=args.factory, interface=args.interface,
                preloaded=loaded, root_path=args.root_path, lifespan=args.lifespan, threads=args.threads,
-               proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips,
+               proxy_headers=args.proxy_headers, forwarded_allow_ips=allowed,
                underscore_headers=args.allow_underscore_headers)
 
 

@@ -204,10 +204,11 @@ def test_asgi_keeps_header_names_with_underscores(serve):
 
 @pytest.mark.parametrize("value", ["10.0.0.300", "localhost", "10.0.0.0/33", "127.0.0.1,,::1", ""])
 def test_a_bad_allow_list_is_one_line_and_status_2(value):
-    for flags, env in ((["--forwarded-allow-ips", value], {}), ([], {"FORWARDED_ALLOW_IPS": value or ","})):
+    for flags, env, source in ((["--forwarded-allow-ips", value], {}, "--forwarded-allow-ips"),
+                               ([], {"FORWARDED_ALLOW_IPS": value or ","}, "FORWARDED_ALLOW_IPS")):
         command = [sys.executable, "-m", "fastcluster", "serve", "asgi_apps:scope_echo", *flags]
         result = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=APPS,
                                 env={**os.environ, **env})
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1, result.stderr
-        assert lines[0].startswith("fastcluster: error: --forwarded-allow-ips: "), lines
+        assert lines[0].startswith(f"fastcluster: error: {source}: "), lines

@@ -1,7 +1,7 @@
 # Proxy headers: the client and the scheme that a trusted proxy in front reports in X-Forwarded-For,
 # X-Forwarded-Proto or Forwarded (RFC 7239), for the ASGI and the WSGI adapter alike. A request without such
-# a header costs one scan of its header names in C; the headers are parsed only when one is there, and
-# whether a peer is trusted is decided once per address and remembered.
+# a header costs one scan of its header names in C; the headers are parsed only when one is there, and both
+# whether a peer is trusted (per address) and what a set of proxy headers says are remembered.
 # cython: boundscheck=True, wraparound=True
 import ipaddress
 import re
