@@ -39,10 +39,14 @@ class AccessLog:
         self.fd = fd
 
     def log(self, conn, method: bytes, target: bytes, version: str, status: int, size: int,
-            referer: bytes | None, user_agent: bytes | None) -> None:
-        if conn.peer is None:
-            conn.client_address()  # looks the peer up once per connection
-        peer = conn.peer
+            referer: bytes | None, user_agent: bytes | None, remote: str | None = None) -> None:
+        """remote: the client as the app's adapter resolved it (from proxy headers); None: the peer."""
+        if remote is not None:
+            peer = printable(remote.encode("latin-1", "replace"))
+        else:
+            if conn.peer is None:
+                conn.client_address()  # looks the peer up once per connection
+            peer = conn.peer
         request = f"{method.decode('latin-1')} {printable(target)} HTTP/{version}"
         if self.format == "json":
             line = json.dumps({

@@ -24,6 +24,7 @@ from fastcluster.config import (
     systemd_binds,
 )
 from fastcluster.control import ControlError, request
+from fastcluster.core.forwarded import DEFAULT_ALLOWED, ProxyHeaders
 from fastcluster.logs import setup_logging
 from fastcluster.status import render_status
 
@@ -105,6 +106,16 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                       help="ASGI lifespan events (auto: used when the app supports them)")
     apps.add_argument("--threads", type=int, default=0, metavar="N",
                       help="WSGI: run requests on N threads per worker (default 0: in the worker's loop)")
+    apps.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True,
+                      help="take the client and scheme from X-Forwarded-For, X-Forwarded-Proto or Forwarded "
+                           "when the peer is in --forwarded-allow-ips (default: on)")
+    apps.add_argument("--forwarded-allow-ips", metavar="LIST",
+                      help="comma-separated IPs and networks trusted with proxy headers, 'unix:' for "
+                           "Unix-socket peers, '*' for all "
+                           f"(default: $FORWARDED_ALLOW_IPS, else {DEFAULT_ALLOWED})")
+    apps.add_argument("--allow-underscore-headers", action="store_true",
+                      help="WSGI: pass headers whose names have '_' (dropped by default: "
+                           "X_Forwarded_For would pass for X-Forwarded-For)")
     where = serve.add_argument_group("sockets")
     where.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     where.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000)")
@@ -219,6 +230,13 @@ RESPONDER_FLAGS = ("static", "response_body", "response_file", "response_size", 
 def app_config(args: argparse.Namespace) -> App | None:
     """The app to run. It is imported later: in each worker (a broken one fails once, with its traceback,
     and exit 2; see Master.cannot_start), or with --preload in the master once logging is set up."""
+    source, allowed = "--forwarded-allow-ips", args.forwarded_allow_ips
+    if allowed is None:
+        source, allowed = "FORWARDED_ALLOW_IPS", os.environ.get("FORWARDED_ALLOW_IPS") or DEFAULT_ALLOWED
+    try:
+        ProxyHeaders(allowed)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     if args.app is None:
         return None
     given = [name for name in RESPONDER_FLAGS if getattr(args, name) not in (None, [])]
@@ -232,7 +250,9 @@ def app_config(args: argparse.Namespace) -> App | None:
     if not os.path.isdir(app_dir):
         raise ConfigError(f"--app-dir: {args.app_dir} is not a directory")
     return App(spec=args.app, app_dir=app_dir, factory=args.factory, interface=args.interface,
-               preload=args.preload, root_path=args.root_path, lifespan=args.lifespan, threads=args.threads)
+               preload=args.preload, root_path=args.root_path, lifespan=args.lifespan, threads=args.threads,
+               proxy_headers=args.proxy_headers, forwarded_allow_ips=allowed,
+               underscore_headers=args.allow_underscore_headers)
 
 
 def preload(config: Config) -> Config:

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from fastcluster.binds import Bind
+from fastcluster.core.forwarded import DEFAULT_ALLOWED
 from fastcluster.cpus import (
     allowed_cpus,
     auto_worker_count,
@@ -103,6 +104,9 @@ class App:
     root_path: str = ""
     lifespan: str = "auto"  # auto | on | off
     threads: int = 0  # WSGI: 0 runs the app in the worker's loop, N on a pool of N threads
+    proxy_headers: bool = True  # X-Forwarded-For/-Proto and Forwarded from the peers below set client, scheme
+    forwarded_allow_ips: str = DEFAULT_ALLOWED
+    underscore_headers: bool = False  # WSGI: header names with "_" get HTTP_* keys too (else dropped)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from setproctitle import setproctitle
 from fastcluster.access_log import AccessLog
 from fastcluster.config import Config
 from fastcluster.core.context import Context
+from fastcluster.core.forwarded import ProxyHeaders
 from fastcluster.core.responder import Responder
 from fastcluster.core.server import Server
 from fastcluster.core.static import StaticFiles
@@ -108,7 +109,8 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
         # Not for WSGI: an app's asyncio.get_event_loop() must give it a loop of its own to run, not ours.
         asyncio.set_event_loop(loop)
     address = next((sock.getsockname() for sock in sockets if sock.family != socket.AF_UNIX), None)
-    where = {"root_path": spec.root_path, "server": address[:2] if address else None}
+    where = {"root_path": spec.root_path, "server": address[:2] if address else None,
+             "proxy": ProxyHeaders(spec.forwarded_allow_ips) if spec.proxy_headers else None}
     responder = server.responder
     if interface == "asgi":
         from fastcluster.app.asgi import AsgiServer
@@ -120,6 +122,7 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
     else:
         from fastcluster.core.wsgi import WsgiApp
         adapter = WsgiApp(app, loop, responder, threads=spec.threads,
+                          underscore_headers=spec.underscore_headers,
                           max_output=config.limits.max_pending_output, **where)
     server.set_app_factory(adapter.adapter)
     def stop(graceful: bool) -> None:

@@ -332,3 +332,25 @@ async def tasks(scope, receive, send):
     body = answer.encode()
     await start(send, length=len(body))
     await send({"type": "http.response.body", "body": body})
+
+
+async def scope_meddler(scope, receive, send):
+    """Answers with the scope's asgi and extensions as it found them, then changes both, as a middleware
+    might: the next request must not see the change."""
+    if scope["type"] != "http":
+        return
+    body = json.dumps({"asgi": scope["asgi"], "extensions": scope["extensions"]}).encode()
+    scope["asgi"]["version"] = "changed"
+    scope["extensions"]["http.response.pathsend"]["changed"] = True
+    scope["extensions"]["changed"] = {}
+    await start(send, headers=[(b"content-type", b"application/json")], length=len(body))
+    await send({"type": "http.response.body", "body": body})
+
+
+async def path_encoder(scope, receive, send):
+    """Answers with its path encoded as UTF-8, as apps do (a lone surrogate in it would raise)."""
+    if scope["type"] != "http":
+        return
+    body = scope["path"].encode()
+    await start(send, length=len(body))
+    await send({"type": "http.response.body", "body": body})

@@ -6,7 +6,7 @@ import os
 import time
 
 from tests.app.client import APPS, fetch
-from tests.conftest import http_exchange, wait_until
+from tests.conftest import http_exchange, read_responses, wait_until
 
 
 def app(serve, target, *flags, **kwargs):
@@ -35,6 +35,27 @@ def test_scope(serve):
     assert scope["client"][0] == "127.0.0.1"
     assert scope["server"] == ["127.0.0.1", server.port]
     assert scope["state"] == {"db": "connected"}
+
+
+def test_each_request_gets_its_own_asgi_and_extensions(serve):
+    server = app(serve, "scope_meddler")  # changes them after reading them, as a middleware might
+    pristine = {"asgi": {"version": "3.0", "spec_version": "2.4"},
+                "extensions": {"http.response.pathsend": {}, "http.response.trailers": {}}}
+    with server.connect() as sock:
+        sock.sendall(b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        answers = [json.loads(body) for _, _, body in read_responses(sock, 2)]
+    answers.append(json.loads(get(server, "/3")[1]))  # on another connection
+    assert answers == [pristine] * 3
+
+
+def test_a_path_with_bytes_that_are_not_utf8(serve):
+    server = app(serve, "scope_echo")
+    scope = json.loads(get(server, "/a%FFb/caf%C3%A9%E9")[1])
+    assert scope["path"] == "/a\ufffdb/caf\u00e9\ufffd"  # replaced, as uvicorn does: no lone surrogates
+    assert scope["raw_path"] == "/a%FFb/caf%C3%A9%E9"  # exact
+    encoder = app(serve, "path_encoder")  # an app that encodes its path: a surrogate would make it a 500
+    response, body = get(encoder, "/a%FFb")
+    assert (response.status, body) == (200, "/a\ufffdb".encode())
 
 
 def test_lifespan_shutdown_runs_on_stop(serve):

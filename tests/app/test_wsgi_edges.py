@@ -38,6 +38,13 @@ def test_environ(serve):
     assert environ["input"] == "payload"
 
 
+def test_path_info_is_latin1_whatever_the_bytes(serve):
+    server = app(serve, "environ_echo")
+    environ = json.loads(get(server, "/a%FFb/caf%C3%A9")[1])
+    assert environ["PATH_INFO"] == "/a\u00ffb/caf\u00c3\u00a9"  # PEP 3333: the bytes as latin-1
+    assert environ["RAW_URI"] == "/a%FFb/caf%C3%A9"
+
+
 def test_chunked_request_body_and_large_body(serve):
     server = app(serve, "environ_echo")
     with server.connect() as sock:

@@ -1,5 +1,6 @@
 # The ASGI 3 HTTP exchange: scopes, receive and send for the requests one connection parses.
 from fastcluster.core.connection cimport AppAdapter
+from fastcluster.core.forwarded cimport ProxyHeaders
 from fastcluster.core.heads cimport Head
 from fastcluster.core.responder cimport Responder
 
@@ -18,6 +19,8 @@ cdef class AsgiApp:
         dict scope_template
         dict task_options
         object context
+        # What the proxy headers of a trusted peer say (None: --no-proxy-headers).
+        ProxyHeaders proxy
 
     cdef object new_task(self, object coroutine)
 

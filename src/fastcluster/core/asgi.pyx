@@ -16,13 +16,14 @@ from urllib.parse import unquote
 
 from cpython.contextvars cimport PyContext_Copy, PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_CheckExact, PyDict_GetItemWithError
+from cpython.dict cimport PyDict_CheckExact, PyDict_Copy, PyDict_GetItemWithError, PyDict_New
 from cpython.object cimport PyObject_Call, PyTypeObject
 from cpython.ref cimport Py_DECREF, PyObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr, memcmp
 
 from fastcluster.core.connection cimport Connection, split_target
+from fastcluster.core.forwarded cimport ProxyHeaders
 from fastcluster.core.heads cimport Head, asgi_head, bodiless, body_bytes, chunk, error_answer, frame
 from fastcluster.core.static cimport FileBody, OpenFile
 
@@ -40,7 +41,9 @@ cdef extern from "Python.h":
 log = logging.getLogger("fastcluster.app")
 
 ASGI = {"version": "3.0", "spec_version": "2.4"}
-EXTENSIONS = {"http.response.pathsend": {}, "http.response.trailers": {}}
+# A request's scope gets copies of these (a copy of a small dict is cheaper than building it key by key).
+cdef dict ASGI_TEMPLATE = ASGI.copy()
+cdef dict EXTENSIONS = {"http.response.pathsend": {}, "http.response.trailers": {}}
 # Request body buffered for an app that has not asked for it yet, before we stop reading the socket.
 DEF BODY_BUFFER = 262144
 # A body this small leaves in one allocation with its head; larger ones are sent by reference.
@@ -73,18 +76,20 @@ cdef inline bint is_text(object value, str wanted):
 
 
 cdef str decode_path(bytes raw_path):
-    """The percent-decoded UTF-8 path ASGI wants."""
+    """The percent-decoded UTF-8 path ASGI wants; bytes that are not UTF-8 become U+FFFD, as in uvicorn (a
+    lone surrogate would make every encode() of the path raise). raw_path keeps them exact."""
     if memchr(PyBytes_AS_STRING(raw_path), c'%', PyBytes_GET_SIZE(raw_path)) == NULL:
-        return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw_path), PyBytes_GET_SIZE(raw_path), "surrogateescape")
-    return unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="surrogateescape")
+        return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw_path), PyBytes_GET_SIZE(raw_path), "replace")
+    return unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="replace")
 
 
 cdef class AsgiApp:
     """What every connection of a worker shares: the app, the loop, the addresses, the lifespan state."""
 
     def __init__(self, app, loop, Responder responder, *, root_path: str = "", server=None,
-                 Py_ssize_t max_output=256 * 1024):
+                 Py_ssize_t max_output=256 * 1024, ProxyHeaders proxy=None):
         self.app = app
+        self.proxy = proxy
         self.loop = loop
         self.responder = responder
         self.root_path = root_path
@@ -96,9 +101,9 @@ cdef class AsgiApp:
         # Every request's app runs in a fresh copy of this (the worker's context as the app was loaded).
         self.context = PyContext_CopyCurrent()
         self.scope_template = {
-            "type": "http", "asgi": ASGI, "http_version": "1.1", "method": "GET", "scheme": "http",
+            "type": "http", "asgi": None, "http_version": "1.1", "method": "GET", "scheme": "http",
             "path": "/", "raw_path": b"/", "query_string": b"", "root_path": root_path, "headers": [],
-            "client": None, "server": server, "state": None, "extensions": EXTENSIONS,
+            "client": None, "server": server, "state": None, "extensions": None,
         }
 
     cdef object new_task(self, object coroutine):
@@ -576,7 +581,18 @@ cdef class AsgiConnection(AppAdapter):
         scope["raw_path"] = shared.raw_root_path + raw_path if shared.root_path else raw_path
         scope["query_string"] = query
         scope["headers"] = headers
-        scope["client"] = conn.client_address()
+        # Each request's own: a middleware that changes them must not change them for the requests after it.
+        scope["asgi"] = PyDict_Copy(ASGI_TEMPLATE)
+        cdef dict extensions = PyDict_Copy(EXTENSIONS)
+        extensions["http.response.pathsend"] = PyDict_New()
+        extensions["http.response.trailers"] = PyDict_New()
+        scope["extensions"] = extensions
+        client = conn.client_address()
+        if shared.proxy is not None:
+            forwarded = shared.proxy.resolve(conn, headers)
+            if forwarded is not None:
+                client, scope["scheme"] = forwarded
+        scope["client"] = client
         scope["state"] = shared.state.copy()
         exchange.scope = scope
         exchange.more_body = True
@@ -671,8 +687,10 @@ cdef class AsgiConnection(AppAdapter):
         scope = exchange.scope
         target = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
         headers = dict(scope["headers"])
+        client = scope["client"]
         self.conn.log_access(scope["method"].encode("latin-1"), target, scope["http_version"],
-                             exchange.status, exchange.sent, headers.get(b"referer"), headers.get(b"user-agent"))
+                             exchange.status, exchange.sent, headers.get(b"referer"), headers.get(b"user-agent"),
+                             str(client[0]) if type(client) is tuple and client else None)
         return 0
 
     cdef int finished(self, Exchange exchange, bint keep_alive) except -1:

@@ -455,10 +455,11 @@ cdef class Connection:
         return self.ctx.access_log is not None
 
     def log_access(self, bytes method, bytes target, str version, int status, Py_ssize_t size, bytes referer,
-                   bytes user_agent) -> None:
-        """An app's answer to the access log (the adapter calls it, before answered(), when logs_access)."""
+                   bytes user_agent, str remote=None) -> None:
+        """An app's answer to the access log (the adapter calls it, before answered(), when logs_access);
+        remote is the client the adapter resolved (None: the peer)."""
         if self.ctx.access_log is not None and self.fd >= 0:
-            self.ctx.access_log.log(self, method, target, version, status, size, referer, user_agent)
+            self.ctx.access_log.log(self, method, target, version, status, size, referer, user_agent, remote)
 
     @property
     def output_waiting(self) -> int:

@@ -1,6 +1,7 @@
 # The WSGI (PEP 3333) exchange: environ, start_response and the answer, for the requests one connection
 # parses.
 from fastcluster.core.connection cimport AppAdapter
+from fastcluster.core.forwarded cimport ProxyHeaders
 from fastcluster.core.heads cimport Head
 from fastcluster.core.responder cimport Responder
 
@@ -15,6 +16,8 @@ cdef class WsgiApp:
         str root_path
         # The environ keys every request shares.
         dict base_environ
+        # What the proxy headers of a trusted peer say (None: --no-proxy-headers).
+        ProxyHeaders proxy
         Py_ssize_t max_output
         # Responses being streamed (Streaming): their results are closed if the worker stops before they end.
         readonly set streams

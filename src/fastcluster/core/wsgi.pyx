@@ -24,6 +24,7 @@ from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.string cimport memchr
 
 from fastcluster.core.connection cimport Connection, split_target
+from fastcluster.core.forwarded cimport ProxyHeaders
 from fastcluster.core.heads cimport Head, bodiless, body_bytes, chunk, error_answer, frame, wsgi_head
 from fastcluster.core.static cimport FileBody, OpenFile, file_of_descriptor
 
@@ -44,13 +45,22 @@ cdef dict HEADER_KEYS = {b"content-type": "CONTENT_TYPE", b"content-length": "CO
 DONE = object()
 
 
+# --allow-underscore-headers: header names with "_" get environ keys too.
+cdef bint UNDERSCORE_HEADERS = False
+
+
 cdef str environ_key(bytes name):
+    """The environ key of a header; None for a name with "_" (unless --allow-underscore-headers): its key
+    would be the dashed name's, so a client could pass X_Forwarded_For for a proxy's X-Forwarded-For."""
     key = HEADER_KEYS.get(name)
     if key is None:
-        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+        if not UNDERSCORE_HEADERS and memchr(PyBytes_AS_STRING(name), c'_', PyBytes_GET_SIZE(name)) != NULL:
+            key = False
+        else:
+            key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
         if len(HEADER_KEYS) < MAX_HEADER_KEYS:
             HEADER_KEYS[name] = key
-    return <str>key
+    return None if key is False else <str>key
 
 
 cdef str latin1(bytes data):
@@ -132,9 +142,13 @@ cdef class WsgiApp:
     """What every connection of a worker shares: the app, the loop, the pool, the constant environ."""
 
     def __init__(self, app, loop, Responder responder, *, int threads=0, str root_path="", server=None,
-                 Py_ssize_t max_output=256 * 1024):
-        global WORKER_LOOP, WORKER_LOOP_THREAD
+                 Py_ssize_t max_output=256 * 1024, ProxyHeaders proxy=None, bint underscore_headers=False):
+        global UNDERSCORE_HEADERS, WORKER_LOOP, WORKER_LOOP_THREAD
+        UNDERSCORE_HEADERS = underscore_headers
+        for name in [name for name in HEADER_KEYS if b"_" in name]:
+            del HEADER_KEYS[name]  # remembered under the other setting
         self.app = app
+        self.proxy = proxy
         self.loop = WORKER_LOOP = loop
         WORKER_LOOP_THREAD = PyThread_get_thread_ident()
         self.responder = responder
@@ -261,6 +275,10 @@ cdef class WsgiConnection(AppAdapter):
         raw_path, query = split_target(url)
         client = conn.client_address()
         environ = shared.base_environ.copy()
+        if shared.proxy is not None:
+            forwarded = shared.proxy.resolve(conn, headers)
+            if forwarded is not None:
+                client, environ["wsgi.url_scheme"] = forwarded
         environ["REQUEST_METHOD"] = method
         environ["PATH_INFO"] = shared.path_info(raw_path)
         environ["QUERY_STRING"] = latin1(query)
@@ -270,6 +288,8 @@ cdef class WsgiConnection(AppAdapter):
         environ["REMOTE_PORT"] = str(client[1]) if client else ""
         for name, value in headers:
             key = environ_key(name)
+            if key is None:
+                continue
             if key in environ and key[0] == "H":  # a repeated header: its values joined, as RFC 9110 allows
                 environ[key] = environ[key] + "," + latin1(value)
             else:
@@ -477,10 +497,12 @@ cdef class WsgiConnection(AppAdapter):
         if conn.ctx.access_log is not None:
             environ = call.environ
             referer, user_agent = environ.get("HTTP_REFERER"), environ.get("HTTP_USER_AGENT")
+            remote = environ.get("REMOTE_ADDR")  # as the proxy headers (or the app) left it
             conn.log_access(environ["REQUEST_METHOD"].encode("latin-1"), environ["RAW_URI"].encode("latin-1"),
                             environ["SERVER_PROTOCOL"][5:], status, size,
                             referer.encode("latin-1") if referer else None,
-                            user_agent.encode("latin-1") if user_agent else None)
+                            user_agent.encode("latin-1") if user_agent else None,
+                            remote if type(remote) is str and remote else None)
         return conn.answered(status, call.started_at, keep_alive)
 
     def stream_soon(self, Call call, Streaming out) -> None:
