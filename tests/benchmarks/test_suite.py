@@ -26,7 +26,7 @@ def test_one_scenario_for_one_second(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["machine"]["cores"] >= 1
     fastcluster = next(row for row in results["results"] if row["server"] == "fastcluster")
-    assert fastcluster["requests"] > 1000 and fastcluster["errors"] == 0
+    assert fastcluster["requests"] > 1000 and fastcluster["errors"] == 0, fastcluster
     assert 0 < fastcluster["us_per_request"] < 1000
     table = (tmp_path / "results.md").read_text()
     assert "## plaintext" in table and "| fastcluster |" in table
