@@ -53,7 +53,7 @@ def test_close_runs_on_the_pool_thread_when_the_worker_stops(serve, tmp_path):
 
 
 def test_spooled_body_is_closed_when_its_request_is_done(serve):
-    # An unclosed file warns when it is collected: every warning is shown, and none may be.
+    # An unclosed file warns when it is collected: every such warning is shown, and none may be.
     server = serve("wsgi_apps:digest_input", "--app-dir", APPS,
                    env={"PYTHONWARNINGS": "always::ResourceWarning"})
     payload = os.urandom(3 << 20)  # past 1 MiB: spooled to a temporary file
@@ -61,4 +61,4 @@ def test_spooled_body_is_closed_when_its_request_is_done(serve):
         response, body = fetch(server, "/echo", "POST", payload)
         assert response.status == 200 and body == payload
     server.stop()
-    assert "ResourceWarning" not in server.read_output()
+    assert "ResourceWarning: unclosed file" not in server.read_output()
