@@ -74,6 +74,12 @@ def test_informational_status_from_an_app_is_an_error(serve, code):
     assert "informational" in server.read_output()
 
 
+def test_informational_status_from_a_wsgi_app_is_an_error(serve):
+    server = serve("wsgi_apps:status_echo", "--app-dir", APPS)
+    head, rest = exchange(server, b"GET /?103%20Early%20Hints HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 ") and rest.startswith(b"Internal Server ErrorHTTP/1.1 200 OK")
+
+
 UPGRADES = [b"Connection: upgrade\r\nUpgrade: websocket\r\n",
             b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"]
 BODIES = [b"Content-Length: 11\r\n\r\nhello world",
