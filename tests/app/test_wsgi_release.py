@@ -44,11 +44,12 @@ def test_close_runs_on_the_pool_thread_when_the_client_leaves(serve, tmp_path):
 
 
 def test_close_runs_on_the_pool_thread_when_the_worker_stops(serve, tmp_path):
-    server = serve("wsgi_apps:thread_bound", "--app-dir", APPS, "--threads", "2", "--graceful-timeout", "1")
+    server = serve("wsgi_apps:thread_bound", "--app-dir", APPS, "--threads", "2", "--graceful-timeout", "0.5")
     marker = tmp_path / "record"
     sock = start_stream(server, marker)  # left unread while the worker stops
     assert server.stop() == 0
     sock.close()
+    assert "did not stop in time" not in server.read_output()
     assert closed_where_iterated(marker)
 
 

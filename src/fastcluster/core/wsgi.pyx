@@ -476,7 +476,7 @@ cdef class WsgiConnection(AppAdapter):
         try:
             shared.loop.call_soon_threadsafe(self.answered_in_thread, call, outcome)
         except RuntimeError:
-            return  # the loop is closed: the worker has stopped
+            pass  # the loop is closed: the worker has stopped (and asked every kept stream to close)
         if isinstance(outcome, Streaming):
             keep_stream(outcome, call, shared.loop)
 
