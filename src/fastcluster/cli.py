@@ -178,6 +178,9 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     limits.add_argument("--max-headers", type=positive_int, default=defaults.max_headers, metavar="N")
     limits.add_argument("--max-body", type=size, default=defaults.max_body, metavar="BYTES",
                         help="largest request body (default 100m); larger gets 413")
+    limits.add_argument("--limit-concurrency", type=positive_int, default=defaults.limit_concurrency,
+                        metavar="N",
+                        help="requests in flight per worker past which new ones get 503 (default: no limit)")
     limits.add_argument("--header-timeout", type=positive_float, default=defaults.header_timeout,
                         metavar="S", help="time to receive a request head, from its first byte (408)")
     limits.add_argument("--keepalive-timeout", type=positive_float, default=defaults.keepalive_timeout,
@@ -292,6 +295,7 @@ def serve_config(args: argparse.Namespace) -> Config:
             max_header_bytes=args.max_header_bytes,
             max_headers=args.max_headers,
             max_body=args.max_body,
+            limit_concurrency=args.limit_concurrency,
             header_timeout=args.header_timeout,
             keepalive_timeout=args.keepalive_timeout,
             body_timeout=args.body_timeout,

@@ -36,6 +36,7 @@ class Limits:
     body_timeout: float = 30.0
     write_timeout: float = 30.0
     linger_timeout: float = 2.0
+    limit_concurrency: int = 0  # requests in flight per worker before new ones get 503 (0: no limit)
 
 
 @dataclass(frozen=True)

@@ -196,9 +196,10 @@ def install_signals(server: Server, graceful_timeout: float, access_log: AccessL
 
 
 def check_counters(server: Server) -> int:
-    if server.open_connections or server.pending_buffers:
-        log.error("worker exits with %d connections and %d output buffers still counted",
-                  server.open_connections, server.pending_buffers)
+    if server.open_connections or server.pending_buffers or server.requests_in_flight:
+        log.error("worker exits with %d connections, %d output buffers and %d requests in flight still "
+                  "counted",
+                  server.open_connections, server.pending_buffers, server.requests_in_flight)
         return WORKER_LEAKED
     return 0
 

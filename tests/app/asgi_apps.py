@@ -3,6 +3,7 @@
 import asyncio
 import contextvars
 import json
+import os
 from urllib.parse import unquote
 
 
@@ -354,3 +355,32 @@ async def path_encoder(scope, receive, send):
     body = scope["path"].encode()
     await start(send, length=len(body))
     await send({"type": "http.response.body", "body": body})
+
+
+async def gated(scope, receive, send):
+    """/wait?GATE: notes its start (a line in GATE.log), sleeps until the file GATE exists, then answers
+    "done"; any other path answers "ok" at once."""
+    if scope["type"] != "http":
+        return
+    body = b"ok"
+    if scope["path"] == "/wait":
+        gate = scope["query_string"].decode()
+        with open(gate + ".log", "a") as record:
+            record.write("in\n")
+        while not os.path.exists(gate):
+            await asyncio.sleep(0.01)
+        body = b"done"
+    await start(send, length=len(body))
+    await send({"type": "http.response.body", "body": body})
+
+
+async def declared_length(scope, receive, send):
+    """Declares Content-Length 5 and, as frameworks do, sends the body only when the method is not HEAD;
+    /1xx?CODE answers with that informational status instead (an app error: it cannot be the answer)."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/1xx":
+        await start(send, status=int(scope["query_string"]), length=0)
+        return await send({"type": "http.response.body", "body": b""})
+    await start(send, length=5)
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else b"hello"})

@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import os
 
-from flask import Flask, Response, request
+from flask import Flask, Response, request, stream_with_context
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -72,3 +72,29 @@ def stream():
 async def async_view():
     await asyncio.sleep(0)
     return {"async": True}
+
+
+@flask_app.get("/page")
+def page():
+    return "<h1>A page</h1>\n"
+
+
+@flask_app.get("/endless")
+def endless():
+    """Streams the request's path for ever, read from the request inside the stream (stream_with_context
+    keeps the request's context until the response is closed), and notes in ?marker=FILE when it is closed."""
+    def lines():
+        try:
+            while True:
+                yield f"{request.path}\n" * 4096
+        finally:  # as the response is closed
+            with open(request.args["marker"], "a") as record:
+                record.write(f"closed {request.path}\n")
+    return Response(stream_with_context(lines()), mimetype="text/plain")
+
+
+@flask_app.teardown_request
+def record_teardown(error):
+    if request.args.get("marker"):
+        with open(request.args["marker"], "a") as record:
+            record.write("teardown\n")

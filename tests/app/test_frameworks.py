@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 
 import pytest
@@ -42,6 +43,28 @@ def test_flask(serve):
     assert (status, json.loads(body)) == (200, {"filename": "notes.txt", "size": 5000})
     status, _, body = get(server.port, "GET", "/stream")
     assert (status, body) == (200, b"line 0\nline 1\nline 2\n")
+
+
+def test_flask_head_and_streamed_teardown(serve, tmp_path):
+    server = serve("frameworks:flask_app", "--app-dir", APPS, "--threads", "2")
+    client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    client.request("HEAD", "/page")  # Flask's Content-Length, and no body: the connection carries on
+    response = client.getresponse()
+    assert (response.status, response.getheader("content-length"), response.read()) == (200, "16", b"")
+    client.request("GET", "/page")
+    assert client.getresponse().read() == b"<h1>A page</h1>\n"
+    client.close()
+    marker = tmp_path / "marker"
+    with server.connect() as sock:  # a client leaving mid-stream: Flask's teardown runs
+        sock.sendall(b"GET /endless?marker=%s HTTP/1.1\r\nHost: t\r\n\r\n" % str(marker).encode())
+        received = b""
+        while len(received) < 300_000:
+            data = sock.recv(65536)
+            assert data, received[-200:]
+            received += data
+    assert received.count(b"/endless\n") > 20_000
+    # Closed in the request's context, then torn down (Flask 3.1 also tears down once as the view returns).
+    assert wait_until(lambda: marker.exists() and marker.read_text().endswith("closed /endless\nteardown\n"))
 
 
 def test_flask_async_view(serve):

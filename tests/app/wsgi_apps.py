@@ -1,9 +1,11 @@
 """Raw WSGI apps, one per edge of the adapter, served by test_wsgi_edges.py and test_wsgi_input.py."""
 
+import contextvars
 import io
 import json
 import os
 import sys
+import threading
 import time
 
 
@@ -256,3 +258,48 @@ def bytes_not_iterable(environ, start_response):
     if environ["QUERY_STRING"] == "list":
         return [b"fine", "then text"]
     return b"hello" if environ["PATH_INFO"] == "/bytes" else [b"ready"]
+
+
+def declared_length(environ, start_response):
+    """Declares a Content-Length and, as werkzeug does, sends no body to HEAD or with a 304: / (5 bytes, a
+    list), /big (100000 bytes from a generator: streamed), /304 (Not Modified)."""
+    path = environ["PATH_INFO"]
+    bodiless = environ["REQUEST_METHOD"] == "HEAD" or path == "/304"
+    if path == "/big":
+        start_response("200 OK", [("Content-Length", "100000")])
+        return (piece for piece in ([] if bodiless else [b"x" * 100000]))
+    status = "304 Not Modified" if path == "/304" else "200 OK"
+    start_response(status, [("Content-Length", "5"), ("ETag", '"1"')])
+    return [] if bodiless else [b"hello"]
+
+
+REQUEST = contextvars.ContextVar("request", default=None)
+
+
+class ThreadBound:
+    """A response that never ends and appends to the file `marker` the thread of each piece it gives, and of
+    its close() with whether close() sees the context variable its request set (as Flask's teardown needs)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        with open(self.marker, "a") as record:
+            record.write(f"piece {threading.get_ident()}\n")
+        return b"x" * 65536
+
+    def close(self) -> None:
+        with open(self.marker, "a") as record:
+            record.write(f"close {threading.get_ident()} {REQUEST.get() == self.marker}\n")
+
+
+def thread_bound(environ, start_response):
+    """/?MARKER: a ThreadBound response; / alone: "ready"."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    if not environ["QUERY_STRING"]:
+        return [b"ready"]
+    REQUEST.set(environ["QUERY_STRING"])
+    return ThreadBound(environ["QUERY_STRING"])

@@ -260,6 +260,27 @@ def test_upgrade_is_answered_as_a_plain_request_then_closed(serve):
     assert answer.endswith(b"Hello, World!")
 
 
+@pytest.mark.parametrize("upgrade", [b"websocket", b"h2c"])
+def test_upgrade_body_is_read_and_the_request_logged(serve, tmp_path, upgrade):
+    log = tmp_path / "access.log"
+    server = serve("--access-log", str(log))
+    with server.connect() as sock:
+        answer = http_exchange(sock, b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\n"
+                                     b"Upgrade: %s\r\nContent-Length: 5\r\n\r\nhello" % upgrade)
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in answer
+    assert answer.endswith(b"\r\n\r\nhello")  # the body was read as the request's, not dropped
+    server.stop()
+    assert '"POST /echo HTTP/1.1" 200' in log.read_text()
+
+
+def test_error_answer_to_head_has_no_body(serve):
+    server = serve()
+    with server.connect() as sock:
+        answer = http_exchange(sock, b"HEAD / HTTP/1.1\r\nHost: t\r\nExpect: nothing\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 417 ") and b"Content-Length: 20\r\n" in answer
+    assert answer.endswith(b"Connection: close\r\n\r\n")
+
+
 def test_large_pipelined_answers_to_a_slow_reader_arrive_whole_and_in_order(serve):
     server = serve("--response-size", "1m")
     with server.connect(timeout=10) as sock:

@@ -164,7 +164,6 @@ def test_control_header_applies_to_any_path(serve_once):
     ("status=600", b"status must be between 100 and 599"),
     ("status=abc", b"status must be a whole number"),
     ("size=-1", b"size must not be negative"),
-    ("nonsense=1", b"unknown control 'nonsense'"),
     ("header=NoColon", b"header must be Name:Value"),
     ("header=Bad%0d%0aName:1", b"header must be Name:Value"),
     ("header=X:a%0db", b"header value must not hold control characters"),
@@ -178,9 +177,53 @@ def test_bad_controls_get_400_with_a_reason(serve_once, query, reason):
     assert response.body.count(b"\n") == 1
 
 
+def test_query_names_that_are_no_controls_are_ignored(serve_once):
+    for path in ["/?foo=1", "/?_=1733140000123&foo", "/delay/0?nonsense=1"]:  # load tools' cache-busters
+        response = fetch(serve_once, path)
+        assert (response.status, response.body) == (200, b"Hello, World!"), path
+    assert json.loads(fetch(serve_once, "/json?q=1").body) == {"message": "Hello, World!"}
+    assert fetch(serve_once, "/bytes/5?cachebust=7").body == pattern(5)
+    response = fetch(serve_once, "/json?foo=1&status=201&bar")
+    assert response.status == 201 and json.loads(response.body) == {"message": "Hello, World!"}
+
+
+def read_head(sock: socket.socket, buffer: bytes = b"") -> tuple[bytes, bytes]:
+    """One answer head off sock: (head, what follows it)."""
+    while b"\r\n\r\n" not in buffer:
+        data = sock.recv(65536)
+        assert data, f"closed early: {buffer!r}"
+        buffer += data
+    head, rest = buffer.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
+@pytest.mark.parametrize("path, interim", [
+    ("/status/100", b"HTTP/1.1 100 Continue"),
+    ("/status/103?header=Link:%3C/a.css%3E", b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>"),
+    ("/bytes/3?status=102", b"HTTP/1.1 102 Processing"),
+])
+def test_informational_status_is_interim_then_200(serve_once, path, interim):
+    with serve_once.connect() as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode() + GET)
+        head, rest = read_head(sock)
+        assert head == interim
+        [(status, _, body), (_, _, after)] = read_responses(sock, 2, initial=rest)
+    assert status == 200 and after == b"Hello, World!"
+    assert body in (b"200 OK\r\n", pattern(3))
+
+
+def test_informational_status_to_http10_and_101(serve_once):
+    with serve_once.connect() as sock:
+        reply = http_exchange(sock, b"GET /status/103 HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and b" 103 " not in reply  # HTTP/1.0 knows no 1xx
+    response = fetch(serve_once, "/status/101")
+    assert response.status == 400 and b"101" in response.body
+
+
 def test_bad_control_header_gets_400(serve_once):
-    for control in ["not json", "[1]", '{"status": 1000}', '{"colour": "red"}', '{"status": [1]}',
-                    '{"delay": {}}', '{"header": {"a": 1}}', '{"header": [1]}', '{"size": null}']:
+    for control in ["not json", "[1]", '{"status": 1000}', '{"colour": "red"}', '{"status": 101}',
+                    '{"status": [1]}', '{"delay": {}}', '{"header": {"a": 1}}', '{"header": [1]}',
+                    '{"size": null}']:
         response = fetch(serve_once, "/", headers={"X-Fastcluster-Response": control})
         assert response.status == 400, control
 

@@ -680,7 +680,7 @@ cdef class AsgiConnection(AppAdapter):
         exchange.response_started = True
         exchange.head = None
         exchange.status = 500
-        exchange.write(error_answer(self.shared.responder, 500, exchange.keep_alive))
+        exchange.write(error_answer(self.shared.responder, 500, exchange.keep_alive, exchange.head_only))
         exchange.finish(exchange.keep_alive)
 
     cdef int log_access(self, Exchange exchange) except -1:

@@ -57,6 +57,8 @@ cdef class Connection:
         # The client's (host, port), looked up on first use (False: not yet; None: not an IP peer).
         object client
         int busy
+        # The request being parsed asked for an Upgrade (not offered: the connection closes after it).
+        bint upgrade
         # The app has the request being parsed, whose body is not complete yet.
         bint app_request_open
         # Our error answer to a request that failed while the app still owed answers to requests before it:
@@ -105,6 +107,7 @@ cdef class Connection:
     cpdef int send(self, bytes data) except -1
     cpdef int write_answer(self, bytes data) except -1
     cpdef int answered(self, int status, double started, bint keep_alive) except -1
+    cdef void release_requests(self) noexcept
     cpdef int set_reading(self, bint reading) except -1
     cdef int on_readable(self) except -1
     cdef int gather(self) except -1

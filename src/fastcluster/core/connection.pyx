@@ -261,20 +261,34 @@ cdef class Connection:
             raise Rejected()
         if self.header_count == 0:
             self.choose_route()
+        # An Upgrade is not offered: the request is answered as a plain one, then the connection closes. Its
+        # body is read as such (RFC 9110 7.8), where llhttp would take it for the new protocol's first bytes.
+        if state != NULL:
+            self.upgrade = state.upgrade
+            state.upgrade = 0
+        else:
+            self.upgrade = self.parser.should_upgrade()
+        if self.upgrade:
+            self.linger_on_close = True
+        if self.ctx.limit_concurrency and self.ctx.in_flight >= self.ctx.limit_concurrency:
+            self.reject_status = 503  # --limit-concurrency: the worker holds as many requests as it may
+            raise Rejected()
         if self.chunked or self.content_length > 0:
             self.state = READING_BODY
             self.deadline = self.ctx.now + self.ctx.body_timeout
             if self.expect_continue and http11:
                 self.send_answer(CONTINUE_100)
         if self.app is not None:
-            keeps_alive = (state_keeps_alive(state) and not state.upgrade) if state != NULL else (
-                self.keeps_alive() and not self.parser.should_upgrade())
+            keeps_alive = not self.upgrade and (state_keeps_alive(state) if state != NULL else
+                                                self.keeps_alive())
             self.busy += 1
+            self.ctx.in_flight += 1
             try:
                 self.app.request(self.method_name(), self.url, http11, self.headers,
                                  keeps_alive and not self.ctx.draining)
             except BaseException:
                 self.busy -= 1  # the app does not have it (a target it cannot split): our 400 answers it
+                self.ctx.in_flight -= 1
                 raise
             self.app_request_open = True
             self.headers = []
@@ -312,11 +326,10 @@ cdef class Connection:
         if self.app is not None:
             return self.app_message_complete()
         if state != NULL:
-            # An Upgrade is not offered: answer it as a plain request, then close.
-            peer_keeps_alive = state_keeps_alive(state) and not state.upgrade
+            peer_keeps_alive = state_keeps_alive(state) and not self.upgrade
             head = state.method == METHOD_HEAD
         else:
-            peer_keeps_alive = self.keeps_alive() and not self.parser.should_upgrade()
+            peer_keeps_alive = self.keeps_alive() and not self.upgrade
             head = self.method() == b"HEAD"
         keep_alive = peer_keeps_alive and not ctx.draining
         note_request(ctx.stats, state.method if state != NULL else 255, PyBytes_AS_STRING(self.url),
@@ -342,6 +355,8 @@ cdef class Connection:
         if self.producer is None and PyBytes_CheckExact(answer):
             self.write(<bytes>answer)
         else:
+            if not PyBytes_CheckExact(answer):
+                ctx.in_flight += 1  # an answer still to come (a delay, a stream): in flight until it ends
             self.send_answer(answer)
         count_response(ctx.stats, status, ctx.now - self.request_start)
         if ctx.access_log is not None:
@@ -423,25 +438,31 @@ cdef class Connection:
         """One app response is complete: count it, and close the connection if it is not kept alive."""
         cdef Context ctx = self.ctx
         count_response(ctx.stats, status, ctx.now - started)
-        self.busy -= 1
         if self.fd < 0:
-            return 0
+            return 0  # close() let go of the requests it was answering
+        self.busy -= 1
+        ctx.in_flight -= 1
         if self.held_answer is not None and (self.busy == 0 or not keep_alive):
             held, self.held_answer = self.held_answer, None
             if keep_alive:
                 self.send_answer(held)  # the app's answers before it are all out
-            self.busy = 0
+            self.release_requests()
             return self.flush()
         if not keep_alive:
             # The connection ends with this answer: requests parsed behind it are never answered, so they no
             # longer hold it open. Linger when the client sent any: it may still be sending more.
             self.state = CLOSING
             self.linger_on_close = self.stop_parsing or self.busy > 0
-            self.busy = 0
+            self.release_requests()
             return self.flush()
         if self.busy == 0:
             self.deadline = ctx.now + ctx.keepalive_timeout
         return self.after_output()
+
+    cdef void release_requests(self) noexcept:
+        """The app's requests on this connection will get no answer through it: they no longer count."""
+        self.ctx.in_flight -= self.busy
+        self.busy = 0
 
     cpdef int set_reading(self, bint reading) except -1:
         """Pause or resume reading the socket (flow control for a body the app has not consumed)."""
@@ -596,16 +617,20 @@ cdef class Connection:
             if self.busy:
                 can_answer = not self.app.abandon()
                 self.busy -= 1
+                self.ctx.in_flight -= 1
             else:
                 can_answer = False
         self.state = CLOSING
         self.linger_on_close = True
         if not can_answer:
             return 0
+        # A HEAD request's error has no body (the connection closes after it all the same). Its method is
+        # known once its target is.
+        cdef bint head = self.url is not None and self.llhttp != NULL and self.llhttp.method == METHOD_HEAD
         if self.app is not None and self.busy:
-            self.held_answer = self.ctx.responder.error(status)  # answers go out in request order
+            self.held_answer = self.ctx.responder.error(status, head)  # answers go out in request order
             return 0
-        return self.send_answer(self.ctx.responder.error(status))
+        return self.send_answer(self.ctx.responder.error(status, head))
 
     cdef int send_answer(self, object answer) except -1:
         """Send an answer (bytes or Producer) after every answer before it, even those still being produced."""
@@ -637,6 +662,8 @@ cdef class Connection:
             piece = self.producer.next_piece(ctx.now)
             if piece is None:
                 self.producer = None
+                if self.app is None:
+                    ctx.in_flight -= 1
                 while self.later:
                     answer = self.later.pop(0)
                     if PyBytes_CheckExact(answer):
@@ -913,6 +940,12 @@ cdef class Connection:
             self.pending = None
             ctx.pending_buffers -= 1
         self.unparsed = None
+        if self.app is None:  # the built-in answers still to come are no longer in flight
+            if self.producer is not None:
+                ctx.in_flight -= 1
+            for answer in self.later or ():
+                if not PyBytes_CheckExact(answer):
+                    ctx.in_flight -= 1
         self.producer = None
         self.later = None
         self.later_size = 0
@@ -920,6 +953,7 @@ cdef class Connection:
         self.parser = self.feed_data = self.http_version = self.keeps_alive = self.method = None
         self.llhttp = NULL
         if self.app is not None:
+            self.release_requests()
             app, self.app = self.app, None
             try:
                 app.connection_lost()

@@ -34,6 +34,10 @@ cdef class Context:
         double body_timeout
         double write_timeout
         double linger_timeout
+        # --limit-concurrency (0: none) and the requests in flight it limits: app requests handed to the
+        # adapter and not answered, built-in answers still being produced (delays, streams).
+        int limit_concurrency
+        readonly int in_flight
 
         bytearray read_buffer
         object read_view

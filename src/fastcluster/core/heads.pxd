@@ -16,6 +16,6 @@ cdef Head asgi_head(object status, object headers)
 cdef Head wsgi_head(object status, object headers)
 cdef bint bodiless(int status) noexcept
 cdef bytes frame(Head head, Responder responder, long long length, bint chunked, bint keep_alive, bytes body)
-cdef bytes error_answer(Responder responder, int status, bint keep_alive)
+cdef bytes error_answer(Responder responder, int status, bint keep_alive, bint head_only)
 cdef bytes chunk(bytes data)
 cdef bytes body_bytes(object piece)

@@ -182,10 +182,17 @@ cdef int add_headers(Head head, object headers, LineBuffer *lines) except -1:
     return 0
 
 
+cdef object informational(int status):
+    # A client reads a 1xx as an interim answer and waits for the final one: no framing makes it the answer.
+    return BadResponse(f"status {status} is informational (1xx): it cannot be the answer")
+
+
 cdef Head asgi_head(object status, object headers):
     """An ASGI http.response.start's status (an int) and headers."""
     if type(status) is not int or not 100 <= status <= 599:
         raise BadResponse(f"status {status!r} is not a number from 100 to 599")
+    if status < 200:
+        raise informational(status)
     cdef Head head = Head.__new__(Head)
     head.status = status
     line = STATUS_LINES[head.status]
@@ -210,6 +217,8 @@ cdef Head wsgi_head(object status, object headers):
         code = code * 10 + (chars[i] - c'0')
     if not 100 <= code <= 599 or not is_field_value(text):
         raise BadResponse(f"invalid status {status!r}")
+    if code < 200:
+        raise informational(code)
     cdef Head head = Head.__new__(Head)
     head.status = code
     # A bare code gets the space the status line needs before its (empty) reason phrase.
@@ -284,11 +293,12 @@ cdef bytes frame(Head head, Responder responder, long long length, bint chunked,
     return out
 
 
-cdef bytes error_answer(Responder responder, int status, bint keep_alive):
-    """A short plain-text answer of our own (the app failed)."""
+cdef bytes error_answer(Responder responder, int status, bint keep_alive, bint head_only):
+    """A short plain-text answer of our own (the app failed); to a HEAD request, its head alone (a body there
+    would be read as the start of the next answer)."""
     cdef Head head = asgi_head(status, ((b"content-type", b"text/plain; charset=utf-8"),))
     reason = head.status_line[13:PyBytes_GET_SIZE(head.status_line) - 2]
-    return frame(head, responder, PyBytes_GET_SIZE(reason), False, keep_alive, reason)
+    return frame(head, responder, PyBytes_GET_SIZE(reason), False, keep_alive, None if head_only else reason)
 
 
 cdef bytes chunk(bytes data):

@@ -1,5 +1,6 @@
-# Read-only access to the llhttp state inside an httptools parser, to learn a request's version, method and
-# keep-alive flags without three Python calls and a string format per request.
+# Access to the llhttp state inside an httptools parser, to learn a request's version, method and keep-alive
+# flags without three Python calls and a string format per request. The one field written is `upgrade`
+# (cleared in on_headers_complete, so that the body of an Upgrade we do not offer is parsed as a body).
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
 
 

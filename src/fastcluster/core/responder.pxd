@@ -48,7 +48,7 @@ cdef class Responder:
     cdef bytes build(self, bytes status, bytes content_type, bytes extra, bytes body, bint keep_alive,
                      bint head)
     cdef object answer(self, bytes url, bint head, bint keep_alive)
-    cdef bytes error(self, int status)
+    cdef bytes error(self, int status, bint head)
     cdef object respond(self, bytes url, int route, bytes control, list headers, list body, bint head,
                         bint keep_alive, bint http10, double now)
     cdef int remember(self, tuple key, Plan plan) except -1

@@ -140,14 +140,15 @@ cdef class Responder:
             return FileBody(self.fixed[keep_alive * 2 + 1], self.body_file, 0, self.body_file.size)
         return self.fixed[keep_alive * 2 + head]
 
-    cdef bytes error(self, int status):
-        """The answer to a request we refuse: a short text body naming the status, then the connection closes."""
-        response = self.errors.get(status)
+    cdef bytes error(self, int status, bint head):
+        """The answer to a request we refuse: a short text body naming the status (none for HEAD), then the
+        connection closes."""
+        response = self.errors.get(status * 2 + head)
         if response is None:
             line = status_line(status)
             reason = line[13:]
-            response = self.build(line, b"text/plain", b"", reason, False, False)
-            self.errors[status] = response
+            response = self.build(line, b"text/plain", b"", reason, False, head)
+            self.errors[status * 2 + head] = response
         return response
 
     cdef object respond(self, bytes url, int route, bytes control, list headers, list body, bint head,
@@ -163,7 +164,14 @@ cdef class Responder:
                 self.plans[key] = plan  # most recently used last
                 return self.start(plan, now)
         try:
-            plan = self.plan(shape_of(url, control), headers, body, head, keep_alive, http10)
+            shape = shape_of(url, control)
+            if ((shape.kind == KIND_HELLO or shape.kind == KIND_JSON) and shape.status < 0 and shape.size < 0
+                    and shape.delay == 0 and not shape.headers and not shape.chunked and not shape.close):
+                # No control after all (`/?_=123`): the prebuilt answer, and no shape cached for a URL that
+                # a load tool may never send again.
+                self.answered_close = False
+                return self.answer(url, head, keep_alive)
+            plan = self.plan(shape, headers, body, head, keep_alive, http10)
         except BadControl as exc:
             plan = Plan()
             plan.status = 400
@@ -226,6 +234,18 @@ cdef class Responder:
             content_type = b"application/octet-stream"
         if shape.status >= 0:
             status = shape.status
+        interim = b""
+        if status < 200:
+            # A 1xx is never the final answer: it goes out as an interim answer (with the header controls, as
+            # 103 Early Hints carries Link) before a 200; not to HTTP/1.0, which has none (RFC 9110 15.2).
+            if status == 101:
+                raise BadControl("status 101 would switch protocols, and no Upgrade is offered")
+            if not http10:
+                interim = b"".join([status_line(status)] + [name + b": " + value + b"\r\n"
+                                                             for name, value in shape.headers] + [b"\r\n"])
+            if kind == KIND_STATUS:
+                content = status_line(200)[9:]
+            status = 200
         size = len(content)
         if shape.size >= 0 and kind != KIND_DRIP:
             kind = KIND_BYTES
@@ -260,7 +280,7 @@ cdef class Responder:
         if plan.close:
             lines.append(b"Connection: close\r\n")
         lines.append(b"\r\n")
-        plan.head = b"".join(lines)
+        plan.head = interim + b"".join(lines)
         if head or bodiless:
             plan.whole = plan.head
         elif kind == KIND_BYTES and size <= PREBUILT_BODY:

@@ -198,7 +198,7 @@ def shape_of(bytes url, bytes control) -> Shape:
             value = unquote_to_bytes(raw_value.replace(b"+", b" ")).decode("latin-1")
             if shape.kind == KIND_DRIP and key in ("duration", "numbytes"):
                 drip[key] = value
-            else:
+            elif key in CONTROLS:  # other names are the client's own (a load tool's cache-buster): ignored
                 apply(shape, key, value)
     if control is not None:
         try:

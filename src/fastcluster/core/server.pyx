@@ -73,6 +73,10 @@ cdef class Server:
     def pending_buffers(self) -> int:
         return self.ctx.pending_buffers
 
+    @property
+    def requests_in_flight(self) -> int:
+        return self.ctx.in_flight
+
     def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
         """Ask the loop to stop (safe from a signal handler): drain for at most `timeout` s, or at once."""
         if self.stop_requested and graceful:

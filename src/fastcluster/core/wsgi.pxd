@@ -20,9 +20,13 @@ cdef class WsgiApp:
         ProxyHeaders proxy
         Py_ssize_t max_output
         # Responses being streamed (Streaming): their results are closed if the worker stops before they end.
+        # Pool threads add theirs under the lock, unless the worker stops.
         readonly set streams
+        object streams_lock
+        bint stopping
 
     cdef str path_info(self, bytes raw_path)
+    cdef bint adopt(self, object out) except -1
 
 
 cdef class Call:
@@ -47,6 +51,7 @@ cdef class Call:
 
     cdef int take(self, bytes data) except -1
     cdef object body_input(self)
+    cdef int release(self) except -1
 
 
 cdef class WsgiConnection(AppAdapter):

@@ -10,9 +10,10 @@ import logging
 import os
 import stat
 import sys
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from queue import SimpleQueue
 from tempfile import TemporaryFile
 from asyncio.events import _set_running_loop
 from io import BytesIO
@@ -132,10 +133,63 @@ def close_result(result) -> None:
 
 
 cdef class Streaming:
-    """A response to send piece by piece as the app's iterable yields it, by its task."""
+    """A response to send piece by piece as the app's iterable yields it, by its task. With --threads, the
+    pool thread that ran the app keeps it: each piece is pulled and close() is called there, where the
+    app's request lives (frameworks keep it in thread-locals and context variables, and a close() that
+    blocks must not stall the loop)."""
     cdef object iterator
     cdef object result
     cdef object task
+    # With --threads: what the thread keeping it is asked to do, (future, close?) pairs (None: no thread).
+    cdef object requests
+    cdef bint closing
+
+
+def settle(future, piece, error) -> None:
+    """In the loop: the outcome of what the thread keeping a response was asked."""
+    if future is not None and not future.cancelled():
+        if error is None:
+            future.set_result(piece)
+        else:
+            future.set_exception(error)
+
+
+cdef int keep_stream(Streaming out, Call call, object loop) except -1:
+    """On the pool thread that ran the app: pull the pieces of its response and close it, as the loop asks;
+    return once it is closed."""
+    while True:
+        future, closing = out.requests.get()
+        if closing:
+            result, out.result = out.result, None
+            close_result(result)
+            piece, error = None, None
+        else:
+            try:
+                piece, error = pull(call, out.iterator), None
+            except BaseException as exc:
+                piece, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, future, piece, error)
+        except RuntimeError:
+            pass  # the loop is closed: the worker has stopped
+        if closing:
+            return 0
+
+
+cdef object close_stream(WsgiApp shared, Streaming out):
+    """Close a streamed response's result, once: here, or on the thread that keeps it (then the future that
+    is done when it has run; None otherwise)."""
+    if out.closing:
+        return None
+    out.closing = True
+    shared.streams.discard(out)
+    if out.requests is None:
+        result, out.result = out.result, None
+        close_result(result)
+        return None
+    closed = shared.loop.create_future()
+    out.requests.put((closed, True))
+    return closed
 
 
 cdef class WsgiApp:
@@ -156,6 +210,7 @@ cdef class WsgiApp:
         self.root_path = root_path
         self.max_output = max_output
         self.streams = set()
+        self.streams_lock = threading.Lock()
         host, port = server or ("", 0)
         self.base_environ = {
             "SCRIPT_NAME": root_path,
@@ -179,17 +234,32 @@ cdef class WsgiApp:
         return adapter
 
     def close(self) -> None:
-        """The worker stops (its loop no longer runs): let the pool's threads finish, so that none is inside
-        a result being closed, then cancel the responses still streaming; each closes its result as it ends."""
+        """The worker stops (its loop no longer runs): the threads keeping streamed responses close them and
+        the pool finishes, so that no thread is inside the app; then the tasks of the responses still
+        streaming are cancelled, and every result not closed yet is."""
         cdef Streaming out
+        with self.streams_lock:
+            self.stopping = True  # no thread hands over a streamed response from now on
+            streams = list(self.streams)
         if self.pool is not None:
+            for out in streams:
+                close_stream(self, out)
             self.pool.shutdown(wait=True, cancel_futures=True)
-        tasks = [out.task for out in self.streams]
+        tasks = [out.task for out in streams if out.task is not None]
         for task in tasks:
             task.cancel()
         if tasks:
             self.loop.run_until_complete(asyncio.wait(tasks))
-        self.streams.clear()
+        for out in streams:
+            close_stream(self, out)
+
+    cdef bint adopt(self, object out) except -1:
+        """From a pool thread: count a streamed response it keeps, unless the worker stops."""
+        with self.streams_lock:
+            if self.stopping:
+                return False
+            self.streams.add(out)
+            return True
 
     cdef str path_info(self, bytes raw_path):
         """The decoded path, less SCRIPT_NAME when a proxy passed the prefix on (as gunicorn does)."""
@@ -231,6 +301,13 @@ cdef class Call:
         body = self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
         self.pieces = None
         return BytesIO(body)
+
+    cdef int release(self) except -1:
+        """The request is done: its spooled body (if any) is closed now, not when the GC finds it."""
+        if self.spool is not None:
+            spool, self.spool = self.spool, None
+            spool.close()
+        return 0
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info is not None:
@@ -342,6 +419,7 @@ cdef class WsgiConnection(AppAdapter):
             self.running = True
             self.stream_soon(call, outcome)
             return call.keep_alive
+        call.release()
         status, data, size = outcome
         conn.send_answer(data)
         self.answered(call, status, size, call.keep_alive)
@@ -351,7 +429,7 @@ cdef class WsgiConnection(AppAdapter):
         cdef Call call = self.receiving
         self.receiving = None
         if call.stream is None:
-            return 0  # without --threads the app never saw it
+            return call.release()  # without --threads the app never saw it
         call.abandoned = True
         call.stream.end(complete=False)  # its app's next read raises
         if call in self.waiting:
@@ -362,10 +440,13 @@ cdef class WsgiConnection(AppAdapter):
     cdef int connection_lost(self) except -1:
         cdef Call call
         for call in self.waiting:
+            call.release()
             if call.stream is not None:
                 call.stream.end(complete=False)
-        if self.receiving is not None and self.receiving.stream is not None:
-            self.receiving.stream.end(complete=False)
+        if self.receiving is not None:
+            self.receiving.release()
+            if self.receiving.stream is not None:
+                self.receiving.stream.end(complete=False)
         self.waiting.clear()
         return AppAdapter.connection_lost(self)
 
@@ -379,27 +460,39 @@ cdef class WsgiConnection(AppAdapter):
     cdef int begin(self, Call call) except -1:
         if self.shared.pool is None:
             return self.done(call, self.answer(call))
-        future = self.shared.loop.run_in_executor(self.shared.pool, self.answer_in_thread, call)
-        future.add_done_callback(partial(self.answered_in_thread, call))
+        # (A request the worker stops before a thread is free for is dropped with the pool's queue.)
+        self.shared.pool.submit(self.answer_in_thread, call)
         return 0
 
-    def answer_in_thread(self, Call call):
-        return self.answer(call)
+    def answer_in_thread(self, Call call) -> None:
+        """On a pool thread: run the app and hand its answer to the loop; keep a streamed one (Streaming)."""
+        cdef WsgiApp shared = self.shared
+        outcome = self.answer(call)
+        if isinstance(outcome, Streaming):
+            (<Streaming>outcome).requests = SimpleQueue()
+            if not shared.adopt(outcome):
+                close_result((<Streaming>outcome).result)
+                return
+        try:
+            shared.loop.call_soon_threadsafe(self.answered_in_thread, call, outcome)
+        except RuntimeError:
+            pass  # the loop is closed: the worker has stopped (and asked every kept stream to close)
+        if isinstance(outcome, Streaming):
+            keep_stream(outcome, call, shared.loop)
 
-    def answered_in_thread(self, Call call, future) -> None:
-        if future.cancelled():
-            return  # the worker stopped before a thread was free to run it (WsgiApp.close)
-        self.done(call, future.result())
+    def answered_in_thread(self, Call call, outcome) -> None:
+        self.done(call, outcome)
 
     cdef int done(self, Call call, object outcome) except -1:
         cdef Connection conn = self.conn
         if call.abandoned:  # the connection answered it with an error: the app's answer goes nowhere
             if isinstance(outcome, Streaming):
-                close_result((<Streaming>outcome).result)
+                close_stream(self.shared, outcome)
             return self.after(False)
         if isinstance(outcome, Streaming):
             self.stream_soon(call, outcome)
             return 0
+        call.release()
         status, data, size = outcome
         if call.stream is not None:
             call.stream.drop()
@@ -432,6 +525,7 @@ cdef class WsgiConnection(AppAdapter):
         cdef Head head
         cdef bytes payload
         cdef long long length
+        cdef Py_ssize_t size
         result = None
         try:
             result = shared.app(call.environ, call.start_response)
@@ -454,18 +548,23 @@ cdef class WsgiConnection(AppAdapter):
                 raise BadResponse("the app did not call start_response")
             head = call.head
             payload = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-            if head.length >= 0 and head.length != PyBytes_GET_SIZE(payload):
-                raise BadResponse(f"Content-Length {head.length} but {len(payload)} bytes of body")
+            size = PyBytes_GET_SIZE(payload)
+            # HEAD and 304 declare the length of a body they do not carry (werkzeug sends none for them).
+            if (head.length >= 0 and head.length != size
+                    and (size or not (call.head_only or head.status == 304))):
+                raise BadResponse(f"Content-Length {head.length} but {size} bytes of body")
             if bodiless(head.status):
                 data = frame(head, shared.responder, head.length if head.status == 304 else -1, False,
                              call.keep_alive, None)
             else:
-                data = frame(head, shared.responder, PyBytes_GET_SIZE(payload), False, call.keep_alive,
+                # HEAD: the length the app declared, else that of the body it gave, else none.
+                length = head.length if head.length >= 0 else size if size or not call.head_only else -1
+                data = frame(head, shared.responder, length, False, call.keep_alive,
                              None if call.head_only else payload)
             return head.status, data, PyBytes_GET_SIZE(data)
         except Exception as exc:
             self.log_failure(call, exc)
-            data = error_answer(shared.responder, 500, call.keep_alive)
+            data = error_answer(shared.responder, 500, call.keep_alive, call.head_only)
             return 500, data, PyBytes_GET_SIZE(data)
         finally:
             if streaming is None:
@@ -533,8 +632,9 @@ cdef class WsgiConnection(AppAdapter):
             chunked = length < 0 and not without_body and not call.http10
             if length < 0 and not without_body and not chunked:
                 keep_alive = False  # HTTP/1.0 without a length: the close ends the body
-            start = frame(head, shared.responder, -1 if without_body and status != 304 else length, chunked,
-                          keep_alive, None)
+            # HEAD keeps the app's Content-Length: the length a GET would get.
+            start = frame(head, shared.responder, -1 if bodiless(status) and status != 304 else length,
+                          chunked, keep_alive, None)
             head_size = len(start)
             if not call.abandoned:
                 call.head_sent = True
@@ -553,22 +653,20 @@ cdef class WsgiConnection(AppAdapter):
             if length >= 0 and sent != length and not without_body and conn.fd >= 0 and not call.abandoned:
                 raise BadResponse(f"Content-Length {length} but {sent} bytes of body")
             # close() before the end of the body goes out, so a client that saw the end knows it ran.
-            shared.streams.discard(out)
-            result, out.result = out.result, None
-            close_result(result)
+            closed = close_stream(shared, out)
+            if closed is not None:
+                await closed
             if chunked and conn.fd >= 0 and not call.abandoned:
                 conn.send(b"0\r\n\r\n")
         except Exception as exc:
             self.log_failure(call, exc)
             if not call.head_sent and conn.fd >= 0 and not call.abandoned:
-                conn.send(error_answer(shared.responder, 500, keep_alive))
+                conn.send(error_answer(shared.responder, 500, keep_alive, call.head_only))
             else:
                 keep_alive = False  # cut short: only closing tells the client
         finally:
-            shared.streams.discard(out)
-            if out.result is not None:
-                result, out.result = out.result, None
-                close_result(result)
+            close_stream(shared, out)  # (cut short, cancelled: its thread closes it without us waiting)
+            call.release()
         if call.stream is not None:
             call.stream.drop()
         if call.abandoned:
@@ -578,9 +676,8 @@ cdef class WsgiConnection(AppAdapter):
         self.after(keep_alive and conn.fd >= 0)
 
     async def pull(self, Call call, Streaming out):
-        if self.shared.pool is None:
+        if out.requests is None:
             return pull(call, out.iterator)
-        return await self.shared.loop.run_in_executor(self.shared.pool, self.pull_in_thread, call, out)
-
-    def pull_in_thread(self, Call call, Streaming out):
-        return pull(call, out.iterator)
+        pulled = self.shared.loop.create_future()
+        out.requests.put((pulled, False))  # to the thread keeping the response
+        return await pulled
