@@ -168,6 +168,8 @@ class Master:
                 signal.signal(signum, signal.SIG_IGN)  # stopped: a late signal must not kill the exit
             self.balancer.close()
             self.close_management()
+            self.boot_errors_r.close()
+            self.boot_errors_w.close()
 
     def open_management(self) -> None:
         self.control_path = self.manager.control or default_control_path(self.balancer.binds)

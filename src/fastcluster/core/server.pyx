@@ -108,6 +108,8 @@ cdef class Server:
             self.finish()
 
     def poll(self) -> None:
+        if not self.running:
+            return  # a stop's extra poll (worker.serve_app) that came after the loop had finished
         if self.turn(0):
             self.asyncio_loop.stop()
 
