@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from fastcluster import __version__
+from fastcluster import __version__, settings
 from fastcluster.access_log import FORMATS
 from fastcluster.binds import Bind, parse_bind, parse_port
 from fastcluster.config import (
@@ -19,12 +19,15 @@ from fastcluster.config import (
     Limits,
     Manager,
     build_response,
+    choose_identity,
     choose_pinning,
     default_control_path_for_port,
     systemd_binds,
 )
 from fastcluster.control import ControlError, request
+from fastcluster.habits import add_habits
 from fastcluster.logs import setup_logging
+from fastcluster.settings import ReplacingAppend
 from fastcluster.status import render_status
 
 USAGE_ERROR = 2
@@ -32,6 +35,10 @@ USAGE_ERROR = 2
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one readable line and exit status 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "append", ReplacingAppend)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         fail(message)
@@ -88,8 +95,24 @@ def port(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def umask(text: str) -> int:
+    try:
+        value = int(text[2:] if text.lower().startswith("0o") else text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an octal mask like 022, got {text!r}") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"expected an octal mask from 000 to 777, got {text!r}")
+    return value
+
+
 def add_serve(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve HTTP on every core")
+    settings = serve.add_argument_group("settings")
+    settings.add_argument("--config", metavar="FILE", help="read settings from this TOML file "
+                          "(flags > FASTCLUSTER_* environment > file > defaults)")
+    settings.add_argument("--server", metavar="NAME", help="use the file's [servers.NAME] table")
+    settings.add_argument("--env-file", metavar="FILE",
+                          help="load KEY=VALUE lines into the environment of the master and workers")
     serve.add_argument("app", nargs="?", metavar="APP",
                        help="an ASGI or WSGI app as module:attribute; none: the built-in responder answers")
     apps = serve.add_argument_group("apps")
@@ -105,6 +128,7 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                       help="ASGI lifespan events (auto: used when the app supports them)")
     apps.add_argument("--threads", type=int, default=0, metavar="N",
                       help="WSGI: run requests on N threads per worker (default 0: in the worker's loop)")
+    apps.add_argument("--chdir", metavar="DIR", help="change to DIR before anything is loaded")
     where = serve.add_argument_group("sockets")
     where.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     where.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000)")
@@ -120,6 +144,10 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     procs.add_argument("--no-pin", action="store_true", help="do not pin workers to CPUs")
     procs.add_argument("--graceful-timeout", type=positive_float, default=30.0,
                        help="seconds to finish in-flight requests on stop (default 30)")
+    procs.add_argument("--user", metavar="USER", help="workers run as USER (name or uid) after the sockets "
+                       "are bound; needs root")
+    procs.add_argument("--group", metavar="GROUP", help="workers run with GROUP (default: USER's group)")
+    procs.add_argument("--umask", type=umask, metavar="MASK", help="file mode mask of the server, octal")
     procs.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
     procs.add_argument("--log-config", metavar="FILE",
@@ -208,6 +236,9 @@ def parser() -> Parser:
     commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
     add_serve(commands)
+    add_habits(commands.choices["serve"])
+    commands.add_parser("config", help="config --show [serve flags]: print every serve setting and where "
+                        "it comes from (flag, environment, file, default)")
     add_control_commands(commands)
     return top
 
@@ -297,17 +328,40 @@ def serve_config(args: argparse.Namespace) -> Config:
             admin_port=args.admin_port,
             access_log=args.access_log,
             access_log_format=args.access_log_format,
+            identity=choose_identity(args.user, args.group),
         ),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = parser()
+    show = argv[:1] == ["config"] and "--show" in argv
+    if show:
+        argv = ["serve", *(arg for arg in argv[1:] if arg != "--show")]
+    sources: dict[str, str] = {}
+    if argv[:1] == ["serve"]:
+        serve = top._subparsers._group_actions[0].choices["serve"]
+        try:
+            sources = settings.apply(serve, argv[1:])
+        except ConfigError as exc:
+            fail(str(exc))
+    args = top.parse_args(argv)
+    if args.command == "config":
+        fail("config: give --show, and any serve flags to see their effect")
     if args.command == "serve":
         from fastcluster.master import Master
 
         try:
+            if args.umask is not None:
+                os.umask(args.umask)
+            if args.chdir:
+                change_directory(args.chdir)
             config = serve_config(args)
+            if show:
+                given = set(settings.given_on_command_line(serve, argv[1:]))
+                print(settings.render(serve, args, sources, given))
+                return 0
             setup_logging(config.log_level, config.log_config)
         except ConfigError as exc:
             fail(str(exc))
@@ -315,6 +369,13 @@ def main(argv: list[str] | None = None) -> int:
             config = preload(config)
         return Master(config).run()
     return control_command(args)
+
+
+def change_directory(path: str) -> None:
+    try:
+        os.chdir(path)
+    except OSError as exc:
+        raise ConfigError(f"--chdir: cannot change to {path}: {exc.strerror}") from None
 
 
 def control_command(args: argparse.Namespace) -> int:

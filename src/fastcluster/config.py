@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import grp
 import mimetypes
 import os
+import pwd
 from dataclasses import dataclass, field
 
 from fastcluster.binds import Bind
@@ -51,6 +53,15 @@ class Response:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """--user/--group: who the workers become once the master has bound the sockets."""
+
+    uid: int | None  # None: keep the user (only --group given)
+    gid: int
+    name: str | None  # the user's name, for its supplementary groups
+
+
+@dataclass(frozen=True)
 class Manager:
     """Process-manager settings: control, supervision, recycling, metrics and logs."""
 
@@ -64,6 +75,7 @@ class Manager:
     admin_port: int | None = None  # None: no admin listener
     access_log: str | None = None  # a path or "-" (standard output); None: off
     access_log_format: str = "common"
+    identity: Identity | None = None  # None: workers keep the master's user and group
 
 
 def default_control_path(binds: list[Bind]) -> str:
@@ -205,6 +217,29 @@ def build_response(*, body: str | None, file: str | None, size: int | None, stat
         file=file,
         static=os.path.abspath(static) if static is not None else None,
     )
+
+
+def choose_identity(user: str | None, group: str | None) -> Identity | None:
+    """The user and group of --user/--group (names or numbers); the group defaults to the user's."""
+    if user is None and group is None:
+        return None
+    flag = "--user" if user is not None else "--group"
+    if os.geteuid() != 0:
+        raise ConfigError(f"{flag}: only root can switch the workers' user or group")
+    uid = name = None
+    gid = os.getgid()
+    if user is not None:
+        try:
+            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        except KeyError:
+            raise ConfigError(f"--user: no such user {user!r}") from None
+        uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
+    if group is not None:
+        try:
+            gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(f"--group: no such group {group!r}") from None
+    return Identity(uid, gid, name)
 
 
 def systemd_binds() -> list[Bind]:
