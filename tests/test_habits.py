@@ -102,7 +102,7 @@ def test_umask_applies_to_the_files_the_server_creates(serve, tmp_path):
 @pytest.mark.parametrize("text", ["999", "0o1000", "rw"])
 def test_a_bad_umask_is_one_line(text):
     result = cli("serve", "--umask", text)
-    assert result.returncode == 2 and "--umask: expected an octal mask" in result.stderr
+    assert result.returncode == 2 and "--umask: expected an octal mode" in result.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")

@@ -21,10 +21,9 @@ from fastcluster.config import (
     build_response,
     choose_identity,
     choose_pinning,
-    default_control_path_for_port,
     systemd_binds,
 )
-from fastcluster.control import ControlError, request
+from fastcluster.control import ControlError, find_control_path, request
 from fastcluster.habits import add_habits
 from fastcluster.logs import setup_logging
 from fastcluster.settings import ReplacingAppend
@@ -95,14 +94,19 @@ def port(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def umask(text: str) -> int:
+def octal_mode(text: str) -> int:
+    """File permissions or a umask, in octal: 022, 0o660."""
     try:
         value = int(text[2:] if text.lower().startswith("0o") else text, 8)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an octal mask like 022, got {text!r}") from None
+        value = -1
     if not 0 <= value <= 0o777:
-        raise argparse.ArgumentTypeError(f"expected an octal mask from 000 to 777, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an octal mode from 000 to 777 like 022 or 0660, "
+                                         f"got {text!r}")
     return value
+
+
+octal_mode.octal = True  # type: ignore[attr-defined]  # settings: a TOML number is refused, shown as "0660"
 
 
 def add_serve(commands: argparse._SubParsersAction) -> None:
@@ -134,6 +138,9 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     where.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000)")
     where.add_argument("--bind", action="append", default=[], metavar="ADDR",
                        help="HOST:PORT, [V6]:PORT, unix:PATH or fd://N; repeatable; replaces --host/--port")
+    where.add_argument("--uds-mode", type=octal_mode, default=0o666, metavar="MODE",
+                       help="permissions of unix: sockets (default 0666: any local user, e.g. nginx, "
+                            "may connect)")
     where.add_argument("--backlog", type=positive_int, default=2048, help="listen backlog (default 2048)")
     where.add_argument("--balance", choices=["reuseport", "shared"], default="reuseport",
                        help="one SO_REUSEPORT socket per worker (default) or one socket for all")
@@ -147,7 +154,7 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     procs.add_argument("--user", metavar="USER", help="workers run as USER (name or uid) after the sockets "
                        "are bound; needs root")
     procs.add_argument("--group", metavar="GROUP", help="workers run with GROUP (default: USER's group)")
-    procs.add_argument("--umask", type=umask, metavar="MASK", help="file mode mask of the server, octal")
+    procs.add_argument("--umask", type=octal_mode, metavar="MASK", help="file mode mask of the server, octal")
     procs.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
     procs.add_argument("--log-config", metavar="FILE",
@@ -169,7 +176,8 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     manage = serve.add_argument_group("process manager")
     manage.add_argument("--control", metavar="PATH",
                         help="control socket for status/reload/scale/stop (default: "
-                             "$XDG_RUNTIME_DIR or /tmp, fastcluster-PORT.sock)")
+                             "fastcluster-HOST-PORT.sock in /run/fastcluster for root, else in a private "
+                             "directory)")
     manage.add_argument("--pidfile", metavar="PATH", help="write the master's pid to PATH")
     manage.add_argument("--timeout", type=heartbeat_timeout, default=30.0, metavar="S",
                         help="kill and replace a worker silent (no heartbeat) for S seconds (default 30)")
@@ -211,6 +219,8 @@ def add_control_commands(commands: argparse._SubParsersAction) -> None:
         where.add_argument("--control", metavar="PATH", help="the server's control socket")
         where.add_argument("--port", type=port, default=8000,
                            help="find the control socket of the server on this port (default 8000)")
+        command.add_argument("--host", help="with --port: the server's address, when several servers "
+                             "share the port")
 
     status = commands.add_parser("status", help="show the workers of a running server")
     control_options(status)
@@ -284,7 +294,8 @@ def preload(config: Config) -> Config:
 
 def serve_config(args: argparse.Namespace) -> Config:
     try:
-        binds: list[Bind] = [parse_bind(text) for text in args.bind] or systemd_binds()
+        binds: list[Bind] = [dataclasses.replace(parse_bind(text), mode=args.uds_mode) for text in args.bind]
+        binds = binds or systemd_binds()
     except ValueError as exc:
         raise ConfigError(f"--bind: {exc}") from None
     if not binds:
@@ -380,9 +391,9 @@ def change_directory(path: str) -> None:
 
 def control_command(args: argparse.Namespace) -> int:
     """status, reload, scale, stop: one request on the control socket; exit 1 if it failed."""
-    path = args.control or default_control_path_for_port(args.port)
     message: dict = {"command": args.command}
     try:
+        path = args.control or find_control_path(args.port, args.host)
         if args.command == "scale":
             count = args.workers
             if count[0] in "+-":
@@ -390,8 +401,9 @@ def control_command(args: argparse.Namespace) -> int:
                 count = str(max(1, current + int(count)))
             message["workers"] = int(count)
         reply = request(path, message)
-    except ControlError as exc:
-        print(f"fastcluster: error: {exc}", file=sys.stderr)
+    except (ControlError, OSError) as exc:
+        print(f"fastcluster: error: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}",
+              file=sys.stderr)
         return 1
     if not reply.get("ok"):
         print(f"fastcluster: error: {reply.get('error') or reply.get('message')}", file=sys.stderr)

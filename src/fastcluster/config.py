@@ -78,30 +78,6 @@ class Manager:
     identity: Identity | None = None  # None: workers keep the master's user and group
 
 
-def default_control_path(binds: list[Bind]) -> str:
-    """Where a server's control socket lives unless --control says: per port (or per Unix socket name),
-    under $XDG_RUNTIME_DIR, else the temporary directory."""
-    return os.path.join(runtime_dir(), f"fastcluster-{control_name(binds)}.sock")
-
-
-def default_control_path_for_port(port: int) -> str:
-    return os.path.join(runtime_dir(), f"fastcluster-{port}.sock")
-
-
-def runtime_dir() -> str:
-    return os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("TMPDIR") or "/tmp"
-
-
-def control_name(binds: list[Bind]) -> str:
-    for bind in binds:
-        if bind.kind == "tcp":
-            return str(bind.port)
-    for bind in binds:
-        if bind.kind == "unix":
-            return os.path.basename(str(bind.path)).replace(".", "_")
-    return f"fd{binds[0].fd}" if binds else "default"
-
-
 @dataclass(frozen=True)
 class App:
     """A user's ASGI or WSGI app to run instead of the built-in responder."""

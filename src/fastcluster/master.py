@@ -22,8 +22,8 @@ from setproctitle import setproctitle
 from fastcluster import worker
 from fastcluster.admin import AdminServer
 from fastcluster.balancing import make_balancer
-from fastcluster.config import Config, default_control_path
-from fastcluster.control import ControlServer
+from fastcluster.config import Config
+from fastcluster.control import ControlServer, default_control_path
 from fastcluster.core.stats import (
     COUNTERS,
     STATE_DRAINING,
@@ -170,7 +170,7 @@ class Master:
             self.close_management()
 
     def open_management(self) -> None:
-        self.control_path = self.manager.control or default_control_path(self.balancer.binds)
+        self.control_path = self.manager.control or default_control_path(self.balancer.all_sockets())
         if self.manager.pidfile:
             write_pidfile(self.manager.pidfile)
         try:

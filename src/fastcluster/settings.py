@@ -149,6 +149,8 @@ def convert(action: argparse.Action, value: object, origin: str, key: str, from_
 def convert_one(action: argparse.Action, value: object, where: str) -> object:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ConfigError(f"{where}: expected a single value like the flag takes, got {value!r}")
+    if isinstance(value, int) and getattr(action.type, "octal", False):
+        raise ConfigError(f'{where}: write the octal mode as a string, like "0660"')
     text = str(value)
     try:
         result = action.type(text) if action.type else text
@@ -272,6 +274,8 @@ def render(serve: argparse.ArgumentParser, args: argparse.Namespace, sources: di
         if action.nargs == 0:
             value = value == action.const
         source = ("command line" if action.dest in given else sources.get(action.dest, "default"))
+        if getattr(action.type, "octal", False) and value is not None:
+            value = f"{value:04o}"
         text = f"# {key} is not set" if value is None else f"{key} = {toml_value(value)}"
         if source == "default" and value is not None:
             text = "# " + text  # so the output read back as a config file sets only what was chosen
