@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from tests.conftest import free_port, wait_until
-from tests.test_settings import cli, get, shown
+from tests.conftest import free_port, get, wait_until
+from tests.test_settings import cli, shown
 
 
 def test_w_and_b_serve_like_workers_and_bind(serve):
@@ -107,13 +107,16 @@ def test_a_bad_umask_is_one_line(text):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
 def test_user_and_group_drop_root_in_the_workers_only(serve):
+    def ids(pid: int) -> tuple[str, str]:
+        with open(f"/proc/{pid}/status") as handle:
+            fields = {line.split(":")[0]: line.split()[1:] for line in handle}
+        return fields["Uid"][0], fields["Gid"][0]
+
     server = serve("--user", "nobody", "--group", "nogroup", workers=2)
     assert get(server.port)[0] == 200
-    for pid in [server.pid, *server.workers()]:
-        with open(f"/proc/{pid}/status") as handle:
-            ids = {line.split(":")[0]: line.split()[1:] for line in handle}
-        expected = ("0", "0") if pid == server.pid else ("65534", "65534")
-        assert (ids["Uid"][0], ids["Gid"][0]) == expected
+    # A worker switches while it boots: wait until both have.
+    assert wait_until(lambda: [ids(pid) for pid in server.workers()] == [("65534", "65534")] * 2)
+    assert ids(server.pid) == ("0", "0")
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, get
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
@@ -18,16 +18,6 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -
              if not key.startswith("FASTCLUSTER_") and key not in ("PORT", "WEB_CONCURRENCY")}
     return subprocess.run([sys.executable, "-m", "fastcluster", *args], capture_output=True, text=True,
                           timeout=30, env={**clean, **(env or {})}, cwd=cwd)
-
-
-def get(port: int, path: str = "/") -> tuple[int, bytes]:
-    client = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        client.request("GET", path)
-        response = client.getresponse()
-        return response.status, response.read()
-    finally:
-        client.close()
 
 
 def shown(result: subprocess.CompletedProcess) -> dict[str, tuple[str, str]]:

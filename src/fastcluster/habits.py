@@ -34,6 +34,15 @@ def unsupported(note: str, value: bool = True) -> Habit:
     return Habit(note=note, value=value)
 
 
+NO_TLS = unsupported("no TLS: put nginx or a load balancer in front")
+NO_RELOAD = unsupported("no development reload yet")
+NATIVE = unsupported("ASGI and WSGI apps run natively in fastcluster's own workers")
+NO_DAEMON = unsupported("run it under systemd, a container or a supervisor", value=False)
+NO_STATSD = unsupported("scrape /metrics (Prometheus) from --admin-port")
+NO_LOG_FILE = unsupported("fastcluster logs to stderr; --log-config sends it elsewhere")
+NO_NAME = unsupported("the process titles are fastcluster: master / worker N")
+NO_DATE = unsupported("every answer has a Date header", value=False)
+
 ALIASES: dict[str, Habit] = {
     # the same thing under another name: works
     "-w": alias("--workers"),
@@ -67,47 +76,47 @@ ALIASES: dict[str, Habit] = {
     "--print-config": spelled("fastcluster config --show", value=False),
     "--initgroups": spelled("--user", "which always sets the user's groups", value=False),
     # no equivalent
-    "-k": unsupported("ASGI and WSGI apps run natively in fastcluster's own workers"),
-    "--worker-class": unsupported("ASGI and WSGI apps run natively in fastcluster's own workers"),
+    "-k": NATIVE,
+    "--worker-class": NATIVE,
     "--worker-connections": unsupported("a worker takes connections until --max-* limits or memory say no"),
     "--loop": unsupported("workers run fastcluster's epoll loop (inside asyncio, uvloop when installed)"),
     "--http": unsupported("requests are parsed by fastcluster with httptools"),
     "--ws": unsupported("there is one WebSocket implementation"),
     "--reload": unsupported("no development reload yet; `fastcluster reload` replaces the workers",
                             value=False),
-    "--reload-dir": unsupported("no development reload yet"),
-    "--reload-include": unsupported("no development reload yet"),
-    "--reload-exclude": unsupported("no development reload yet"),
-    "--reload-delay": unsupported("no development reload yet"),
-    "--reload-engine": unsupported("no development reload yet"),
-    "--reload-extra-file": unsupported("no development reload yet"),
-    "--ssl-keyfile": unsupported("no TLS: put nginx or a load balancer in front"),
-    "--ssl-certfile": unsupported("no TLS: put nginx or a load balancer in front"),
-    "--ssl-keyfile-password": unsupported("no TLS: put nginx or a load balancer in front"),
-    "--ssl-version": unsupported("no TLS: put nginx or a load balancer in front"),
-    "--ssl-cert-reqs": unsupported("no TLS: put nginx or a load balancer in front"),
-    "--ssl-ca-certs": unsupported("no TLS: put nginx or a load balancer in front"),
-    "--ssl-ciphers": unsupported("no TLS: put nginx or a load balancer in front"),
-    "--keyfile": unsupported("no TLS: put nginx or a load balancer in front"),
-    "--certfile": unsupported("no TLS: put nginx or a load balancer in front"),
-    "--ca-certs": unsupported("no TLS: put nginx or a load balancer in front"),
-    "--ciphers": unsupported("no TLS: put nginx or a load balancer in front"),
-    "--cert-reqs": unsupported("no TLS: put nginx or a load balancer in front"),
-    "-D": unsupported("run it under systemd, a container or a supervisor", value=False),
-    "--daemon": unsupported("run it under systemd, a container or a supervisor", value=False),
-    "--statsd-host": unsupported("scrape /metrics (Prometheus) from --admin-port"),
-    "--statsd-prefix": unsupported("scrape /metrics (Prometheus) from --admin-port"),
+    "--reload-dir": NO_RELOAD,
+    "--reload-include": NO_RELOAD,
+    "--reload-exclude": NO_RELOAD,
+    "--reload-delay": NO_RELOAD,
+    "--reload-engine": NO_RELOAD,
+    "--reload-extra-file": NO_RELOAD,
+    "--ssl-keyfile": NO_TLS,
+    "--ssl-certfile": NO_TLS,
+    "--ssl-keyfile-password": NO_TLS,
+    "--ssl-version": NO_TLS,
+    "--ssl-cert-reqs": NO_TLS,
+    "--ssl-ca-certs": NO_TLS,
+    "--ssl-ciphers": NO_TLS,
+    "--keyfile": NO_TLS,
+    "--certfile": NO_TLS,
+    "--ca-certs": NO_TLS,
+    "--ciphers": NO_TLS,
+    "--cert-reqs": NO_TLS,
+    "-D": NO_DAEMON,
+    "--daemon": NO_DAEMON,
+    "--statsd-host": NO_STATSD,
+    "--statsd-prefix": NO_STATSD,
     "--use-colors": unsupported("logs are plain; --log-config formats them", value=False),
     "--no-use-colors": unsupported("logs are plain", value=False),
     "--header": unsupported("an app sets its own headers (--response-header is the built-in responder's)"),
-    "--date-header": unsupported("every answer has a Date header", value=False),
-    "--no-date-header": unsupported("every answer has a Date header", value=False),
-    "--error-logfile": unsupported("fastcluster logs to stderr; --log-config sends it elsewhere"),
-    "--log-file": unsupported("fastcluster logs to stderr; --log-config sends it elsewhere"),
+    "--date-header": NO_DATE,
+    "--no-date-header": NO_DATE,
+    "--error-logfile": NO_LOG_FILE,
+    "--log-file": NO_LOG_FILE,
     "--capture-output": unsupported("the workers' stdout and stderr are the master's", value=False),
     "--worker-tmp-dir": unsupported("heartbeats go through shared memory, no files"),
-    "-n": unsupported("the process titles are fastcluster: master / worker N"),
-    "--name": unsupported("the process titles are fastcluster: master / worker N"),
+    "-n": NO_NAME,
+    "--name": NO_NAME,
     "--paste": unsupported("give the app as module:attribute"),
     "--proxy-protocol": unsupported("the PROXY protocol is not read", value=False),
     "--no-sendfile": unsupported("files always go out with sendfile", value=False),
@@ -126,6 +135,8 @@ def add_habits(serve: argparse.ArgumentParser) -> None:
     (same type, same checks), the rest as Refused."""
     targets = {option: action for action in serve._actions for option in action.option_strings}
     for flag, habit in ALIASES.items():
+        if flag in targets:
+            continue  # the flag has become ours
         if not habit.works:
             serve.add_argument(flag, action=Refused, nargs="?" if habit.value else 0, help=argparse.SUPPRESS)
             continue
