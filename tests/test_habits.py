@@ -141,3 +141,12 @@ def test_user_needs_root():
                             cwd="/tmp")
     assert result.returncode == 2
     assert result.stderr == "fastcluster: error: --user: only root can switch the workers' user or group\n"
+
+
+def test_a_habit_flag_that_becomes_ours_is_left_to_it():
+    from fastcluster.cli import parser
+    from fastcluster.habits import add_habits
+
+    serve = parser()._subparsers._group_actions[0].choices["serve"]
+    add_habits(serve)  # every flag of the table exists now, as a real flag would after a merge
+    assert serve.parse_args(["-w", "3"]).workers == "3"

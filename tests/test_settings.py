@@ -190,3 +190,9 @@ def test_a_bad_env_file_line_is_named(tmp_path):
     result = cli("config", "--show", "--env-file", env_file)
     assert result.returncode == 2
     assert f"--env-file: {env_file}:2: expected KEY=VALUE" in result.stderr
+
+
+def test_the_environment_can_choose_the_file_and_its_server(tmp_path):
+    config = write(tmp_path / "fc.toml", "[servers.api]\nbacklog = 64\n[servers.web]\nbacklog = 128\n")
+    settings = shown(cli("config", "--show", env={"FASTCLUSTER_CONFIG": config, "FASTCLUSTER_SERVER": "web"}))
+    assert settings["backlog"] == ("128", f"{config} [servers.web]")
