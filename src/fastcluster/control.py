@@ -73,6 +73,8 @@ def find_control_path(port: int, host: str | None) -> str:
     if host is not None:
         return os.path.join(directory, f"{PREFIX}{host}-{port}.sock")
     found = sorted(glob.glob(os.path.join(glob.escape(directory), f"{PREFIX}*-{port}.sock")))
+    if len(found) > 1:  # one may be left by a server that was killed
+        found = [path for path in found if listening(path)] or found
     if len(found) > 1:
         hosts = ", ".join(os.path.basename(path)[len(PREFIX):-len(f"-{port}.sock")] for path in found)
         raise ControlError(f"several servers listen on port {port} (hosts {hosts}): choose with --host")
@@ -137,6 +139,11 @@ class ControlServer(OneShotServer):
             os.unlink(self.path)
         except OSError:
             pass
+
+
+def listening(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(path) == 0
 
 
 def request(path: str, message: dict, timeout: float = 120.0) -> dict:

@@ -107,3 +107,18 @@ def test_a_control_directory_others_can_use_is_refused(runtime_dir, owner, mode)
     assert result.returncode == 1
     assert result.stderr.startswith(f"fastcluster: error: control directory {directory} is not private")
     assert result.stderr.count("\n") == 1
+
+
+@ROOT_ONLY
+def test_a_socket_left_by_a_killed_server_does_not_hide_the_live_one(serve):
+    port = free_port()
+    serve(port=port)
+    stale = f"/run/fastcluster/fastcluster-127.0.0.3-{port}.sock"
+    with socket.socket(socket.AF_UNIX) as gone:
+        gone.bind(stale)  # what a SIGKILLed master leaves
+    try:
+        result = cli("status", "--json", "--port", str(port))
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["master"]["addresses"] == [f"127.0.0.1:{port}"]
+    finally:
+        os.unlink(stale)
