@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -123,6 +124,17 @@ def serve() -> Iterator:
         assert server.tracebacks_expected or "Traceback" not in output, output
         if server.expected_exit is not None:
             assert code == server.expected_exit, output
+
+
+def get(port: int, path: str = "/") -> tuple[int, bytes]:
+    """GET path with http.client: (status, body)."""
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        client.request("GET", path)
+        response = client.getresponse()
+        return response.status, response.read()
+    finally:
+        client.close()
 
 
 def http_exchange(sock: socket.socket, data: bytes, timeout: float = 5.0) -> bytes:

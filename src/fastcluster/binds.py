@@ -16,6 +16,7 @@ class Bind:
     port: int = 0
     path: str = ""
     fd: int = -1
+    mode: int = 0o666  # unix: the socket file's permissions (--uds-mode)
 
     def __str__(self) -> str:
         if self.kind == "unix":
@@ -102,20 +103,34 @@ def open_tcp(bind: Bind, backlog: int, reuseport: bool) -> socket.socket:
 
 
 def open_unix(bind: Bind, backlog: int) -> socket.socket:
-    try:
-        if stat.S_ISSOCK(os.stat(bind.path).st_mode):
-            os.unlink(bind.path)  # a stale socket left by a previous run
-    except FileNotFoundError:
-        pass
+    remove_stale_socket(bind)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(bind.path)
+        os.chmod(bind.path, bind.mode)  # exactly --uds-mode, whatever the umask
         sock.listen(backlog)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
         raise OSError(exc.errno, f"cannot bind {bind}: {exc.strerror}") from None
     return sock
+
+
+def remove_stale_socket(bind: Bind) -> None:
+    """Remove a socket file left by a server that is gone; refuse to touch anything else."""
+    try:
+        mode = os.lstat(bind.path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(errno.EEXIST, f"cannot bind {bind}: {bind.path} exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        failed = probe.connect_ex(bind.path)
+    if failed == 0:
+        raise OSError(errno.EADDRINUSE, f"cannot bind {bind}: another process listens on {bind.path}")
+    if failed != errno.ECONNREFUSED:
+        raise OSError(failed, f"cannot bind {bind}: cannot check {bind.path}: {os.strerror(failed)}")
+    os.unlink(bind.path)
 
 
 def adopt_fd(bind: Bind) -> socket.socket:

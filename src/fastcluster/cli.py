@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from fastcluster import __version__
+from fastcluster import __version__, settings
 from fastcluster.access_log import FORMATS
 from fastcluster.binds import Bind, parse_bind, parse_port
 from fastcluster.config import (
@@ -19,13 +19,15 @@ from fastcluster.config import (
     Limits,
     Manager,
     build_response,
+    choose_identity,
     choose_pinning,
-    default_control_path_for_port,
     systemd_binds,
 )
-from fastcluster.control import ControlError, request
+from fastcluster.control import ControlError, find_control_path, request
 from fastcluster.core.forwarded import DEFAULT_ALLOWED, ProxyHeaders
+from fastcluster.habits import add_habits
 from fastcluster.logs import setup_logging
+from fastcluster.settings import ReplacingAppend
 from fastcluster.status import render_status
 
 USAGE_ERROR = 2
@@ -33,6 +35,10 @@ USAGE_ERROR = 2
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one readable line and exit status 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "append", ReplacingAppend)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         fail(message)
@@ -89,8 +95,29 @@ def port(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def octal_mode(text: str) -> int:
+    """File permissions or a umask, in octal: 022, 0o660."""
+    try:
+        value = int(text[2:] if text.lower().startswith("0o") else text, 8)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"expected an octal mode from 000 to 777 like 022 or 0660, "
+                                         f"got {text!r}")
+    return value
+
+
+octal_mode.octal = True  # type: ignore[attr-defined]  # settings: a TOML number is refused, shown as "0660"
+
+
 def add_serve(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve HTTP on every core")
+    settings = serve.add_argument_group("settings")
+    settings.add_argument("--config", metavar="FILE", help="read settings from this TOML file "
+                          "(flags > FASTCLUSTER_* environment > file > defaults)")
+    settings.add_argument("--server", metavar="NAME", help="use the file's [servers.NAME] table")
+    settings.add_argument("--env-file", metavar="FILE",
+                          help="load KEY=VALUE lines into the environment of the master and workers")
     serve.add_argument("app", nargs="?", metavar="APP",
                        help="an ASGI or WSGI app as module:attribute; none: the built-in responder answers")
     apps = serve.add_argument_group("apps")
@@ -116,11 +143,15 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     apps.add_argument("--allow-underscore-headers", action="store_true",
                       help="WSGI: pass headers whose names have '_' (dropped by default: "
                            "X_Forwarded_For would pass for X-Forwarded-For)")
+    apps.add_argument("--chdir", metavar="DIR", help="change to DIR before anything is loaded")
     where = serve.add_argument_group("sockets")
     where.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     where.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000)")
     where.add_argument("--bind", action="append", default=[], metavar="ADDR",
                        help="HOST:PORT, [V6]:PORT, unix:PATH or fd://N; repeatable; replaces --host/--port")
+    where.add_argument("--uds-mode", type=octal_mode, default=0o666, metavar="MODE",
+                       help="permissions of unix: sockets (default 0666: any local user, e.g. nginx, "
+                            "may connect)")
     where.add_argument("--backlog", type=positive_int, default=2048, help="listen backlog (default 2048)")
     where.add_argument("--balance", choices=["reuseport", "shared"], default="reuseport",
                        help="one SO_REUSEPORT socket per worker (default) or one socket for all")
@@ -131,6 +162,10 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     procs.add_argument("--no-pin", action="store_true", help="do not pin workers to CPUs")
     procs.add_argument("--graceful-timeout", type=positive_float, default=30.0,
                        help="seconds to finish in-flight requests on stop (default 30)")
+    procs.add_argument("--user", metavar="USER", help="workers run as USER (name or uid) after the sockets "
+                       "are bound; needs root")
+    procs.add_argument("--group", metavar="GROUP", help="workers run with GROUP (default: USER's group)")
+    procs.add_argument("--umask", type=octal_mode, metavar="MASK", help="file mode mask of the server, octal")
     procs.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
     procs.add_argument("--log-config", metavar="FILE",
@@ -152,7 +187,8 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     manage = serve.add_argument_group("process manager")
     manage.add_argument("--control", metavar="PATH",
                         help="control socket for status/reload/scale/stop (default: "
-                             "$XDG_RUNTIME_DIR or /tmp, fastcluster-PORT.sock)")
+                             "fastcluster-HOST-PORT.sock in /run/fastcluster for root, else in a private "
+                             "directory)")
     manage.add_argument("--pidfile", metavar="PATH", help="write the master's pid to PATH")
     manage.add_argument("--timeout", type=heartbeat_timeout, default=30.0, metavar="S",
                         help="kill and replace a worker silent (no heartbeat) for S seconds (default 30)")
@@ -197,6 +233,8 @@ def add_control_commands(commands: argparse._SubParsersAction) -> None:
         where.add_argument("--control", metavar="PATH", help="the server's control socket")
         where.add_argument("--port", type=port, default=8000,
                            help="find the control socket of the server on this port (default 8000)")
+        command.add_argument("--host", help="with --port: the server's address, when several servers "
+                             "share the port")
 
     status = commands.add_parser("status", help="show the workers of a running server")
     control_options(status)
@@ -222,6 +260,9 @@ def parser() -> Parser:
     commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
     add_serve(commands)
+    add_habits(commands.choices["serve"])
+    commands.add_parser("config", help="config --show [serve flags]: print every serve setting and where "
+                        "it comes from (flag, environment, file, default)")
     add_control_commands(commands)
     return top
 
@@ -276,7 +317,8 @@ def preload(config: Config) -> Config:
 
 def serve_config(args: argparse.Namespace) -> Config:
     try:
-        binds: list[Bind] = [parse_bind(text) for text in args.bind] or systemd_binds()
+        binds: list[Bind] = [dataclasses.replace(parse_bind(text), mode=args.uds_mode) for text in args.bind]
+        binds = binds or systemd_binds()
     except ValueError as exc:
         raise ConfigError(f"--bind: {exc}") from None
     if not binds:
@@ -321,17 +363,40 @@ def serve_config(args: argparse.Namespace) -> Config:
             admin_port=args.admin_port,
             access_log=args.access_log,
             access_log_format=args.access_log_format,
+            identity=choose_identity(args.user, args.group),
         ),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = parser()
+    show = argv[:1] == ["config"] and "--show" in argv
+    if show:
+        argv = ["serve", *(arg for arg in argv[1:] if arg != "--show")]
+    sources: dict[str, str] = {}
+    if argv[:1] == ["serve"]:
+        serve = top._subparsers._group_actions[0].choices["serve"]
+        try:
+            sources = settings.apply(serve, argv[1:])
+        except ConfigError as exc:
+            fail(str(exc))
+    args = top.parse_args(argv)
+    if args.command == "config":
+        fail("config: give --show, and any serve flags to see their effect")
     if args.command == "serve":
         from fastcluster.master import Master
 
         try:
+            if args.umask is not None:
+                os.umask(args.umask)
+            if args.chdir:
+                change_directory(args.chdir)
             config = serve_config(args)
+            if show:
+                given = set(settings.given_on_command_line(serve, argv[1:]))
+                print(settings.render(serve, args, sources, given))
+                return 0
             setup_logging(config.log_level, config.log_config)
         except ConfigError as exc:
             fail(str(exc))
@@ -341,11 +406,18 @@ def main(argv: list[str] | None = None) -> int:
     return control_command(args)
 
 
+def change_directory(path: str) -> None:
+    try:
+        os.chdir(path)
+    except OSError as exc:
+        raise ConfigError(f"--chdir: cannot change to {path}: {exc.strerror}") from None
+
+
 def control_command(args: argparse.Namespace) -> int:
     """status, reload, scale, stop: one request on the control socket; exit 1 if it failed."""
-    path = args.control or default_control_path_for_port(args.port)
     message: dict = {"command": args.command}
     try:
+        path = args.control or find_control_path(args.port, args.host)
         if args.command == "scale":
             count = args.workers
             if count[0] in "+-":
@@ -353,8 +425,9 @@ def control_command(args: argparse.Namespace) -> int:
                 count = str(max(1, current + int(count)))
             message["workers"] = int(count)
         reply = request(path, message)
-    except ControlError as exc:
-        print(f"fastcluster: error: {exc}", file=sys.stderr)
+    except (ControlError, OSError) as exc:
+        print(f"fastcluster: error: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}",
+              file=sys.stderr)
         return 1
     if not reply.get("ok"):
         print(f"fastcluster: error: {reply.get('error') or reply.get('message')}", file=sys.stderr)

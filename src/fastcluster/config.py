@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import grp
 import mimetypes
 import os
+import pwd
 from dataclasses import dataclass, field
 
 from fastcluster.binds import Bind
@@ -53,6 +55,15 @@ class Response:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """--user/--group: who the workers become once the master has bound the sockets."""
+
+    uid: int | None  # None: keep the user (only --group given)
+    gid: int
+    name: str | None  # the user's name, for its supplementary groups
+
+
+@dataclass(frozen=True)
 class Manager:
     """Process-manager settings: control, supervision, recycling, metrics and logs."""
 
@@ -66,30 +77,7 @@ class Manager:
     admin_port: int | None = None  # None: no admin listener
     access_log: str | None = None  # a path or "-" (standard output); None: off
     access_log_format: str = "common"
-
-
-def default_control_path(binds: list[Bind]) -> str:
-    """Where a server's control socket lives unless --control says: per port (or per Unix socket name),
-    under $XDG_RUNTIME_DIR, else the temporary directory."""
-    return os.path.join(runtime_dir(), f"fastcluster-{control_name(binds)}.sock")
-
-
-def default_control_path_for_port(port: int) -> str:
-    return os.path.join(runtime_dir(), f"fastcluster-{port}.sock")
-
-
-def runtime_dir() -> str:
-    return os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("TMPDIR") or "/tmp"
-
-
-def control_name(binds: list[Bind]) -> str:
-    for bind in binds:
-        if bind.kind == "tcp":
-            return str(bind.port)
-    for bind in binds:
-        if bind.kind == "unix":
-            return os.path.basename(str(bind.path)).replace(".", "_")
-    return f"fd{binds[0].fd}" if binds else "default"
+    identity: Identity | None = None  # None: workers keep the master's user and group
 
 
 @dataclass(frozen=True)
@@ -210,6 +198,29 @@ def build_response(*, body: str | None, file: str | None, size: int | None, stat
         file=file,
         static=os.path.abspath(static) if static is not None else None,
     )
+
+
+def choose_identity(user: str | None, group: str | None) -> Identity | None:
+    """The user and group of --user/--group (names or numbers); the group defaults to the user's."""
+    if user is None and group is None:
+        return None
+    flag = "--user" if user is not None else "--group"
+    if os.geteuid() != 0:
+        raise ConfigError(f"{flag}: only root can switch the workers' user or group")
+    uid = name = None
+    gid = os.getgid()
+    if user is not None:
+        try:
+            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        except KeyError:
+            raise ConfigError(f"--user: no such user {user!r}") from None
+        uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
+    if group is not None:
+        try:
+            gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(f"--group: no such group {group!r}") from None
+    return Identity(uid, gid, name)
 
 
 def systemd_binds() -> list[Bind]:

@@ -13,6 +13,7 @@ import os
 import sys
 
 from fastcluster.config import ConfigError
+from fastcluster.settings import tomllib
 
 FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -60,7 +61,7 @@ def parse_dict_config(path: str, extension: str, data: bytes) -> dict:
     if extension == ".json":
         config = json.loads(data)
     elif extension == ".toml":
-        config = toml_module(path).loads(data.decode())
+        config = tomllib.loads(data.decode())
     else:
         try:
             import yaml
@@ -72,14 +73,3 @@ def parse_dict_config(path: str, extension: str, data: bytes) -> dict:
         raise ConfigError(f"--log-config: {path} must hold a mapping (a logging dictConfig)")
     return config
 
-
-def toml_module(path: str):
-    try:
-        import tomllib  # Python 3.11+
-    except ImportError:
-        try:
-            import tomli as tomllib
-        except ImportError:
-            raise ConfigError(f"--log-config: {path} is TOML, which needs Python 3.11 or tomli "
-                              "(pip install tomli)") from None
-    return tomllib

@@ -22,8 +22,8 @@ from setproctitle import setproctitle
 from fastcluster import worker
 from fastcluster.admin import AdminServer
 from fastcluster.balancing import make_balancer
-from fastcluster.config import Config, default_control_path
-from fastcluster.control import ControlServer
+from fastcluster.config import Config
+from fastcluster.control import ControlServer, default_control_path
 from fastcluster.core.stats import (
     COUNTERS,
     STATE_DRAINING,
@@ -34,6 +34,7 @@ from fastcluster.core.stats import (
     reset_slot,
 )
 from fastcluster.metrics import render_metrics
+from fastcluster.notify import Notifier
 from fastcluster.oneshot import Client
 
 log = logging.getLogger("fastcluster.master")
@@ -129,6 +130,8 @@ class Master:
         self.control_path = ""
         self.next_sample = 0.0
         self.stop_requested = False  # asked through the control socket
+        self.notifier = Notifier()  # systemd, when $NOTIFY_SOCKET is set
+        self.ready_notified = False
 
     # ---- life cycle ----
 
@@ -170,9 +173,10 @@ class Master:
             self.close_management()
             self.boot_errors_r.close()
             self.boot_errors_w.close()
+            self.notifier.close()
 
     def open_management(self) -> None:
-        self.control_path = self.manager.control or default_control_path(self.balancer.binds)
+        self.control_path = self.manager.control or default_control_path(self.balancer.all_sockets())
         if self.manager.pidfile:
             write_pidfile(self.manager.pidfile)
         try:
@@ -233,6 +237,7 @@ class Master:
     def stop(self, graceful: bool) -> int:
         """Stop every worker: TERM and wait up to the graceful timeout (a second signal or QUIT: at once)."""
         self.stopping = True
+        self.notifier.stopping()
         log.info("stopping (%s)", "graceful" if graceful else "immediate")
         for client, _ in self.waiters:
             self.control.answer(client, {"ok": False, "error": "the server is stopping"})
@@ -425,6 +430,27 @@ class Master:
         if not self.reloads and self.replacing is None:
             self.check_recycling()
         self.answer_waiters()
+        self.notify_progress()
+
+    def notify_progress(self) -> None:
+        """systemd: READY=1 once every slot's worker serves (or, after one served, could not start), then
+        the watchdog and a STATUS= line every few seconds."""
+        if not self.notifier.enabled:
+            return
+        settled = (slot.removing or slot.boot_failed or (slot.worker and slot.worker.state == "serving")
+                   for slot in self.slots.values())
+        if not self.ready_notified and self.served and all(settled):
+            self.ready_notified = True
+            self.notifier.ready(self.status_line())
+        self.notifier.tick(self.status_line())
+
+    def status_line(self) -> str:
+        serving = [slot.worker for slot in self.slots.values()
+                   if slot.worker is not None and slot.worker.state == "serving" and not slot.removing]
+        failed = sum(1 for slot in self.slots.values() if slot.boot_failed and not slot.removing)
+        rate = sum(current.rate for current in self.workers.values())
+        return (f"{len(serving)} of {self.target} workers serving, {rate:.0f} req/s"
+                + (f", {failed} cannot start" if failed else ""))
 
     def now_serving(self, current: Worker) -> None:
         current.state = "serving"
@@ -491,6 +517,7 @@ class Master:
         reload = Reload(sorted(index for index, slot in self.slots.items()
                                if not slot.removing and slot.worker is not None), "reloaded")
         log.info("rolling reload of %d workers (%s)", len(reload.pending), why)
+        self.notifier.reloading()
         self.reloads.append(reload)
         return reload
 
@@ -523,6 +550,7 @@ class Master:
                 self.reloads_done += 1
                 reload.result = (True, "reloaded")
                 log.info("rolling reload finished")
+                self.notifier.ready(self.status_line())
 
     def still_accepting(self, old: Worker) -> bool:
         return old.pid in self.workers and read_slot(self.stats_block, old.record)["state"] != STATE_DRAINING
@@ -543,6 +571,7 @@ class Master:
                   slot.index, reason)
         if reload is not None:
             reload.result = (False, f"worker {slot.index} could not start: {reason}")
+            self.notifier.ready(f"reload failed, the old workers serve: {reload.result[1]}")
 
     def scale(self, workers: int) -> None:
         """Add slots on the least used CPUs, or take the highest slots out of rotation and drain them."""

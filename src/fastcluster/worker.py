@@ -18,7 +18,7 @@ from typing import NoReturn
 from setproctitle import setproctitle
 
 from fastcluster.access_log import AccessLog
-from fastcluster.config import Config
+from fastcluster.config import Config, Identity
 from fastcluster.core.context import Context
 from fastcluster.core.forwarded import ProxyHeaders
 from fastcluster.core.responder import Responder
@@ -83,6 +83,8 @@ def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket
     responder = Responder(body=body, status=response.status, content_type=response.content_type,
                           headers=response.headers, server_header=response.server_header)
     access_log = open_access_log(config)
+    if become(config.manager.identity):
+        stop_with_master()  # changing credentials cleared the parent-death signal
     static = StaticFiles(response.static) if response.static else None
     ctx = Context(responder, limits=config.limits, stats_block=stats_block, record=record,
                   access_log=access_log, static=static)
@@ -178,6 +180,24 @@ def stop_with_master() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != master:  # the master died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def become(identity: Identity | None) -> bool:
+    """--user/--group: drop root before anything of the app runs (the sockets and the access log are
+    open already). True if the credentials changed."""
+    if identity is None:
+        return False
+    try:
+        if identity.name is not None:
+            os.initgroups(identity.name, identity.gid)
+        else:
+            os.setgroups([identity.gid])
+        os.setgid(identity.gid)
+        if identity.uid is not None:
+            os.setuid(identity.uid)
+    except OSError as exc:
+        raise BootError(f"cannot switch to uid {identity.uid} gid {identity.gid}: {exc.strerror}") from None
+    return True
 
 
 def install_signals(server: Server, graceful_timeout: float, access_log: AccessLog | None) -> None:

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from fastcluster.metrics import parse_metrics
-from tests.conftest import free_port, read_responses, wait_until
+from tests.conftest import free_port, get, read_responses, wait_until
 from tests.master.load import Load
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -47,16 +47,6 @@ def status(control: str) -> dict:
 def serving_pids(control: str) -> dict[int, int]:
     """slot -> pid of the workers taking new connections."""
     return {row["slot"]: row["pid"] for row in status(control)["workers"] if row["state"] == "serving"}
-
-
-def get(port: int, path: str = "/") -> tuple[int, bytes]:
-    client = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        client.request("GET", path)
-        response = client.getresponse()
-        return response.status, response.read()
-    finally:
-        client.close()
 
 
 def test_rolling_reload_under_load_fails_no_request(serve, control):

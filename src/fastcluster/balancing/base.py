@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 from fastcluster.binds import Bind, adopt_fd, check_port_free, open_tcp, open_unix, resolve_host
@@ -15,6 +16,7 @@ class Balancer:
         self.binds: list[Bind] = []
         self.backlog = 2048
         self.shared: list[socket.socket] = []  # sockets every slot accepts from
+        self.socket_files: dict[str, int] = {}  # unix socket path -> inode, removed at close
 
     def open(self, binds: list[Bind], slots: int, backlog: int) -> None:
         """Make the listening sockets for slots 0..slots-1; raise OSError naming the bind that failed."""
@@ -42,13 +44,22 @@ class Balancer:
     def close(self) -> None:
         for sock in self.all_sockets():
             sock.close()
+        for path, inode in self.socket_files.items():
+            try:
+                if os.lstat(path).st_ino == inode:  # still ours, not a successor's
+                    os.unlink(path)
+            except OSError:
+                pass
+        self.socket_files.clear()
 
     def addresses(self) -> list[str]:
         return [str(bind) for bind in self.binds]
 
     def open_shared(self, bind: Bind) -> socket.socket:
         if bind.kind == "unix":
-            return open_unix(bind, self.backlog)
+            sock = open_unix(bind, self.backlog)
+            self.socket_files[bind.path] = os.stat(bind.path).st_ino
+            return sock
         if bind.kind == "fd":
             return adopt_fd(bind)
         return open_tcp(bind, self.backlog, reuseport=False)
