@@ -10,7 +10,7 @@ import os
 import sys
 
 from fastcluster import __version__
-from fastcluster.access_log import FORMATS
+from fastcluster.access_log import FormatError, compile_format
 from fastcluster.binds import Bind, parse_bind, parse_port
 from fastcluster.config import (
     App,
@@ -79,6 +79,14 @@ def size(text: str) -> int:
     if not number.isdigit():
         raise argparse.ArgumentTypeError(f"expected a size like 1048576, 64k or 1m, got {text!r}")
     return int(number) * unit
+
+
+def access_log_format(text: str) -> str:
+    try:
+        compile_format(None, text)
+    except FormatError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def port(text: str) -> int:
@@ -157,8 +165,9 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                         help="address of the admin listener (default 127.0.0.1)")
     manage.add_argument("--access-log", metavar="PATH|-", help="log each request to PATH or - (stdout); "
                         "default off. SIGUSR1 reopens it")
-    manage.add_argument("--access-log-format", choices=FORMATS, default="common",
-                        help="common (default), combined or json")
+    manage.add_argument("--access-log-format", type=access_log_format, default="common", metavar="FORMAT",
+                        help="common (default), combined, json, or gunicorn-style atoms such as "
+                        "'%%(h)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s' (see README)")
 
     limits = serve.add_argument_group("limits and timeouts")
     defaults = Limits()
