@@ -24,6 +24,7 @@ from fastcluster.config import (
     systemd_binds,
 )
 from fastcluster.control import ControlError, request
+from fastcluster.log_tail import show_log
 from fastcluster.logs import setup_logging
 from fastcluster.status import render_status
 
@@ -184,15 +185,38 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                         help="longest pause while receiving a body (408)")
     limits.add_argument("--write-timeout", type=positive_float, default=defaults.write_timeout, metavar="S",
                         help="longest a client may leave our output unread")
+    add_log_file_flags(serve)
+
+
+def add_log_file_flags(serve: argparse.ArgumentParser) -> None:
+    logs = serve.add_argument_group("log file (read it with `fastcluster logs`)")
+    logs.add_argument("--log-file", metavar="PATH",
+                      help="collect the workers' stdout and stderr and the master's logs into PATH, each "
+                      "line tagged with its worker's slot and pid (default: all to stderr, untagged)")
+    logs.add_argument("--log-max-size", type=size, default=Manager.log_max_size, metavar="SIZE",
+                      help="rotate the log file when it would pass SIZE (default 10m)")
+    logs.add_argument("--log-backups", type=whole_number, default=Manager.log_backups, metavar="N",
+                      help="rotated files kept, PATH.1 … PATH.N (default 5)")
+
+
+def control_options(command: argparse.ArgumentParser) -> None:
+    where = command.add_mutually_exclusive_group()
+    where.add_argument("--control", metavar="PATH", help="the server's control socket")
+    where.add_argument("--port", type=port, default=8000,
+                       help="find the control socket of the server on this port (default 8000)")
+
+
+def add_logs_command(commands: argparse._SubParsersAction) -> None:
+    logs = commands.add_parser("logs", help="show (and follow) a server's --log-file")
+    control_options(logs)
+    logs.add_argument("--log-file", metavar="PATH",
+                      help="read this file instead of asking the server for it")
+    logs.add_argument("--lines", "-n", type=whole_number, default=15, metavar="N",
+                      help="how many of the last lines to show first (default 15)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing lines as they are written")
 
 
 def add_control_commands(commands: argparse._SubParsersAction) -> None:
-    def control_options(command: argparse.ArgumentParser) -> None:
-        where = command.add_mutually_exclusive_group()
-        where.add_argument("--control", metavar="PATH", help="the server's control socket")
-        where.add_argument("--port", type=port, default=8000,
-                           help="find the control socket of the server on this port (default 8000)")
-
     status = commands.add_parser("status", help="show the workers of a running server")
     control_options(status)
     status.add_argument("--json", action="store_true", help="print the full status as JSON")
@@ -218,6 +242,7 @@ def parser() -> Parser:
     commands.required = True
     add_serve(commands)
     add_control_commands(commands)
+    add_logs_command(commands)
     return top
 
 
@@ -306,6 +331,9 @@ def serve_config(args: argparse.Namespace) -> Config:
             admin_port=args.admin_port,
             access_log=args.access_log,
             access_log_format=args.access_log_format,
+            log_file=args.log_file,
+            log_max_size=args.log_max_size,
+            log_backups=args.log_backups,
         ),
     )
 
@@ -323,7 +351,33 @@ def main(argv: list[str] | None = None) -> int:
         if config.app is not None and config.app.preload:
             config = preload(config)
         return Master(config).run()
+    if args.command == "logs":
+        return logs_command(args)
     return control_command(args)
+
+
+def logs_command(args: argparse.Namespace) -> int:
+    """Print the last lines of the server's log file, then follow it when asked."""
+    path = args.log_file
+    if path is None:
+        try:
+            path = request(args.control or default_control_path_for_port(args.port),
+                           {"command": "status"})["status"]["master"].get("log_file")
+        except ControlError as exc:
+            print(f"fastcluster: error: {exc} (or give --log-file PATH)", file=sys.stderr)
+            return 1
+        if not path:
+            print("fastcluster: error: the server has no --log-file: its workers write to its stderr",
+                  file=sys.stderr)
+            return 1
+    try:
+        show_log(path, args.lines, args.follow)
+    except OSError as exc:
+        print(f"fastcluster: error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def control_command(args: argparse.Namespace) -> int:

@@ -64,6 +64,9 @@ class Manager:
     admin_port: int | None = None  # None: no admin listener
     access_log: str | None = None  # a path or "-" (standard output); None: off
     access_log_format: str = "common"
+    log_file: str | None = None  # the workers' output and the master's logs; None: stderr, untouched
+    log_max_size: int = 10 << 20  # rotate the log file when it would pass this many bytes
+    log_backups: int = 5
 
 
 def default_control_path(binds: list[Bind]) -> str:
