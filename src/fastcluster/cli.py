@@ -216,10 +216,19 @@ def add_logs_command(commands: argparse._SubParsersAction) -> None:
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing lines as they are written")
 
 
+def add_top_command(commands: argparse._SubParsersAction) -> None:
+    top = commands.add_parser("top", help="a live view of the workers: CPU, memory, req/s, latency")
+    control_options(top)
+    top.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
+                     help="seconds between refreshes (default 1)")
+    top.add_argument("--plain", action="store_true", help="plain ANSI output even when rich is installed")
+
+
 def add_control_commands(commands: argparse._SubParsersAction) -> None:
     status = commands.add_parser("status", help="show the workers of a running server")
     control_options(status)
     status.add_argument("--json", action="store_true", help="print the full status as JSON")
+    status.add_argument("--watch", action="store_true", help="redraw the table every second until Ctrl-C")
     reload = commands.add_parser("reload", help="rolling reload: replace the workers one at a time")
     control_options(reload)
     scale = commands.add_parser("scale", help="change the number of workers")
@@ -243,6 +252,7 @@ def parser() -> Parser:
     add_serve(commands)
     add_control_commands(commands)
     add_logs_command(commands)
+    add_top_command(commands)
     return top
 
 
@@ -353,7 +363,31 @@ def main(argv: list[str] | None = None) -> int:
         return Master(config).run()
     if args.command == "logs":
         return logs_command(args)
+    if args.command == "top" or (args.command == "status" and args.watch):
+        return live_command(args)
     return control_command(args)
+
+
+def live_command(args: argparse.Namespace) -> int:
+    """top and status --watch: redraw from the control socket's status until Ctrl-C."""
+    from fastcluster.top import run_top, watch_status
+
+    path = args.control or default_control_path_for_port(args.port)
+
+    def fetch() -> dict:
+        return request(path, {"command": "status"})["status"]
+
+    try:
+        if args.command == "top":
+            run_top(fetch, args.interval, args.plain)
+        else:
+            watch_status(fetch, 1.0)
+    except ControlError as exc:
+        print(f"fastcluster: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def logs_command(args: argparse.Namespace) -> int:

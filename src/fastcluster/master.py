@@ -687,6 +687,7 @@ class Master:
                     "bytes_in": record["bytes_in"], "bytes_out": record["bytes_out"],
                     "heartbeat_age": round(now - record["heartbeat"], 3) if record["heartbeat"] else None,
                     "worker_state": STATE_NAMES.get(record["state"], "?"), "request": record["request"],
+                    "latency": record["latency"],
                 })
             totals.setdefault("connections_open", 0)
             retry = slot.boot_failed and slot.worker is None and slot.incoming is None
