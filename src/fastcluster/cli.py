@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import sys
+from collections.abc import Callable
 
 from fastcluster import __version__
 from fastcluster.access_log import FormatError, compile_format
@@ -372,42 +373,36 @@ def live_command(args: argparse.Namespace) -> int:
     """top and status --watch: redraw from the control socket's status until Ctrl-C."""
     from fastcluster.top import run_top, watch_status
 
-    path = args.control or default_control_path_for_port(args.port)
-
-    def fetch() -> dict:
-        return request(path, {"command": "status"})["status"]
-
-    try:
-        if args.command == "top":
-            run_top(fetch, args.interval, args.plain)
-        else:
-            watch_status(fetch, 1.0)
-    except ControlError as exc:
-        print(f"fastcluster: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    if args.command == "top":
+        return until_interrupted(lambda: run_top(lambda: server_status(args), args.interval, args.plain))
+    return until_interrupted(lambda: watch_status(lambda: server_status(args), 1.0))
 
 
 def logs_command(args: argparse.Namespace) -> int:
     """Print the last lines of the server's log file, then follow it when asked."""
-    path = args.log_file
-    if path is None:
-        try:
-            path = request(args.control or default_control_path_for_port(args.port),
-                           {"command": "status"})["status"]["master"].get("log_file")
-        except ControlError as exc:
-            print(f"fastcluster: error: {exc} (or give --log-file PATH)", file=sys.stderr)
-            return 1
+    def show() -> None:
+        path = args.log_file or server_status(args)["master"].get("log_file")
         if not path:
-            print("fastcluster: error: the server has no --log-file: its workers write to its stderr",
-                  file=sys.stderr)
-            return 1
-    try:
+            raise ControlError("the server has no --log-file: its workers write to its stderr")
         show_log(path, args.lines, args.follow)
+
+    return until_interrupted(show)
+
+
+def server_status(args: argparse.Namespace) -> dict:
+    return request(args.control or default_control_path_for_port(args.port), {"command": "status"})["status"]
+
+
+def until_interrupted(command: Callable[[], None]) -> int:
+    """Run a command that ends with Ctrl-C (exit 0); a server it cannot ask or a file it cannot read is one
+    line and exit 1."""
+    try:
+        command()
+    except ControlError as exc:
+        print(f"fastcluster: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"fastcluster: error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        print(f"fastcluster: error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
