@@ -1,7 +1,7 @@
 """The access log of one worker: lines formatted per request into a buffer that is written at most once a
 second (or when it passes 64 KiB), so logging costs no syscall per request. Off unless --access-log is
 given; SIGUSR1 reopens the file (for logrotate). A format (common, combined, or a gunicorn-style string of
-%(atom)s) is compiled once into a list of field getters; json is one object per line."""
+%(atom)s) is compiled once into a %-template and a list of field getters; json is one object per line."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class AccessLog:
         self.path = path
         self.format = log_format
         self.pid = os.getpid()
-        self.getters, self.header_names = compile_format(self, log_format)
+        self.template, self.getters, self.header_names = compile_format(self, log_format)
         self.fd = -1
         self.lines: list[str] = []
         self.size = 0
@@ -83,7 +83,7 @@ class AccessLog:
         if self.getters is None:
             line = self.json_line(entry)
         else:
-            line = "".join([getter(entry) for getter in self.getters]) + "\n"
+            line = self.template % tuple([getter(entry) for getter in self.getters])
         self.lines.append(line)
         self.size += len(line)
         if self.size >= FLUSH_AT:
@@ -126,38 +126,43 @@ class AccessLog:
             data = data[written:]
 
 
-def compile_format(log: AccessLog | None, log_format: str) -> tuple[list[Getter] | None, frozenset[bytes]]:
-    """The getters that write a line of log_format (None for json) and the request headers they read.
-    A format that is not common, combined or json and holds no %(atom)s, or that names an atom we do not
-    have, is a FormatError."""
+def compile_format(log: AccessLog | None,
+                   log_format: str) -> tuple[str, list[Getter] | None, frozenset[bytes]]:
+    """log_format compiled: a %-template of its text with one %s per atom and a line end, the getters of
+    those atoms (None for json), and the request headers they read. A format that is not common, combined
+    or json and holds no %(atom)s, or that names an atom we do not have, is a FormatError."""
     if log_format == "json":
-        return None, frozenset((b"referer", b"user-agent"))
-    template = NAMED_FORMATS.get(log_format, log_format)
-    if not ATOM.search(template):
+        return "", None, frozenset((b"referer", b"user-agent"))
+    text = NAMED_FORMATS.get(log_format, log_format)
+    if not ATOM.search(text):
         raise FormatError(f"unknown access log format {log_format!r}: give common, combined, json "
                           "or a string of %(atom)s such as '%(h)s \"%(r)s\" %(s)s %(D)s'")
+    pieces: list[str] = []
     getters: list[Getter] = []
     names: set[bytes] = set()
     position = 0
-    for match in ATOM.finditer(template):
-        if match.start() > position:
-            getters.append(constant(template[position:match.start()].replace("%%", "%")))
+    for match in ATOM.finditer(text):
+        pieces.append(literal(text[position:match.start()]))
         getter, header = atom_getter(log, match.group(1))
-        getters.append(getter)
+        if isinstance(getter, str):
+            pieces.append(literal(getter))  # an atom that is always the same text costs nothing per line
+        else:
+            pieces.append("%s")
+            getters.append(getter)
         if header is not None:
             names.add(header)
         position = match.end()
-    if position < len(template):
-        getters.append(constant(template[position:].replace("%%", "%")))
-    return getters, frozenset(names)
+    pieces.append(literal(text[position:] + "\n"))
+    return "".join(pieces), getters, frozenset(names)
 
 
-def constant(text: str) -> Getter:
-    return lambda entry: text
+def literal(text: str) -> str:
+    """Format text (where %% is a percent sign) as it stands in a %-template."""
+    return text.replace("%%", "%").replace("%", "%%")
 
 
-def atom_getter(log: AccessLog | None, atom: str) -> tuple[Getter, bytes | None]:
-    """The getter of one atom, and the request header it reads (None: none)."""
+def atom_getter(log: AccessLog | None, atom: str) -> tuple[Getter | str, bytes | None]:
+    """The getter of one atom (or its text, when it never changes), and the request header it reads."""
     if atom.startswith("{"):
         name, kind = atom[1:-2].lower(), atom[-1]
         if kind != "i" or not name:
@@ -181,10 +186,10 @@ def request_line(entry: Entry) -> str:
     return f"{entry.method.decode('latin-1')} {printable(entry.target)} HTTP/{entry.version}"
 
 
-ATOMS: dict[str, Getter] = {
+ATOMS: dict[str, Getter | str] = {
     "h": lambda entry: entry.peer,
-    "l": lambda entry: "-",
-    "u": lambda entry: "-",  # no authentication is decoded
+    "l": "-",
+    "u": "-",  # no authentication is decoded
     "r": request_line,
     "m": lambda entry: entry.method.decode("latin-1"),
     "U": lambda entry: printable(entry.target.partition(b"?")[0]),
