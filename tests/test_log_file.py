@@ -13,7 +13,7 @@ import tempfile
 import pytest
 
 from tests.app.client import fetch
-from tests.conftest import wait_until
+from tests.conftest import ctrl_c_works, wait_until
 
 APP = """
 import sys
@@ -82,7 +82,8 @@ def test_logs_follow_prints_new_lines_across_a_rotation(serve, control, tmp_path
     path = tmp_path / "server.log"
     server = serve("--control", control, "--log-file", str(path), "--log-max-size", "4k", "--access-log", "-")
     follower = subprocess.Popen([sys.executable, "-m", "fastcluster", "logs", "--follow", "--lines", "0",
-                                 "--control", control], stdout=subprocess.PIPE, text=True)
+                                 "--control", control], stdout=subprocess.PIPE, text=True,
+                                preexec_fn=ctrl_c_works)
     try:
         assert wait_until(lambda: follower.poll() is None and len(os.listdir(tmp_path)) == 1, 3)
         for index in range(60):  # about 6 KiB of lines: one rotation

@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from tests.app.client import fetch
-from tests.conftest import wait_until
+from tests.conftest import ctrl_c_works, wait_until
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ class Terminal:
         os.set_blocking(self.master_fd, False)
         env = {**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm"}
         self.proc = subprocess.Popen([sys.executable, "-m", "fastcluster", *args], stdin=slave, stdout=slave,
-                                     stderr=slave, env=env, start_new_session=True)
+                                     stderr=slave, env=env, start_new_session=True, preexec_fn=ctrl_c_works)
         os.close(slave)
         self.output = ""
 
@@ -66,10 +66,10 @@ def load(server, stop: threading.Event) -> None:
 def test_top_shows_each_worker_with_cpu_and_latency(serve, control, plain):
     server = serve("--control", control, workers=2)
     pids = server.workers()
+    terminal = Terminal("top", "--control", control, *(["--plain"] if plain else []))  # before any thread
     stop = threading.Event()
     loader = threading.Thread(target=load, args=(server, stop))
     loader.start()
-    terminal = Terminal("top", "--control", control, *(["--plain"] if plain else []))
     try:
         # Rows from the second refresh on have a CPU % and, with requests in between, a p50 bucket.
         shown = terminal.wait_for(lambda out: "≤" in out and all(str(pid) in out for pid in pids))
