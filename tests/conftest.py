@@ -37,6 +37,13 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
+
+def ctrl_c_works() -> None:
+    """A Popen preexec_fn: SIGINT reaches the child as a terminal's Ctrl-C would, even when the tests run
+    where it is ignored (a background job inherits SIGINT ignored, and so would every command it starts)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Server:
     """A `fastcluster serve` master process started for one test."""
 

@@ -1,24 +1,58 @@
 """The access log of one worker: lines formatted per request into a buffer that is written at most once a
 second (or when it passes 64 KiB), so logging costs no syscall per request. Off unless --access-log is
-given; SIGUSR1 reopens the file (for logrotate)."""
+given; SIGUSR1 reopens the file (for logrotate). A format (common, combined, or a gunicorn-style string of
+%(atom)s) is compiled once into a %-template and a list of field getters; json is one object per line."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from collections.abc import Callable, Mapping
 
-FORMATS = ("common", "combined", "json")
 FLUSH_AT = 65536
+NAMED_FORMATS = {
+    "common": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s',
+    "combined": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+}
+ATOM = re.compile(r"%\(([A-Za-z]|\{[^}]*\}[A-Za-z])\)s")
+
+
+class FormatError(ValueError):
+    """A --access-log-format the log cannot write."""
+
+
+class Entry:
+    """The facts of one answered request that the atoms of a format read."""
+
+    __slots__ = ("peer", "method", "target", "version", "status", "body_size", "duration", "headers")
+
+    def __init__(self, peer: str, method: bytes, target: bytes, version: str, status: int, body_size: int,
+                 duration: float, headers: Mapping[bytes, bytes] | None) -> None:
+        self.peer = peer
+        self.method = method
+        self.target = target
+        self.version = version
+        self.status = status
+        self.body_size = body_size
+        self.duration = duration
+        self.headers = headers
+
+    def header(self, name: bytes) -> str:
+        value = self.headers.get(name) if self.headers is not None else None
+        return printable(value) if value else "-"
+
+
+Getter = Callable[[Entry], str]
 
 
 class AccessLog:
     def __init__(self, path: str, log_format: str = "common") -> None:
-        if log_format not in FORMATS:
-            raise ValueError(f"unknown access log format {log_format!r}")
         self.path = path
         self.format = log_format
-        self.wants_headers = log_format != "common"
+        self.pid = os.getpid()
+        self.template, self.getters, self.header_names = compile_format(self, log_format)
         self.fd = -1
         self.lines: list[str] = []
         self.size = 0
@@ -38,32 +72,37 @@ class AccessLog:
             os.close(self.fd)
         self.fd = fd
 
-    def log(self, conn, method: bytes, target: bytes, version: str, status: int, size: int,
-            referer: bytes | None, user_agent: bytes | None, remote: str | None = None) -> None:
-        """remote: the client as the app's adapter resolved it (from proxy headers); None: the peer."""
+    def log(self, conn, method: bytes, target: bytes, version: str, status: int, body_size: int,
+            started: float, headers: Mapping[bytes, bytes] | None, remote: str | None = None) -> None:
+        """One answered request; started is its CLOCK_MONOTONIC start, headers the request headers by
+        lower-cased name (only those in header_names are read), remote the client as the app's adapter
+        resolved it from proxy headers (None: the peer)."""
         if remote is not None:
             peer = printable(remote.encode("latin-1", "replace"))
         else:
             if conn.peer is None:
                 conn.client_address()  # looks the peer up once per connection
             peer = conn.peer
-        request = f"{method.decode('latin-1')} {printable(target)} HTTP/{version}"
-        if self.format == "json":
-            line = json.dumps({
-                "time": self.iso_timestamp, "remote": peer, "method": method.decode("latin-1"),
-                "target": target.decode("latin-1"), "version": version, "status": status, "bytes": size,
-                "referer": referer.decode("latin-1") if referer else None,
-                "user_agent": user_agent.decode("latin-1") if user_agent else None,
-            }) + "\n"
+        entry = Entry(peer, method, target, version, status, body_size, time.monotonic() - started, headers)
+        if self.getters is None:
+            line = self.json_line(entry)
         else:
-            line = f'{peer} - - [{self.timestamp}] "{request}" {status} {size}'
-            if self.format == "combined":
-                line += f' "{printable(referer or b"-")}" "{printable(user_agent or b"-")}"'
-            line += "\n"
+            line = self.template % tuple([getter(entry) for getter in self.getters])
         self.lines.append(line)
         self.size += len(line)
         if self.size >= FLUSH_AT:
             self.flush()
+
+    def json_line(self, entry: Entry) -> str:
+        headers = entry.headers if entry.headers is not None else {}
+        referer, user_agent = headers.get(b"referer"), headers.get(b"user-agent")
+        return json.dumps({
+            "time": self.iso_timestamp, "remote": entry.peer, "method": entry.method.decode("latin-1"),
+            "target": entry.target.decode("latin-1"), "version": entry.version, "status": entry.status,
+            "bytes": entry.body_size, "duration": round(entry.duration, 6),
+            "referer": referer.decode("latin-1") if referer else None,
+            "user_agent": user_agent.decode("latin-1") if user_agent else None,
+        }) + "\n"
 
     def tick(self, wall_time: float) -> None:
         """Once a second: new timestamps, write what is buffered, reopen if asked."""
@@ -89,6 +128,103 @@ class AccessLog:
             except OSError:
                 return  # a full disk or closed pipe must not stop the worker from serving
             data = data[written:]
+
+
+def compile_format(log: AccessLog | None,
+                   log_format: str) -> tuple[str, list[Getter] | None, frozenset[bytes]]:
+    """log_format compiled: a %-template of its text with one %s per atom and a line end, the getters of
+    those atoms (None for json), and the request headers they read. A format that is not common, combined
+    or json and holds no %(atom)s, or that names an atom we do not have, is a FormatError."""
+    if log_format == "json":
+        return "", None, frozenset((b"referer", b"user-agent"))
+    text = NAMED_FORMATS.get(log_format, log_format)
+    if not ATOM.search(text):
+        raise FormatError(f"unknown access log format {log_format!r}: give common, combined, json "
+                          "or a string of %(atom)s such as '%(h)s \"%(r)s\" %(s)s %(D)s'")
+    pieces: list[str] = []
+    getters: list[Getter] = []
+    names: set[bytes] = set()
+    position = 0
+    for match in ATOM.finditer(text):
+        pieces.append(literal(text[position:match.start()]))
+        getter, header = atom_getter(log, match.group(1))
+        if isinstance(getter, str):
+            pieces.append(literal(getter))  # an atom that is always the same text costs nothing per line
+        else:
+            pieces.append("%s")
+            getters.append(getter)
+        if header is not None:
+            names.add(header)
+        position = match.end()
+    pieces.append(literal(text[position:] + "\n"))
+    return "".join(pieces), getters, frozenset(names)
+
+
+def literal(text: str) -> str:
+    """Format text (where %% is a percent sign) as it stands in a %-template."""
+    return text.replace("%%", "%").replace("%", "%%")
+
+
+def atom_getter(log: AccessLog | None, atom: str) -> tuple[Getter | str, bytes | None]:
+    """The getter of one atom (or its text, when it never changes), and the request header it reads."""
+    if atom.startswith("{"):
+        name, kind = atom[1:-2].lower(), atom[-1]
+        if kind != "i" or not name:
+            raise FormatError(f"access log atom %({atom})s: only request headers, %({{name}}i)s, are logged")
+        header = name.encode("latin-1")
+        return (lambda entry: entry.header(header)), header
+    if atom == "f":
+        return (lambda entry: entry.header(b"referer")), b"referer"
+    if atom == "a":
+        return (lambda entry: entry.header(b"user-agent")), b"user-agent"
+    if atom == "t":
+        return (lambda entry: f"[{log.timestamp}]"), None
+    if atom == "p":
+        return (lambda entry: f"<{log.pid}>"), None
+    if atom not in ATOMS:
+        raise FormatError(f"unknown access log atom %({atom})s (known: {' '.join(ATOM_NAMES)})")
+    return ATOMS[atom], None
+
+
+def request_line(entry: Entry) -> str:
+    return f"{entry.method.decode('latin-1')} {printable(entry.target)} HTTP/{entry.version}"
+
+
+ATOMS: dict[str, Getter | str] = {
+    "h": lambda entry: entry.peer,
+    "l": "-",
+    "u": "-",  # no authentication is decoded
+    "r": request_line,
+    "m": lambda entry: entry.method.decode("latin-1"),
+    "U": lambda entry: printable(entry.target.partition(b"?")[0]),
+    "q": lambda entry: printable(entry.target.partition(b"?")[2]),
+    "H": lambda entry: f"HTTP/{entry.version}",
+    "s": lambda entry: str(entry.status),
+    "B": lambda entry: str(entry.body_size),
+    "b": lambda entry: str(entry.body_size) if entry.body_size else "-",
+    "T": lambda entry: str(int(entry.duration)),
+    "M": lambda entry: str(int(entry.duration * 1000)),
+    "D": lambda entry: str(int(entry.duration * 1_000_000)),
+    "L": lambda entry: f"{entry.duration:.6f}",
+}
+ATOM_NAMES = ("h", "l", "u", "t", "r", "m", "U", "q", "H", "s", "B", "b", "f", "a", "T", "M", "D", "L", "p",
+              "{header}i")
+
+
+class EnvironHeaders:
+    """A WSGI environ's request headers read by lower-cased name, as the log's atoms ask for them."""
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: dict) -> None:
+        self.environ = environ
+
+    def get(self, name: bytes) -> bytes | None:
+        key = name.decode("latin-1").upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        value = self.environ.get(key)
+        return value.encode("latin-1") if value is not None else None
 
 
 def printable(raw: bytes) -> str:

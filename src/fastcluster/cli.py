@@ -8,9 +8,10 @@ import gc
 import json
 import os
 import sys
+from collections.abc import Callable
 
 from fastcluster import __version__, settings
-from fastcluster.access_log import FORMATS
+from fastcluster.access_log import FormatError, compile_format
 from fastcluster.binds import Bind, parse_bind, parse_port
 from fastcluster.config import (
     App,
@@ -26,6 +27,7 @@ from fastcluster.config import (
 from fastcluster.control import ControlError, find_control_path, request
 from fastcluster.core.forwarded import DEFAULT_ALLOWED, ProxyHeaders
 from fastcluster.habits import add_habits
+from fastcluster.log_tail import show_log
 from fastcluster.logs import setup_logging
 from fastcluster.settings import ReplacingAppend
 from fastcluster.status import render_status
@@ -86,6 +88,14 @@ def size(text: str) -> int:
     if not number.isdigit():
         raise argparse.ArgumentTypeError(f"expected a size like 1048576, 64k or 1m, got {text!r}")
     return int(number) * unit
+
+
+def access_log_format(text: str) -> str:
+    try:
+        compile_format(None, text)
+    except FormatError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def port(text: str) -> int:
@@ -204,8 +214,9 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                         help="address of the admin listener (default 127.0.0.1)")
     manage.add_argument("--access-log", metavar="PATH|-", help="log each request to PATH or - (stdout); "
                         "default off. SIGUSR1 reopens it")
-    manage.add_argument("--access-log-format", choices=FORMATS, default="common",
-                        help="common (default), combined or json")
+    manage.add_argument("--access-log-format", type=access_log_format, default="common", metavar="FORMAT",
+                        help="common (default), combined, json, or gunicorn-style atoms such as "
+                        "'%%(h)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s' (see README)")
 
     limits = serve.add_argument_group("limits and timeouts")
     defaults = Limits()
@@ -225,20 +236,52 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                         help="longest pause while receiving a body (408)")
     limits.add_argument("--write-timeout", type=positive_float, default=defaults.write_timeout, metavar="S",
                         help="longest a client may leave our output unread")
+    add_log_file_flags(serve)
+
+
+def add_log_file_flags(serve: argparse.ArgumentParser) -> None:
+    logs = serve.add_argument_group("log file (read it with `fastcluster logs`)")
+    logs.add_argument("--log-file", metavar="PATH",
+                      help="collect the workers' stdout and stderr and the master's logs into PATH, each "
+                      "line tagged with its worker's slot and pid (default: all to stderr, untagged)")
+    logs.add_argument("--log-max-size", type=size, default=Manager.log_max_size, metavar="SIZE",
+                      help="rotate the log file when it would pass SIZE (default 10m)")
+    logs.add_argument("--log-backups", type=whole_number, default=Manager.log_backups, metavar="N",
+                      help="rotated files kept, PATH.1 … PATH.N (default 5)")
+
+
+def control_options(command: argparse.ArgumentParser) -> None:
+    where = command.add_mutually_exclusive_group()
+    where.add_argument("--control", metavar="PATH", help="the server's control socket")
+    where.add_argument("--port", type=port, default=8000,
+                       help="find the control socket of the server on this port (default 8000)")
+    command.add_argument("--host", help="with --port: the server's address, when several servers "
+                         "share the port")
+
+
+def add_logs_command(commands: argparse._SubParsersAction) -> None:
+    logs = commands.add_parser("logs", help="show (and follow) a server's --log-file")
+    control_options(logs)
+    logs.add_argument("--log-file", metavar="PATH",
+                      help="read this file instead of asking the server for it")
+    logs.add_argument("--lines", "-n", type=whole_number, default=15, metavar="N",
+                      help="how many of the last lines to show first (default 15)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing lines as they are written")
+
+
+def add_top_command(commands: argparse._SubParsersAction) -> None:
+    top = commands.add_parser("top", help="a live view of the workers: CPU, memory, req/s, latency")
+    control_options(top)
+    top.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
+                     help="seconds between refreshes (default 1)")
+    top.add_argument("--plain", action="store_true", help="plain ANSI output even when rich is installed")
 
 
 def add_control_commands(commands: argparse._SubParsersAction) -> None:
-    def control_options(command: argparse.ArgumentParser) -> None:
-        where = command.add_mutually_exclusive_group()
-        where.add_argument("--control", metavar="PATH", help="the server's control socket")
-        where.add_argument("--port", type=port, default=8000,
-                           help="find the control socket of the server on this port (default 8000)")
-        command.add_argument("--host", help="with --port: the server's address, when several servers "
-                             "share the port")
-
     status = commands.add_parser("status", help="show the workers of a running server")
     control_options(status)
     status.add_argument("--json", action="store_true", help="print the full status as JSON")
+    status.add_argument("--watch", action="store_true", help="redraw the table every second until Ctrl-C")
     reload = commands.add_parser("reload", help="rolling reload: replace the workers one at a time")
     control_options(reload)
     scale = commands.add_parser("scale", help="change the number of workers")
@@ -264,6 +307,8 @@ def parser() -> Parser:
     commands.add_parser("config", help="config --show [serve flags]: print every serve setting and where "
                         "it comes from (flag, environment, file, default)")
     add_control_commands(commands)
+    add_logs_command(commands)
+    add_top_command(commands)
     return top
 
 
@@ -364,6 +409,9 @@ def serve_config(args: argparse.Namespace) -> Config:
             access_log=args.access_log,
             access_log_format=args.access_log_format,
             identity=choose_identity(args.user, args.group),
+            log_file=args.log_file,
+            log_max_size=args.log_max_size,
+            log_backups=args.log_backups,
         ),
     )
 
@@ -403,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         if config.app is not None and config.app.preload:
             config = preload(config)
         return Master(config).run()
+    if args.command == "logs":
+        return logs_command(args)
+    if args.command == "top" or (args.command == "status" and args.watch):
+        return live_command(args)
     return control_command(args)
 
 
@@ -411,6 +463,46 @@ def change_directory(path: str) -> None:
         os.chdir(path)
     except OSError as exc:
         raise ConfigError(f"--chdir: cannot change to {path}: {exc.strerror}") from None
+
+
+def live_command(args: argparse.Namespace) -> int:
+    """top and status --watch: redraw from the control socket's status until Ctrl-C."""
+    from fastcluster.top import run_top, watch_status
+
+    if args.command == "top":
+        return until_interrupted(lambda: run_top(lambda: server_status(args), args.interval, args.plain))
+    return until_interrupted(lambda: watch_status(lambda: server_status(args), 1.0))
+
+
+def logs_command(args: argparse.Namespace) -> int:
+    """Print the last lines of the server's log file, then follow it when asked."""
+    def show() -> None:
+        path = args.log_file or server_status(args)["master"].get("log_file")
+        if not path:
+            raise ControlError("the server has no --log-file: its workers write to its stderr")
+        show_log(path, args.lines, args.follow)
+
+    return until_interrupted(show)
+
+
+def server_status(args: argparse.Namespace) -> dict:
+    return request(args.control or find_control_path(args.port, args.host), {"command": "status"})["status"]
+
+
+def until_interrupted(command: Callable[[], None]) -> int:
+    """Run a command that ends with Ctrl-C (exit 0); a server it cannot ask or a file it cannot read is one
+    line and exit 1."""
+    try:
+        command()
+    except ControlError as exc:
+        print(f"fastcluster: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"fastcluster: error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def control_command(args: argparse.Namespace) -> int:

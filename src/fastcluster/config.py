@@ -78,6 +78,9 @@ class Manager:
     access_log: str | None = None  # a path or "-" (standard output); None: off
     access_log_format: str = "common"
     identity: Identity | None = None  # None: workers keep the master's user and group
+    log_file: str | None = None  # the workers' output and the master's logs; None: stderr, untouched
+    log_max_size: int = 10 << 20  # rotate the log file when it would pass this many bytes
+    log_backups: int = 5
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from fastcluster.core.stats import (
     read_slot,
     reset_slot,
 )
+from fastcluster.log_file import Collector, LogFile
 from fastcluster.metrics import render_metrics
 from fastcluster.notify import Notifier
 from fastcluster.oneshot import Client
@@ -127,6 +128,7 @@ class Master:
         self.waiters: list[tuple[Client, Callable[[], dict | None]]] = []
         self.control: ControlServer | None = None
         self.admin: AdminServer | None = None
+        self.collector: Collector | None = None  # --log-file: the workers' output
         self.control_path = ""
         self.next_sample = 0.0
         self.stop_requested = False  # asked through the control socket
@@ -180,6 +182,9 @@ class Master:
         if self.manager.pidfile:
             write_pidfile(self.manager.pidfile)
         try:
+            if self.manager.log_file:
+                self.collector = Collector(LogFile(self.manager.log_file, self.manager.log_max_size,
+                                                   self.manager.log_backups))
             self.control = ControlServer(self.control_path)
             if self.manager.admin_port is not None:
                 self.admin = AdminServer(self.manager.admin_host, self.manager.admin_port, self.admin_page)
@@ -188,6 +193,8 @@ class Master:
             raise
 
     def close_management(self) -> None:
+        if self.collector:
+            self.collector.close()
         if self.control:
             self.control.close()
         if self.admin:
@@ -212,6 +219,8 @@ class Master:
                     self.scale(self.target - 1)
                 elif signum == signal.SIGUSR1:
                     log.info("reopening log files")
+                    if self.collector:
+                        self.collector.log_file.open()
                     self.signal_workers(signal.SIGUSR1)
             self.reap()
             if not self.served and self.slots and all(slot.boot_failed for slot in self.slots.values()):
@@ -274,6 +283,7 @@ class Master:
             limit += random.randint(0, self.manager.max_requests_jitter)
         # Signals wait while the child is forked: one reaching it before it drops the master's handlers would
         # be queued for a master loop it never runs, and a SIGTERM sent to stop it would be lost.
+        output = self.collector.pipe() if self.collector else None
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
             pid = os.fork()
@@ -281,9 +291,11 @@ class Master:
                 for signum in HANDLED_SIGNALS:
                     signal.signal(signum, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-                self.become_worker(slot, sockets, record)
+                self.become_worker(slot, sockets, record, output)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+        if output is not None:
+            self.collector.started(*output, slot.index, pid)
         new = Worker(pid, slot.index, slot.cpu, record, time.monotonic(), time.time(), limit)
         self.workers[pid] = new
         if incoming:
@@ -293,7 +305,9 @@ class Master:
         log.debug("worker %d started as pid %d on CPU %s", slot.index, pid, slot.cpu)
         return new
 
-    def become_worker(self, slot: Slot, sockets, record: int) -> None:
+    def become_worker(self, slot: Slot, sockets, record: int, output: tuple[int, int] | None) -> None:
+        if output is not None:
+            self.collector.in_worker(*output)
         mine = {sock.fileno() for sock in sockets}
         for sock in self.balancer.all_sockets():
             if sock.fileno() not in mine:
@@ -704,6 +718,7 @@ class Master:
                     "bytes_in": record["bytes_in"], "bytes_out": record["bytes_out"],
                     "heartbeat_age": round(now - record["heartbeat"], 3) if record["heartbeat"] else None,
                     "worker_state": STATE_NAMES.get(record["state"], "?"), "request": record["request"],
+                    "latency": record["latency"],
                 })
             totals.setdefault("connections_open", 0)
             retry = slot.boot_failed and slot.worker is None and slot.incoming is None
@@ -723,6 +738,7 @@ class Master:
                                                            "degraded" if failed else "serving"),
                 "addresses": self.balancer.addresses(), "workers": self.target, "reloads": self.reloads_done,
                 "restarts": sum(slot.restarts for slot in self.slots.values()), "control": self.control_path,
+                "log_file": self.collector.log_file.path if self.collector else None,
             },
             "workers": rows,
             "slots": slots,
@@ -747,7 +763,8 @@ class Master:
 
     def wait(self, timeout: float) -> None:
         poller = select.poll()
-        for fd in [self.wake_r, *self.management_fds()]:
+        outputs = self.collector.fds() if self.collector else []
+        for fd in [self.wake_r, *self.management_fds(), *outputs]:
             poller.register(fd, select.POLLIN)
         try:
             events = poller.poll(max(0.0, timeout) * 1000)
@@ -768,6 +785,8 @@ class Master:
                     self.handle_control(client, message)
         if self.admin:
             self.admin.serve(ready)
+        if outputs:
+            self.collector.read(ready)
 
 
 def add_counters(into: dict, record: dict) -> None:

@@ -119,6 +119,22 @@ def test_app_requests_reach_the_access_log(serve, tmp_path, app):
     assert '"GET /logged?x=1 HTTP/1.1" 200 ' in line and line.endswith('"http://r/" "tester"'), line
 
 
+@pytest.mark.parametrize("app", ["apps:slow", "apps:wsgi_slow"])
+def test_the_access_log_has_the_app_s_duration_body_bytes_and_headers(serve, tmp_path, app):
+    path = tmp_path / "access.log"
+    log_format = "%(U)s %(q)s %(s)s %(B)s %(D)s %(L)s %({X-Request-Id}i)s %({Content-Type}i)s"
+    server = serve(app, "--app-dir", APPS, "--access-log", str(path), "--access-log-format", log_format)
+    status, _, body = get(server.port, "POST", "/slow?0.3", body=b"x", headers={"X-Request-Id": "r1",
+                                                                             "Content-Type": "text/plain"})
+    assert status == 200
+    assert wait_until(lambda: path.exists() and "/slow" in path.read_text(), 3)
+    [line] = [line for line in path.read_text().splitlines() if line.startswith("/slow")]
+    target, query, status_text, size, micros, seconds, request_id, content_type = line.split()
+    assert (target, query, status_text, int(size), request_id, content_type) == (
+        "/slow", "0.3", "200", len(body), "r1", "text/plain")
+    assert 300_000 <= int(micros) < 5_000_000 and abs(int(micros) / 1e6 - float(seconds)) < 1e-5
+
+
 def test_path_info_loses_a_script_name_prefix_the_proxy_passed_on(serve):
     server = serve("apps:wsgi_echo", "--app-dir", APPS, "--root-path", "/base")
     assert get(server.port, "GET", "/base/inner")[2].split(b"|")[1:3] == [b"/base", b"/inner"]

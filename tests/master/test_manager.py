@@ -352,15 +352,17 @@ def test_access_log_formats_and_reopen_on_usr1(serve, control, tmp_path, log_for
     server = serve("--control", control, "--access-log", str(path), "--access-log-format", log_format)
     client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     client.request("GET", "/json?status=200", headers={"User-Agent": 'agent "quoted"', "Referer": "http://r/"})
-    client.getresponse().read()
+    body = client.getresponse().read()
     assert wait_until(lambda: path.exists() and "/json" in path.read_text(), 3)
     [line] = [line for line in path.read_text().splitlines() if "/json" in line]
     if log_format == "json":
         entry = json.loads(line)
-        assert (entry["method"], entry["target"], entry["status"], entry["user_agent"]) == (
-            "GET", "/json?status=200", 200, 'agent "quoted"')
+        assert (entry["method"], entry["target"], entry["status"], entry["user_agent"], entry["bytes"]) == (
+            "GET", "/json?status=200", 200, 'agent "quoted"', len(body))
+        assert 0 <= entry["duration"] < 1
     else:
-        assert line.startswith("127.0.0.1 - - [") and '"GET /json?status=200 HTTP/1.1" 200 ' in line
+        assert line.startswith("127.0.0.1 - - [")
+        assert f'"GET /json?status=200 HTTP/1.1" 200 {len(body)}' in line
         if log_format == "combined":
             assert line.endswith('"http://r/" "agent \\x22quoted\\x22"')
     if log_format != "common":
@@ -376,7 +378,30 @@ def test_access_log_formats_and_reopen_on_usr1(serve, control, tmp_path, log_for
     client.close()
 
 
+def test_access_log_custom_format_logs_the_atoms_asked_for(serve, tmp_path):
+    path = tmp_path / "access.log"
+    log_format = ("%(h)s|%(m)s|%(U)s|%(q)s|%(H)s|%(s)s|%(B)s|%(b)s|%(D)s|%(L)s|%(p)s"
+                  "|%({X-Request-Id}i)s|%(a)s|100%%")
+    server = serve("--access-log", str(path), "--access-log-format", log_format)
+    client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    client.request("GET", "/bytes/1000?status=200", headers={"X-Request-Id": "abc-1"})
+    assert len(client.getresponse().read()) == 1000
+    client.request("HEAD", "/json")
+    client.getresponse().read()
+    client.close()
+    assert wait_until(lambda: path.exists() and "/json" in path.read_text(), 3)
+    lines = [line.split("|") for line in path.read_text().splitlines()]
+    by_path = {fields[2]: fields for fields in lines}
+    pid = server.workers()[0]
+    assert by_path["/bytes/1000"][:8] == [
+        "127.0.0.1", "GET", "/bytes/1000", "status=200", "HTTP/1.1", "200", "1000", "1000"]
+    assert by_path["/bytes/1000"][10:] == [f"<{pid}>", "abc-1", "-", "100%"]
+    assert by_path["/json"][1] == "HEAD" and by_path["/json"][6:8] == ["0", "-"]  # a HEAD answer has no body
+
+
 @pytest.mark.parametrize("args", [
+    ["serve", "--access-log-format", "%(h)s %(Z)s"],
+    ["serve", "--access-log-format", "%({Content-Type}o)s"],
     ["serve", "--max-requests", "0"],
     ["serve", "--max-requests-jitter", "-3"],
     ["serve", "--access-log-format", "apache"],

@@ -257,6 +257,7 @@ cdef class Exchange:
             self.write(data)
         else:
             self.sent += PyBytes_GET_SIZE(data) + file.size
+            self.body_sent = file.size
             self.owner.conn.send_answer(FileBody(data, file, 0, file.size))
             if not self.owner.parsing:
                 self.owner.conn.flush()
@@ -686,11 +687,10 @@ cdef class AsgiConnection(AppAdapter):
     cdef int log_access(self, Exchange exchange) except -1:
         scope = exchange.scope
         target = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
-        headers = dict(scope["headers"])
         client = scope["client"]
-        self.conn.log_access(scope["method"].encode("latin-1"), target, scope["http_version"],
-                             exchange.status, exchange.sent, headers.get(b"referer"), headers.get(b"user-agent"),
-                             str(client[0]) if type(client) is tuple and client else None)
+        self.conn.log_access(scope["method"].encode("latin-1"), target, scope["http_version"], exchange.status,
+                             0 if exchange.head_only else exchange.body_sent, exchange.started_at,
+                             dict(scope["headers"]), str(client[0]) if type(client) is tuple and client else None)
         return 0
 
     cdef int finished(self, Exchange exchange, bint keep_alive) except -1:

@@ -2,7 +2,7 @@ from libc.stdint cimport uint32_t
 
 from fastcluster.core.context cimport Context
 from fastcluster.core.parser_state cimport llhttp_state
-from fastcluster.core.producer cimport Producer
+from fastcluster.core.producer cimport Producer, body_length
 
 
 cdef class AppAdapter
@@ -97,10 +97,10 @@ cdef class Connection:
         # The producer's file part could not be sent: the socket is full (wait for EPOLLOUT).
         bint file_blocked
         double request_start
-        # Kept only while an access log wants them.
-        bytes referer
-        bytes user_agent
+        # The request headers an access log format names (lower-cased name: value), for built-in answers.
+        dict logged_headers
 
+    cdef int log_header(self, bytes name, bytes value) except -1
     cdef int app_message_complete(self) except -1
     cdef str method_name(self)
     cpdef object client_address(self)

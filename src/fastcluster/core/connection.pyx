@@ -175,8 +175,7 @@ cdef class Connection:
         self.request_start = self.ctx.now
         self.control = None
         self.request_headers = self.request_body = None
-        if self.ctx.log_headers:
-            self.referer = self.user_agent = None
+        self.logged_headers = None
 
     def on_url(self, bytes url):
         self.unaccounted = 0
@@ -205,6 +204,8 @@ cdef class Connection:
             raise Rejected()
         if self.app is not None:
             self.headers.append((name.lower(), value))
+        elif self.ctx.log_headers:
+            self.log_header(name, value)
         if name_is(name, b"host", 4):
             self.host_count += 1
         elif name_is(name, b"content-length", 14):
@@ -225,11 +226,14 @@ cdef class Connection:
             self.expect_continue = True
         elif name_is(name, b"x-fastcluster-response", 22):
             self.control = value
-        elif self.ctx.log_headers:
-            if name_is(name, b"referer", 7):
-                self.referer = value
-            elif name_is(name, b"user-agent", 10):
-                self.user_agent = value
+
+    cdef int log_header(self, bytes name, bytes value) except -1:
+        name = name.lower()
+        if name in self.ctx.access_log.header_names:
+            if self.logged_headers is None:
+                self.logged_headers = {}
+            self.logged_headers[name] = value
+        return 0
 
     def on_headers_complete(self):
         self.unaccounted = 0
@@ -361,8 +365,8 @@ cdef class Connection:
         count_response(ctx.stats, status, ctx.now - self.request_start)
         if ctx.access_log is not None:
             ctx.access_log.log(self, self.method(), self.url, self.http_version(), status,
-                               PyBytes_GET_SIZE(answer) if PyBytes_CheckExact(answer) else
-                               (<Producer>answer).total, self.referer, self.user_agent)
+                               body_length(<bytes>answer) if PyBytes_CheckExact(answer) else
+                               (<Producer>answer).total, self.request_start, self.logged_headers)
         self.unaccounted = 0
         if keep_alive:
             self.state = IDLE
@@ -475,12 +479,13 @@ cdef class Connection:
     def logs_access(self) -> bool:
         return self.ctx.access_log is not None
 
-    def log_access(self, bytes method, bytes target, str version, int status, Py_ssize_t size, bytes referer,
-                   bytes user_agent, str remote=None) -> None:
+    def log_access(self, bytes method, bytes target, str version, int status, Py_ssize_t body_size,
+                   double started, headers, str remote=None) -> None:
         """An app's answer to the access log (the adapter calls it, before answered(), when logs_access);
-        remote is the client the adapter resolved (None: the peer)."""
+        headers: anything with get(lower-cased name) -> bytes or None; remote: the client the adapter
+        resolved (None: the peer)."""
         if self.ctx.access_log is not None and self.fd >= 0:
-            self.ctx.access_log.log(self, method, target, version, status, size, referer, user_agent, remote)
+            self.ctx.access_log.log(self, method, target, version, status, body_size, started, headers, remote)
 
     @property
     def output_waiting(self) -> int:

@@ -46,7 +46,7 @@ cdef class Context:
         self.gathered = []
         self.stats_block = stats_block
         self.access_log = access_log
-        self.log_headers = access_log is not None and access_log.wants_headers
+        self.log_headers = access_log is not None and bool(access_log.header_names)
         self.stats = &self.local_stats if stats_block is None else slot_record(stats_block, record)
         self.stats.pid = getpid()
         self.stats.started = time.time()

@@ -5,7 +5,7 @@ cdef class Producer:
         # Sent first, once ready_at has come (None once sent): the head, or the whole of a small answer.
         bytes head
         readonly double ready_at
-        # The bytes of the whole answer as far as known in advance (for the access log).
+        # The body bytes of the answer as far as known in advance (for the access log).
         readonly long long total
         # A file part the connection sends with sendfile once file_due is set (file_fd -1: none): the
         # bytes [file_offset, file_end) of file_fd, sent after every piece before it.
@@ -16,3 +16,6 @@ cdef class Producer:
 
     cdef object next_piece(self, double now)
     cdef object body_piece(self, double now)
+
+
+cdef Py_ssize_t body_length(bytes answer)

@@ -1,5 +1,7 @@
 # The interface between a connection and an answer too large or too slow to be one bytes object.
 
+from cpython.bytes cimport PyBytes_GET_SIZE
+
 
 cdef class Producer:
     def __cinit__(self):
@@ -19,3 +21,8 @@ cdef class Producer:
     cdef object body_piece(self, double now):
         """What follows the head (the head was all: None)."""
         return None
+
+
+cdef Py_ssize_t body_length(bytes answer):
+    """The body bytes of a whole answer (head and body in one bytes), for the access log."""
+    return PyBytes_GET_SIZE(answer) - answer.find(b"\r\n\r\n") - 4

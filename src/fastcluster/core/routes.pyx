@@ -6,6 +6,8 @@ from urllib.parse import unquote_to_bytes
 
 from libc.string cimport memchr, memcmp
 
+from fastcluster.core.producer cimport body_length
+
 # Body bytes of /bytes and size=: byte k is PATTERN[k % 64], so any slice of a body is easy to check.
 PATTERN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 DEF BLOCK = 65536
@@ -245,7 +247,7 @@ cdef class Whole(Producer):
     def __init__(self, bytes data, double ready_at):
         self.head = data
         self.ready_at = ready_at
-        self.total = len(data)
+        self.total = body_length(data)
 
 
 cdef class Pattern(Producer):
@@ -256,7 +258,7 @@ cdef class Pattern(Producer):
         self.remaining = size
         self.chunked = chunked
         self.ready_at = ready_at
-        self.total = len(head) + size
+        self.total = size
 
     cdef object body_piece(self, double now):
         cdef long long length
@@ -280,7 +282,7 @@ cdef class Stream(Producer):
         self.framed = framed
         self.count = count
         self.ready_at = ready_at
-        self.total = len(head)  # the chunks are not counted in advance
+        self.total = 0  # the chunks are not counted in advance
 
     cdef object body_piece(self, double now):
         if self.sent >= self.count:
@@ -302,7 +304,7 @@ cdef class Drip(Producer):
         self.start = ready_at
         self.pause = duration / count if count else 0.0
         self.ready_at = ready_at
-        self.total = len(head) + count
+        self.total = count
 
     cdef object body_piece(self, double now):
         cdef long long due

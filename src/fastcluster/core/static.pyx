@@ -53,7 +53,7 @@ cdef class FileBody(Producer):
         self.file_fd = file.fd
         self.file_offset = offset
         self.file_end = offset + length
-        self.total = len(head) + length
+        self.total = length
 
 
 cdef tuple byte_range(bytes spec, long long size):

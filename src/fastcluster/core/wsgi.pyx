@@ -26,9 +26,11 @@ from libc.string cimport memchr
 
 from fastcluster.core.connection cimport Connection, split_target
 from fastcluster.core.forwarded cimport ProxyHeaders
+from fastcluster.core.producer cimport body_length
 from fastcluster.core.heads cimport Head, bodiless, body_bytes, chunk, error_answer, frame, wsgi_head
 from fastcluster.core.static cimport FileBody, OpenFile, file_of_descriptor
 
+from fastcluster.access_log import EnvironHeaders
 from fastcluster.app.body_stream import BodyStream
 from fastcluster.core.heads import BadResponse
 
@@ -561,11 +563,11 @@ cdef class WsgiConnection(AppAdapter):
                 length = head.length if head.length >= 0 else size if size or not call.head_only else -1
                 data = frame(head, shared.responder, length, False, call.keep_alive,
                              None if call.head_only else payload)
-            return head.status, data, PyBytes_GET_SIZE(data)
+            return head.status, data, body_length(data)
         except Exception as exc:
             self.log_failure(call, exc)
             data = error_answer(shared.responder, 500, call.keep_alive, call.head_only)
-            return 500, data, PyBytes_GET_SIZE(data)
+            return 500, data, body_length(data)
         finally:
             if streaming is None:
                 close_result(result)
@@ -578,8 +580,8 @@ cdef class WsgiConnection(AppAdapter):
             length = head.length
         data = frame(head, self.shared.responder, length, False, call.keep_alive, None)
         if call.head_only or length == 0 or bodiless(head.status):
-            return head.status, data, len(data)
-        return head.status, FileBody(data, file, offset, length), len(data) + length
+            return head.status, data, 0
+        return head.status, FileBody(data, file, offset, length), length
 
     def log_failure(self, Call call, exc: Exception) -> None:
         environ = call.environ
@@ -590,18 +592,15 @@ cdef class WsgiConnection(AppAdapter):
         log.error("the app failed on %s %s: %s: %s", environ["REQUEST_METHOD"], environ["PATH_INFO"],
                   type(exc).__name__, exc, exc_info=not isinstance(exc, BadResponse))
 
-    cdef int answered(self, Call call, int status, Py_ssize_t size, bint keep_alive) except -1:
+    cdef int answered(self, Call call, int status, Py_ssize_t body_size, bint keep_alive) except -1:
         """The answer to call is out: to the access log, then to the connection's count and keep-alive."""
         cdef Connection conn = self.conn
         if conn.ctx.access_log is not None:
             environ = call.environ
-            referer, user_agent = environ.get("HTTP_REFERER"), environ.get("HTTP_USER_AGENT")
             remote = environ.get("REMOTE_ADDR")  # as the proxy headers (or the app) left it
             conn.log_access(environ["REQUEST_METHOD"].encode("latin-1"), environ["RAW_URI"].encode("latin-1"),
-                            environ["SERVER_PROTOCOL"][5:], status, size,
-                            referer.encode("latin-1") if referer else None,
-                            user_agent.encode("latin-1") if user_agent else None,
-                            remote if type(remote) is str and remote else None)
+                            environ["SERVER_PROTOCOL"][5:], status, body_size, call.started_at,
+                            EnvironHeaders(environ), remote if type(remote) is str and remote else None)
         return conn.answered(status, call.started_at, keep_alive)
 
     def stream_soon(self, Call call, Streaming out) -> None:
@@ -618,7 +617,6 @@ cdef class WsgiConnection(AppAdapter):
         cdef bint keep_alive = call.keep_alive, chunked = False, without_body
         cdef int status = 500
         cdef long long length, sent = 0
-        cdef Py_ssize_t head_size = 0
         try:
             piece = await self.pull(call, out)  # a generator app calls start_response only now
             if call.head is None:
@@ -635,7 +633,6 @@ cdef class WsgiConnection(AppAdapter):
             # HEAD keeps the app's Content-Length: the length a GET would get.
             start = frame(head, shared.responder, -1 if bodiless(status) and status != 304 else length,
                           chunked, keep_alive, None)
-            head_size = len(start)
             if not call.abandoned:
                 call.head_sent = True
                 conn.send(start)
@@ -672,7 +669,7 @@ cdef class WsgiConnection(AppAdapter):
         if call.abandoned:
             return self.after(False)
         if conn.fd >= 0:
-            self.answered(call, status if call.head_sent else 500, head_size + sent, keep_alive)
+            self.answered(call, status if call.head_sent else 500, sent, keep_alive)
         self.after(keep_alive and conn.fd >= 0)
 
     async def pull(self, Call call, Streaming out):
