@@ -26,6 +26,8 @@ from fastcluster.config import (
 from fastcluster.control import ControlError, request
 from fastcluster.logs import setup_logging
 from fastcluster.status import render_status
+from fastcluster.tls import TlsSettings, parse_sni
+from fastcluster.tls import check as check_tls
 
 USAGE_ERROR = 2
 
@@ -160,6 +162,19 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     manage.add_argument("--access-log-format", choices=FORMATS, default="common",
                         help="common (default), combined or json")
 
+    tls = serve.add_argument_group("TLS (https)")
+    tls.add_argument("--ssl-certfile", metavar="PATH",
+                     help="certificate chain (PEM): every bind not written http:// serves https")
+    tls.add_argument("--ssl-keyfile", metavar="PATH", help="its private key (default: in the certfile)")
+    tls.add_argument("--ssl-keyfile-password", metavar="TEXT", help="password of an encrypted key")
+    tls.add_argument("--ssl-ca-certs", metavar="PATH", help="CA certificates to verify clients with")
+    tls.add_argument("--ssl-cert-reqs", choices=["none", "optional", "required"], default="none",
+                     help="client certificates: not asked for (default), verified when sent, required")
+    tls.add_argument("--ssl-ciphers", metavar="LIST", help="OpenSSL cipher list for TLS 1.2")
+    tls.add_argument("--ssl-min-version", choices=["TLSv1.2", "TLSv1.3"], default="TLSv1.2",
+                     help="oldest TLS version accepted (default TLSv1.2)")
+    tls.add_argument("--ssl-sni", action="append", default=[], metavar="NAME=CERT:KEY",
+                     help="serve this certificate to clients asking for NAME (repeatable; *.domain too)")
     limits = serve.add_argument_group("limits and timeouts")
     defaults = Limits()
     limits.add_argument("--max-request-line", type=size, default=defaults.max_request_line, metavar="BYTES")
@@ -259,8 +274,11 @@ def serve_config(args: argparse.Namespace) -> Config:
     if not binds:
         binds = [parse_bind(f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}")]
     workers, cpus, unpinned = choose_pinning(args.cpus, not args.no_pin, args.workers)
+    tls = tls_config(args)
+    binds = [dataclasses.replace(bind, scheme=bind.scheme or ("https" if tls else "http")) for bind in binds]
     return Config(
         binds=binds,
+        tls=tls if any(bind.scheme == "https" for bind in binds) else None,
         workers=workers,
         cpus=cpus,
         unpinned=unpinned,
@@ -299,6 +317,30 @@ def serve_config(args: argparse.Namespace) -> Config:
             access_log_format=args.access_log_format,
         ),
     )
+
+
+def tls_config(args: argparse.Namespace) -> TlsSettings | None:
+    """The TLS settings, checked now (a bad certificate or key is one line and exit 2, before forking)."""
+    if args.ssl_certfile is None:
+        others = [name for name in vars(args) if name.startswith("ssl_") and name != "ssl_cert_reqs"
+                  and getattr(args, name) not in (None, [], "TLSv1.2")]
+        if others:
+            raise ConfigError(f"--{others[0].replace('_', '-')} needs --ssl-certfile")
+        if any(text.startswith("https://") for text in args.bind):
+            raise ConfigError("--bind https://...: serving https needs --ssl-certfile")
+        return None
+    try:
+        sni = tuple(parse_sni(text) for text in args.ssl_sni)
+    except ValueError as exc:
+        raise ConfigError(f"--ssl-sni: {exc}") from None
+    settings = TlsSettings(certfile=args.ssl_certfile, keyfile=args.ssl_keyfile,
+                           password=args.ssl_keyfile_password, ca_certs=args.ssl_ca_certs,
+                           cert_reqs=args.ssl_cert_reqs, ciphers=args.ssl_ciphers,
+                           min_version=args.ssl_min_version, sni=sni)
+    problem = check_tls(settings)
+    if problem:
+        raise ConfigError(f"TLS: {problem}")
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:

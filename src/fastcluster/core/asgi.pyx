@@ -577,6 +577,9 @@ cdef class AsgiConnection(AppAdapter):
         scope["query_string"] = query
         scope["headers"] = headers
         scope["client"] = conn.client_address()
+        if conn.transport.secure:
+            scope["scheme"] = "https"
+            scope["extensions"] = {**EXTENSIONS, "tls": conn.transport.tls_extension()}
         scope["state"] = shared.state.copy()
         exchange.scope = scope
         exchange.more_body = True
