@@ -235,3 +235,38 @@ def test_bad_tls_settings_are_one_line_and_exit_2(tls_files, flags, message):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fastcluster: error: ") and message in lines[0], lines
+
+
+def served_common_name(port: int, tls_files) -> str:
+    context = tls_client_context(tls_files)
+    context.check_hostname = False
+    with tls_connect(port, context) as sock:
+        return dict(item[0] for item in sock.getpeercert()["subject"])["commonName"]
+
+
+def test_reload_reads_renewed_certificates_and_a_broken_one_keeps_the_old_workers(serve, tls_files):
+    import shutil
+    import tempfile
+
+    where = tempfile.mkdtemp(prefix="fc-tls-")  # short: Unix socket paths are limited to 107 bytes
+    control, cert, key = (os.path.join(where, name) for name in ("control.sock", "cert.pem", "key.pem"))
+    shutil.copy(tls_files["server.pem"], cert)
+    shutil.copy(tls_files["server.key"], key)
+    server = serve("--control", control, "--ssl-certfile", cert, "--ssl-keyfile", key, workers=2)
+    assert served_common_name(server.port, tls_files) == "localhost"
+
+    def reload() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "fastcluster", "reload", "--control", control],
+                              capture_output=True, text=True, timeout=30)
+
+    with open(cert, "w") as handle:
+        handle.write("not a certificate\n")
+    failed = reload()
+    assert failed.returncode == 1 and "TLS: cannot load certificate" in failed.stderr, failed.stderr
+    assert served_common_name(server.port, tls_files) == "localhost"
+    shutil.copy(tls_files["other.pem"], cert)
+    shutil.copy(tls_files["other.key"], key)
+    assert reload().returncode == 0
+    assert served_common_name(server.port, tls_files) == "other.test"
+    server.stop()
+    shutil.rmtree(where)
