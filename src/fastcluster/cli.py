@@ -322,8 +322,9 @@ def serve_config(args: argparse.Namespace) -> Config:
 def tls_config(args: argparse.Namespace) -> TlsSettings | None:
     """The TLS settings, checked now (a bad certificate or key is one line and exit 2, before forking)."""
     if args.ssl_certfile is None:
-        others = [name for name in vars(args) if name.startswith("ssl_") and name != "ssl_cert_reqs"
-                  and getattr(args, name) not in (None, [], "TLSv1.2")]
+        defaults = {"ssl_cert_reqs": "none", "ssl_min_version": "TLSv1.2", "ssl_sni": []}
+        others = [name for name in vars(args)
+                  if name.startswith("ssl_") and getattr(args, name) != defaults.get(name)]
         if others:
             raise ConfigError(f"--{others[0].replace('_', '-')} needs --ssl-certfile")
         if any(text.startswith("https://") for text in args.bind):

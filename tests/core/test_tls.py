@@ -225,6 +225,7 @@ def test_half_open_handshakes_do_not_block_other_clients(serve, tls_files):
     (["--ssl-certfile", "{server.pem}", "--ssl-keyfile", "{server.key}", "--ssl-cert-reqs", "required"],
      "needs CA certificates"),
     (["--ssl-keyfile", "{server.key}"], "--ssl-keyfile needs --ssl-certfile"),
+    (["--ssl-cert-reqs", "required"], "--ssl-cert-reqs needs --ssl-certfile"),
     (["--bind", "https://127.0.0.1:0"], "serving https needs --ssl-certfile"),
     (["--ssl-certfile", "{server.pem}", "--ssl-sni", "other.test"], "--ssl-sni: expected NAME=CERT:KEY"),
 ])
