@@ -271,3 +271,18 @@ def test_reload_reads_renewed_certificates_and_a_broken_one_keeps_the_old_worker
     assert served_common_name(server.port, tls_files) == "other.test"
     server.stop()
     shutil.rmtree(where)
+
+
+def test_an_asgi_app_sends_a_file_and_streams_over_tls(serve, tls_files, tmp_path):
+    """The app's file (pathsend) takes the read-and-encrypt path, its streamed body the ordinary writes."""
+    from tests.app.client import APPS
+
+    data = os.urandom(3 << 20)
+    (tmp_path / "big.bin").write_bytes(data)
+    server = tls_serve(serve, tls_files, "asgi_apps:pathsend", "--app-dir", APPS)
+    secure = http.client.HTTPSConnection("localhost", server.port, timeout=20,
+                                         context=tls_client_context(tls_files))
+    secure.request("GET", f"/file?{tmp_path / 'big.bin'}")
+    assert secure.getresponse().read() == data
+    secure.request("GET", f"/stream?{tmp_path / 'progress'}")
+    assert len(secure.getresponse().read()) == 320 * 65536
