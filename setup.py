@@ -9,7 +9,10 @@ MODULES = ["fastcluster.core.server", "fastcluster.core.connection", "fastcluste
            "fastcluster.core.responder", "fastcluster.core.parser_state",
            "fastcluster.core.stats", "fastcluster.core.producer", "fastcluster.core.routes",
            "fastcluster.core.static", "fastcluster.core.heads", "fastcluster.core.asgi",
-           "fastcluster.core.wsgi", "fastcluster.core.forwarded"]
+           "fastcluster.core.wsgi", "fastcluster.core.forwarded", "fastcluster.core.transport",
+           "fastcluster.core.tls"]
+# Modules calling OpenSSL (libssl-dev 3 at build time).
+WITH_OPENSSL = {"fastcluster.core.tls"}
 
 
 def extension(name: str) -> Extension:
@@ -17,6 +20,7 @@ def extension(name: str) -> Extension:
         name,
         [os.path.join("src", *name.split(".")) + ".pyx"],
         extra_compile_args=["-O2"],
+        libraries=["ssl", "crypto"] if name in WITH_OPENSSL else [],
     )
 
 

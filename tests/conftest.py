@@ -190,3 +190,41 @@ def read_responses(sock: socket.socket, count: int, timeout: float = 5.0,
         responses.append((status, headers, buffer[:length]))
         buffer = buffer[length:]
     return responses
+
+
+def openssl(*args: str, cwd: str) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> dict[str, str]:
+    """A throw-away CA and what it signed (P-256 keys): `server` for localhost and 127.0.0.1, `other` for
+    other.test (SNI), `client` (mutual TLS), and `server_encrypted.key` (password "secret"). Paths by name."""
+    where = str(tmp_path_factory.mktemp("tls"))
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=fastcluster test CA",
+            "-days", "2", cwd=where)
+    for name, subject, extension in (
+            ("server", "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+            ("other", "/CN=other.test", "subjectAltName=DNS:other.test"),
+            ("client", "/CN=test client/O=fastcluster", "extendedKeyUsage=clientAuth")):
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=where)
+        with open(os.path.join(where, f"{name}.ext"), "w") as handle:
+            handle.write(extension + "\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=where)
+    openssl("pkey", "-in", "server.key", "-out", "server_encrypted.key", "-aes256", "-passout", "pass:secret",
+            cwd=where)
+    names = ["ca.pem", "server.pem", "server.key", "other.pem", "other.key", "client.pem", "client.key",
+             "server_encrypted.key"]
+    return {name: os.path.join(where, name) for name in names}
+
+
+def tls_client_context(tls_files: dict[str, str], client_cert: bool = False):
+    """An ssl client context trusting the test CA (with the test client certificate when asked)."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=tls_files["ca.pem"])
+    if client_cert:
+        context.load_cert_chain(tls_files["client.pem"], tls_files["client.key"])
+    return context

@@ -6,7 +6,7 @@ import errno
 import os
 import socket
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -17,13 +17,16 @@ class Bind:
     path: str = ""
     fd: int = -1
     mode: int = 0o666  # unix: the socket file's permissions (--uds-mode)
+    # "https": the bind serves TLS; "http": plain; "": not said (TLS when --ssl-certfile is given).
+    scheme: str = ""
 
     def __str__(self) -> str:
+        prefix = "https://" if self.scheme == "https" else ""
         if self.kind == "unix":
-            return f"unix:{self.path}"
+            return f"{prefix}unix:{self.path}"
         if self.kind == "fd":
-            return f"fd://{self.fd}"
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+            return f"{prefix}fd://{self.fd}"
+        return prefix + (f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}")
 
     @property
     def family(self) -> int:
@@ -31,7 +34,11 @@ class Bind:
 
 
 def parse_bind(text: str) -> Bind:
-    """'HOST:PORT', '[V6]:PORT', 'unix:PATH' or 'fd://N'; ValueError with a readable reason otherwise."""
+    """'HOST:PORT', '[V6]:PORT', 'unix:PATH' or 'fd://N', each optionally after 'https://' (serve TLS) or
+    'http://' (plain); ValueError with a readable reason otherwise."""
+    for scheme in ("https", "http"):
+        if text.startswith(scheme + "://") and not text.startswith("fd://"):
+            return replace(parse_bind(text[len(scheme) + 3:]), scheme=scheme)
     if text.startswith("unix:"):
         if not text[5:]:
             raise ValueError(f"bind {text!r} has no path")
@@ -70,7 +77,7 @@ def resolve_host(bind: Bind) -> Bind:
         family, _, _, _, address = socket.getaddrinfo(bind.host, bind.port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
         raise OSError(f"cannot resolve {bind.host!r}: {exc.strerror}") from None
-    return Bind("tcp", host=address[0], port=bind.port)
+    return replace(bind, host=address[0])
 
 
 def check_port_free(bind: Bind) -> None:
@@ -148,3 +155,14 @@ def adopt_fd(bind: Bind) -> socket.socket:
 
 def bound_port(sock: socket.socket) -> int:
     return sock.getsockname()[1]
+
+
+def listens_on(sock: socket.socket, bind: Bind) -> bool:
+    """Whether sock is the (resolved, port-assigned) bind's listening socket."""
+    if bind.kind == "fd":
+        return sock.fileno() == bind.fd
+    if bind.kind == "unix":
+        return sock.family == socket.AF_UNIX and sock.getsockname() == bind.path
+    if sock.family == socket.AF_UNIX or sock.getsockname()[1] != bind.port:
+        return False
+    return socket.inet_pton(sock.family, sock.getsockname()[0]) == socket.inet_pton(bind.family, bind.host)

@@ -31,6 +31,8 @@ from fastcluster.log_tail import show_log
 from fastcluster.logs import setup_logging
 from fastcluster.settings import ReplacingAppend
 from fastcluster.status import render_status
+from fastcluster.tls import TlsSettings, parse_sni
+from fastcluster.tls import check as check_tls
 
 USAGE_ERROR = 2
 
@@ -218,6 +220,19 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                         help="common (default), combined, json, or gunicorn-style atoms such as "
                         "'%%(h)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s' (see README)")
 
+    tls = serve.add_argument_group("TLS (https)")
+    tls.add_argument("--ssl-certfile", metavar="PATH",
+                     help="certificate chain (PEM): every bind not written http:// serves https")
+    tls.add_argument("--ssl-keyfile", metavar="PATH", help="its private key (default: in the certfile)")
+    tls.add_argument("--ssl-keyfile-password", metavar="TEXT", help="password of an encrypted key")
+    tls.add_argument("--ssl-ca-certs", metavar="PATH", help="CA certificates to verify clients with")
+    tls.add_argument("--ssl-cert-reqs", choices=["none", "optional", "required"], default="none",
+                     help="client certificates: not asked for (default), verified when sent, required")
+    tls.add_argument("--ssl-ciphers", metavar="LIST", help="OpenSSL cipher list for TLS 1.2")
+    tls.add_argument("--ssl-min-version", choices=["TLSv1.2", "TLSv1.3"], default="TLSv1.2",
+                     help="oldest TLS version accepted (default TLSv1.2)")
+    tls.add_argument("--ssl-sni", action="append", default=[], metavar="NAME=CERT:KEY",
+                     help="serve this certificate to clients asking for NAME (repeatable; *.domain too)")
     limits = serve.add_argument_group("limits and timeouts")
     defaults = Limits()
     limits.add_argument("--max-request-line", type=size, default=defaults.max_request_line, metavar="BYTES")
@@ -369,8 +384,11 @@ def serve_config(args: argparse.Namespace) -> Config:
     if not binds:
         binds = [parse_bind(f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}")]
     workers, cpus, unpinned = choose_pinning(args.cpus, not args.no_pin, args.workers)
+    tls = tls_config(args)
+    binds = [dataclasses.replace(bind, scheme=bind.scheme or ("https" if tls else "http")) for bind in binds]
     return Config(
         binds=binds,
+        tls=tls if any(bind.scheme == "https" for bind in binds) else None,
         workers=workers,
         cpus=cpus,
         unpinned=unpinned,
@@ -414,6 +432,31 @@ def serve_config(args: argparse.Namespace) -> Config:
             log_backups=args.log_backups,
         ),
     )
+
+
+def tls_config(args: argparse.Namespace) -> TlsSettings | None:
+    """The TLS settings, checked now (a bad certificate or key is one line and exit 2, before forking)."""
+    if args.ssl_certfile is None:
+        defaults = {"ssl_cert_reqs": "none", "ssl_min_version": "TLSv1.2", "ssl_sni": []}
+        others = [name for name in vars(args)
+                  if name.startswith("ssl_") and getattr(args, name) != defaults.get(name)]
+        if others:
+            raise ConfigError(f"--{others[0].replace('_', '-')} needs --ssl-certfile")
+        if any(text.startswith("https://") for text in args.bind):
+            raise ConfigError("--bind https://...: serving https needs --ssl-certfile")
+        return None
+    try:
+        sni = tuple(parse_sni(text) for text in args.ssl_sni)
+    except ValueError as exc:
+        raise ConfigError(f"--ssl-sni: {exc}") from None
+    settings = TlsSettings(certfile=args.ssl_certfile, keyfile=args.ssl_keyfile,
+                           password=args.ssl_keyfile_password, ca_certs=args.ssl_ca_certs,
+                           cert_reqs=args.ssl_cert_reqs, ciphers=args.ssl_ciphers,
+                           min_version=args.ssl_min_version, sni=sni)
+    problem = check_tls(settings)
+    if problem:
+        raise ConfigError(f"TLS: {problem}")
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:

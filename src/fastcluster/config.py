@@ -17,6 +17,7 @@ from fastcluster.cpus import (
     parse_cpu_list,
     pin_when_covered,
 )
+from fastcluster.tls import TlsSettings
 
 
 class ConfigError(ValueError):
@@ -116,6 +117,7 @@ class Config:
     log_config: str | None = None  # --log-config FILE, applied after our own logger is set up
     manager: Manager = field(default_factory=lambda: Manager())
     unpinned: str = ""  # why the workers are not pinned although --no-pin was not given
+    tls: TlsSettings | None = None  # the certificates of the binds that serve https
 
     def cpu_for(self, slot: int) -> int | None:
         return None if self.cpus is None else self.cpus[slot % len(self.cpus)]

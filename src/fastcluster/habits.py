@@ -34,12 +34,10 @@ def unsupported(note: str, value: bool = True) -> Habit:
     return Habit(note=note, value=value)
 
 
-NO_TLS = unsupported("no TLS: put nginx or a load balancer in front")
 NO_RELOAD = unsupported("no development reload yet")
 NATIVE = unsupported("ASGI and WSGI apps run natively in fastcluster's own workers")
 NO_DAEMON = unsupported("run it under systemd, a container or a supervisor", value=False)
 NO_STATSD = unsupported("scrape /metrics (Prometheus) from --admin-port")
-NO_LOG_FILE = unsupported("fastcluster logs to stderr; --log-config sends it elsewhere")
 NO_NAME = unsupported("the process titles are fastcluster: master / worker N")
 NO_DATE = unsupported("every answer has a Date header", value=False)
 
@@ -90,18 +88,12 @@ ALIASES: dict[str, Habit] = {
     "--reload-delay": NO_RELOAD,
     "--reload-engine": NO_RELOAD,
     "--reload-extra-file": NO_RELOAD,
-    "--ssl-keyfile": NO_TLS,
-    "--ssl-certfile": NO_TLS,
-    "--ssl-keyfile-password": NO_TLS,
-    "--ssl-version": NO_TLS,
-    "--ssl-cert-reqs": NO_TLS,
-    "--ssl-ca-certs": NO_TLS,
-    "--ssl-ciphers": NO_TLS,
-    "--keyfile": NO_TLS,
-    "--certfile": NO_TLS,
-    "--ca-certs": NO_TLS,
-    "--ciphers": NO_TLS,
-    "--cert-reqs": NO_TLS,
+    "--ssl-version": spelled("--ssl-min-version", "TLSv1.2 or TLSv1.3"),
+    "--keyfile": alias("--ssl-keyfile"),
+    "--certfile": alias("--ssl-certfile"),
+    "--ca-certs": alias("--ssl-ca-certs"),
+    "--ciphers": alias("--ssl-ciphers"),
+    "--cert-reqs": spelled("--ssl-cert-reqs", "none, optional or required"),
     "-D": NO_DAEMON,
     "--daemon": NO_DAEMON,
     "--statsd-host": NO_STATSD,
@@ -111,9 +103,8 @@ ALIASES: dict[str, Habit] = {
     "--header": unsupported("an app sets its own headers (--response-header is the built-in responder's)"),
     "--date-header": NO_DATE,
     "--no-date-header": NO_DATE,
-    "--error-logfile": NO_LOG_FILE,
-    "--log-file": NO_LOG_FILE,
-    "--capture-output": unsupported("the workers' stdout and stderr are the master's", value=False),
+    "--error-logfile": alias("--log-file"),
+    "--capture-output": spelled("--log-file", "it collects the workers' stdout and stderr", value=False),
     "--worker-tmp-dir": unsupported("heartbeats go through shared memory, no files"),
     "-n": NO_NAME,
     "--name": NO_NAME,

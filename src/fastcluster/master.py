@@ -5,6 +5,7 @@ through a pipe (as gunicorn's arbiter does)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -144,6 +145,8 @@ class Master:
         except OSError as exc:
             print(f"fastcluster: error: {exc.strerror or exc}", file=sys.stderr)
             return 2
+        # Resolved, with the ports the kernel chose: workers find their https sockets by these.
+        self.config = config = dataclasses.replace(config, binds=self.balancer.binds)
         try:
             self.open_management()
         except OSError as exc:

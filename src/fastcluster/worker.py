@@ -24,6 +24,7 @@ from fastcluster.core.forwarded import ProxyHeaders
 from fastcluster.core.responder import Responder
 from fastcluster.core.server import Server
 from fastcluster.core.static import StaticFiles
+from fastcluster.tls import build_context, tls_listeners
 
 #: Exit status of a worker that could not start (its reason is on the boot-error socket); the master retries
 #: its slot with a slow backoff, or gives up when no worker of the first start could start.
@@ -89,7 +90,7 @@ def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket
     ctx = Context(responder, limits=config.limits, stats_block=stats_block, record=record,
                   access_log=access_log, static=static)
     server = Server(ctx, [sock.fileno() for sock in sockets],
-                    exclusive_accept=config.balance == "shared")
+                    exclusive_accept=config.balance == "shared", tls=tls_for(config, sockets))
     install_signals(server, config.graceful_timeout, access_log)
     return server
 
@@ -153,6 +154,19 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+def tls_for(config: Config, sockets: list[socket.socket]) -> dict[int, object]:
+    """The TLS context of each of our https sockets, built from the certificate files as they are now."""
+    if config.tls is None:
+        return {}
+    from fastcluster.core.tls import TlsError
+
+    try:
+        context = build_context(config.tls)
+    except TlsError as exc:
+        raise BootError(f"TLS: {exc}") from None
+    return tls_listeners(sockets, config.binds, context)
 
 
 def read_response_file(path: str) -> bytes:

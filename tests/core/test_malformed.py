@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import http_exchange
+from tests.conftest import http_exchange, tls_client_context
 
 H = b"Host: t\r\n"
 CASES = {
@@ -62,22 +62,33 @@ SPLITTABLE = [name for name, (data, _) in CASES.items() if len(data) < 200]
 FOLLOW_UP = b"GET /json HTTP/1.1\r\n" + H + b"\r\n"
 
 
-@pytest.fixture(scope="module", params=["llhttp state", "parser API"])
-def server(request):
-    """Run everything twice: reading llhttp's state directly, and through httptools' methods only."""
+@pytest.fixture(scope="module", params=["llhttp state", "parser API", "TLS"])
+def server(request, tls_files):
+    """Run everything three times: reading llhttp's state directly, through httptools' methods only, and
+    over TLS (the same table, each piece its own TLS record)."""
     from tests.conftest import Server, free_port
 
     env = {"FASTCLUSTER_PARSER_API": "1"} if request.param == "parser API" else {}
-    started = Server(["--workers", "1", "--max-body", "1000"], free_port(), env)
+    tls = ["--ssl-certfile", tls_files["server.pem"], "--ssl-keyfile", tls_files["server.key"]]
+    started = Server(["--workers", "1", "--max-body", "1000", *(tls if request.param == "TLS" else [])],
+                     free_port(), env)
     started.wait_ready()
+    started.tls_context = tls_client_context(tls_files) if request.param == "TLS" else None
     yield started
     assert started.stop() == 0, started.read_output()
     assert "Traceback" not in started.read_output()
 
 
-def exchange(port: int, pieces: list[bytes]) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def connect(server) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if server.tls_context is None:
+        return sock
+    return server.tls_context.wrap_socket(sock, server_hostname="localhost")
+
+
+def exchange(server, pieces: list[bytes]) -> bytes:
+    with connect(server) as sock:
         for piece in pieces[:-1]:
             sock.sendall(piece)
         return http_exchange(sock, pieces[-1] + FOLLOW_UP)
@@ -93,26 +104,26 @@ def check(answer: bytes, status: int) -> None:
 @pytest.mark.parametrize("name", CASES)
 def test_whole(server, name):
     data, status = CASES[name]
-    check(exchange(server.port, [data]), status)
+    check(exchange(server, [data]), status)
 
 
 @pytest.mark.parametrize("name", SPLITTABLE)
 def test_split_at_every_byte(server, name):
     data, status = CASES[name]
     for cut in range(1, len(data)):
-        check(exchange(server.port, [data[:cut], data[cut:]]), status)
+        check(exchange(server, [data[:cut], data[cut:]]), status)
 
 
 @pytest.mark.parametrize("name", SPLITTABLE)
 def test_byte_by_byte(server, name):
     data, status = CASES[name]
-    check(exchange(server.port, [bytes([byte]) for byte in data]), status)
+    check(exchange(server, [bytes([byte]) for byte in data]), status)
 
 
 def test_worker_survived(server):
     before = server.workers()
     for data, _ in CASES.values():
-        exchange(server.port, [data])
+        exchange(server, [data])
     time.sleep(0.2)
     assert server.workers() == before
 
@@ -120,7 +131,7 @@ def test_worker_survived(server):
 def test_valid_request_split_everywhere_is_answered(server):
     data = b"POST /json HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
     for cut in range(1, len(data)):
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        with connect(server) as sock:
             sock.sendall(data[:cut])
             closing = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
             answer = http_exchange(sock, data[cut:] + closing)

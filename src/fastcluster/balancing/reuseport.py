@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from dataclasses import replace
 
 from fastcluster.balancing.base import Balancer
 from fastcluster.balancing.steering import GroupOrder, accept_queue_length, attach
@@ -36,7 +37,7 @@ class ReusePortBalancer(Balancer):
                 elif not bind.port:
                     # Port 0: the first socket picks the port, the other slots join it.
                     first = open_tcp(bind, backlog, reuseport=True)
-                    bind = Bind("tcp", host=bind.host, port=bound_port(first))
+                    bind = replace(bind, port=bound_port(first))
                     self.per_slot.setdefault(0, []).append(first)
                     self.orders.setdefault((bind.host, bind.port), GroupOrder()).added(0)
                 self.binds.append(bind)

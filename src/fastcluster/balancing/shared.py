@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 
 from fastcluster.balancing.base import Balancer
 from fastcluster.binds import Bind, bound_port
@@ -19,7 +20,7 @@ class SharedBalancer(Balancer):
                 sock = self.open_shared(bind)
                 self.shared.append(sock)
                 if bind.kind == "tcp" and not bind.port:
-                    bind = Bind("tcp", host=bind.host, port=bound_port(sock))
+                    bind = replace(bind, port=bound_port(sock))
                 self.binds.append(bind)
         except OSError:
             self.close()

@@ -589,6 +589,9 @@ cdef class AsgiConnection(AppAdapter):
         extensions["http.response.trailers"] = PyDict_New()
         scope["extensions"] = extensions
         client = conn.client_address()
+        if conn.transport.secure:
+            scope["scheme"] = "https"
+            extensions["tls"] = conn.transport.tls_extension()
         if shared.proxy is not None:
             forwarded = shared.proxy.resolve(conn, headers)
             if forwarded is not None:

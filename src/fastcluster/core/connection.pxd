@@ -3,6 +3,7 @@ from libc.stdint cimport uint32_t
 from fastcluster.core.context cimport Context
 from fastcluster.core.parser_state cimport llhttp_state
 from fastcluster.core.producer cimport Producer, body_length
+from fastcluster.core.transport cimport Transport
 
 
 cdef class AppAdapter
@@ -23,6 +24,8 @@ cdef enum ConnectionState:
 cdef class Connection:
     cdef:
         readonly int fd
+        # How the bytes reach the socket: the plain syscalls, or TLS (transport.pxd).
+        readonly Transport transport
         # The peer as the access log writes it (its host, "unix" or "-"), set by client_address().
         public object peer
         Context ctx

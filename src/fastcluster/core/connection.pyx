@@ -4,14 +4,11 @@
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.string cimport memchr, memcpy, memset
+from libc.string cimport memchr, memcpy
 
 cdef extern from "<string.h>" nogil:
     void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
 from posix.unistd cimport close as close_fd
-
-cdef extern from "<sys/sendfile.h>" nogil:
-    ssize_t sendfile(int out_fd, int in_fd, long *offset, size_t count)
 
 import logging
 
@@ -26,6 +23,7 @@ from fastcluster.core.parser_state cimport (
     state_of,
 )
 from fastcluster.core.stats cimport count_response, note_request
+from fastcluster.core.transport cimport PLAIN, Transport
 from fastcluster.core.syscalls cimport (
     EPOLL_CTL_MOD,
     EPOLLIN,
@@ -35,10 +33,7 @@ from fastcluster.core.syscalls cimport (
     AF_INET6,
     AF_UNIX,
     INET6_ADDRSTRLEN,
-    MSG_NOSIGNAL,
     iovec,
-    msghdr,
-    SHUT_WR,
     SO_LINGER,
     SOL_SOCKET,
     epoll_ctl,
@@ -51,13 +46,9 @@ from fastcluster.core.syscalls cimport (
     sockaddr_in6,
     sockaddr_storage,
     socklen_t,
-    recv,
     linger,
     monotonic,
-    send,
-    sendmsg,
     setsockopt,
-    shutdown,
     strncasecmp,
 )
 
@@ -131,9 +122,10 @@ cdef int status_for_parser_error(exc) except -1:
 
 
 cdef class Connection:
-    def __cinit__(self, Context ctx, int fd):
+    def __cinit__(self, Context ctx, int fd, Transport transport=None):
         self.ctx = ctx
         self.fd = fd
+        self.transport = PLAIN if transport is None else transport
         self.parser = HttpRequestParser(self)
         # Bound once: looking the methods up per request costs more than calling them.
         self.feed_data = self.parser.feed_data
@@ -503,9 +495,11 @@ cdef class Connection:
 
     cdef int on_readable(self) except -1:
         cdef Context ctx = self.ctx
-        cdef ssize_t received = recv(self.fd, ctx.read_data, ctx.read_size, 0)
+        cdef ssize_t received = self.transport.read(self.fd, ctx.read_data, ctx.read_size)
         if received < 0:
             if errno == EAGAIN or errno == EINTR:
+                if self.transport.read_wants:
+                    self.set_events(self.events)  # a TLS handshake waits to write: watch EPOLLOUT too
                 return 0
             self.close()
             return 0
@@ -702,7 +696,8 @@ cdef class Connection:
             if budget <= 0:
                 self.file_blocked = True
                 break
-            sent = sendfile(self.fd, producer.file_fd, &offset, min(producer.file_end - offset, 1 << 20))
+            sent = self.transport.send_file(self.fd, producer.file_fd, &offset,
+                                            min(producer.file_end - offset, 1 << 20))
             if sent < 0:
                 if errno == EAGAIN or errno == EINTR:
                     self.file_blocked = True
@@ -751,7 +746,7 @@ cdef class Connection:
 
     cdef ssize_t send_now(self, const char *data, Py_ssize_t length) except -2:
         """send() that counts; 0 when the socket is full; on a dead peer it marks the connection closing."""
-        cdef ssize_t sent = send(self.fd, data, length, MSG_NOSIGNAL)
+        cdef ssize_t sent = self.transport.write(self.fd, data, length)
         if sent < 0:
             if errno != EAGAIN and errno != EINTR:
                 self.peer_gone = True
@@ -821,7 +816,7 @@ cdef class Connection:
             return 0
         if self.state == CLOSING and not self.busy:
             if self.linger_on_close:
-                shutdown(self.fd, SHUT_WR)
+                self.transport.shutdown_write(self.fd)
                 self.state = LINGERING
                 self.deadline = ctx.now + ctx.linger_timeout
                 self.set_events(EPOLLIN)
@@ -838,6 +833,10 @@ cdef class Connection:
 
     cdef int on_writable(self) except -1:
         cdef Context ctx = self.ctx
+        if self.transport.read_wants:
+            self.on_readable()  # the TLS read that had to write first: the socket has room now
+            if self.fd < 0:
+                return 0
         if self.pending is not None:
             self.send_pending()
             if self.peer_gone:
@@ -859,7 +858,6 @@ cdef class Connection:
     cdef int send_pending(self) except -1:
         """Send as much of the pending queue as the socket takes, in one sendmsg."""
         cdef iovec parts[MAX_IOV]
-        cdef msghdr message
         cdef Py_ssize_t count = min(len(self.pending), MAX_IOV), i, offset = self.pending_offset
         cdef bytes item
         cdef ssize_t sent
@@ -868,10 +866,7 @@ cdef class Connection:
             parts[i].iov_base = PyBytes_AS_STRING(item) + offset
             parts[i].iov_len = PyBytes_GET_SIZE(item) - offset
             offset = 0
-        memset(&message, 0, sizeof(message))
-        message.msg_iov = parts
-        message.msg_iovlen = count
-        sent = sendmsg(self.fd, &message, MSG_NOSIGNAL)
+        sent = self.transport.write_parts(self.fd, parts, count)
         if sent < 0:
             if errno != EAGAIN and errno != EINTR:
                 self.peer_gone = True
@@ -889,6 +884,7 @@ cdef class Connection:
 
     cdef void set_events(self, uint32_t events) noexcept:
         cdef epoll_event event
+        events |= self.transport.read_wants
         if events == self.events or self.fd < 0:
             return
         event.events = events
@@ -938,6 +934,7 @@ cdef class Connection:
         cdef Context ctx = self.ctx
         if self.fd < 0:
             return
+        self.transport.release()
         close_fd(self.fd)
         ctx.connections[self.fd] = None
         self.fd = -1

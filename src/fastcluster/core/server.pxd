@@ -14,6 +14,8 @@ cdef class Server:
         int listeners[MAX_LISTENERS]
         int listener_count
         bint exclusive_accept
+        # The TlsContext of each listening fd serving TLS; None when all are plain.
+        dict tls
         bint accepting
         bint stop_requested
         bint graceful

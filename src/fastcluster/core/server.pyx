@@ -13,6 +13,7 @@ from posix.unistd cimport close as close_fd
 
 from fastcluster.core.connection cimport Connection, send_gathered_output
 from fastcluster.core.context cimport Context
+from fastcluster.core.tls cimport TlsContext
 from fastcluster.core.syscalls cimport (
     EPOLL_CLOEXEC,
     EPOLL_CTL_ADD,
@@ -45,7 +46,8 @@ cdef uint64_t LISTENER = 1ULL << 32
 
 
 cdef class Server:
-    def __init__(self, Context ctx, listener_fds, *, bint exclusive_accept=False):
+    def __init__(self, Context ctx, listener_fds, *, bint exclusive_accept=False, dict tls=None):
+        """tls: the TlsContext of each listening fd that serves TLS (the others are plain)."""
         if len(listener_fds) > MAX_LISTENERS:
             raise ValueError(f"at most {MAX_LISTENERS} listening sockets per worker")
         self.ctx = ctx
@@ -53,6 +55,7 @@ cdef class Server:
         for i, fd in enumerate(listener_fds):
             self.listeners[i] = fd
         self.exclusive_accept = exclusive_accept
+        self.tls = tls or None
 
     @property
     def responder(self):
@@ -229,7 +232,15 @@ cdef class Server:
                     self.set_accepting(False)
                 return 0
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))  # fails harmlessly on Unix sockets
-            conn = Connection(ctx, fd)
+            transport = None
+            if self.tls is not None and listener in self.tls:
+                try:
+                    transport = (<TlsContext>self.tls[listener]).transport(fd)
+                except Exception:  # OpenSSL out of memory: this client is dropped, the worker goes on
+                    log.exception("cannot start TLS on a new connection")
+                    close_fd(fd)
+                    continue
+            conn = Connection(ctx, fd, transport)
             if fd >= len(ctx.connections):
                 ctx.connections.extend([None] * (fd + 1 - len(ctx.connections) + 256))
             ctx.connections[fd] = conn

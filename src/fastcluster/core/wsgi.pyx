@@ -365,6 +365,10 @@ cdef class WsgiConnection(AppAdapter):
         environ["RAW_URI"] = latin1(url)
         environ["REMOTE_ADDR"] = client[0] if client else ""
         environ["REMOTE_PORT"] = str(client[1]) if client else ""
+        if conn.transport.secure:
+            environ["wsgi.url_scheme"] = "https"
+            environ["HTTPS"] = "on"
+            environ.update(conn.transport.ssl_environ())
         for name, value in headers:
             key = environ_key(name)
             if key is None:
