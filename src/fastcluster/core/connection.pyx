@@ -17,7 +17,7 @@ import logging
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, parse_url
 
-from fastcluster.core.routes cimport ROUTE_ECHO, ROUTE_HEADERS, ROUTE_JSON, route_of
+from fastcluster.core.routes cimport ROUTE_ECHO, ROUTE_HEADERS, ROUTE_JSON, ROUTE_WEBSOCKET, route_of
 from fastcluster.core.parser_state cimport (
     METHOD_CONNECT,
     METHOD_HEAD,
@@ -295,7 +295,8 @@ cdef class Connection:
 
     cdef int choose_route(self) except -1:
         self.route = route_of(self.url)
-        if self.route == ROUTE_HEADERS or self.route == ROUTE_ECHO or self.ctx.static is not None:
+        if (self.route == ROUTE_HEADERS or self.route == ROUTE_ECHO or self.route == ROUTE_WEBSOCKET
+                or self.ctx.static is not None):
             self.request_headers = []
         return 0
 
@@ -331,6 +332,9 @@ cdef class Connection:
                 answer = ctx.static.answer(self.url, self.request_headers, head, keep_alive,
                                            ctx.responder.server_line + ctx.responder.date_line, ctx.now)
                 status = ctx.static.answered_status
+            if answer is None and self.route == ROUTE_WEBSOCKET:
+                status, answer = builtin_upgrade()(self, self.url, self.request_headers)
+                keep_alive = keep_alive and status < 400 and self.upgraded is None
             if answer is None:
                 http10 = state.http_minor == 0 if state != NULL else self.http_version() == "1.0"
                 answer = ctx.responder.respond(self.url, self.route, self.control, self.request_headers,
@@ -349,6 +353,8 @@ cdef class Connection:
                                PyBytes_GET_SIZE(answer) if PyBytes_CheckExact(answer) else
                                (<Producer>answer).total, self.referer, self.user_agent)
         self.unaccounted = 0
+        if self.upgraded is not None:
+            return  # the parser stops at the upgrade: parse() hands the rest of the read over
         if keep_alive:
             self.state = IDLE
             self.deadline = ctx.now + ctx.keepalive_timeout
@@ -383,6 +389,47 @@ cdef class Connection:
         if name is None:
             name = METHOD_NAMES[state.method] = self.method().decode("ascii")
         return <str>name
+
+    # ---- the seam to an upgraded protocol (core/websocket.pyx) ----
+
+    cdef int upgrade(self, UpgradedProtocol protocol) except -1:
+        """Switch to protocol once the current request's answer (the 101) is written: the parser stops at
+        the end of the head and the rest of the read, and every read after it, goes to protocol."""
+        protocol.conn = self
+        self.upgraded = protocol
+        self.deadline = self.ctx.now + self.ctx.write_timeout
+        return 0
+
+    cdef int write_bytes(self, const char *data, Py_ssize_t length) except -1:
+        """write() for bytes that are not an object yet: small ones are copied into the shared buffer."""
+        cdef Context ctx = self.ctx
+        if self.fd < 0:
+            return 0
+        if self.pending is None and length < DIRECT_WRITE:
+            ctx.out_reserve(length)
+            memcpy(ctx.out + ctx.out_len, data, length)
+            ctx.out_len += length
+            return 0
+        return self.write(PyBytes_FromStringAndSize(data, length))
+
+    cdef int end_upgraded(self, bint linger) except -1:
+        """The upgraded protocol is done: close once its output is sent (lingering first if the peer may
+        still be sending)."""
+        if self.state == UPGRADED:
+            self.state = CLOSING
+            self.linger_on_close = linger
+        return 0
+
+    cdef void stop(self) noexcept:
+        """Close now, the worker stopping: an upgraded protocol tells its peer first, best effort."""
+        if self.state == UPGRADED and self.fd >= 0:
+            try:
+                self.upgraded.going_away()
+                self.send_shared()
+            except Exception:
+                log.exception("the upgraded protocol failed to say goodbye")
+                self.ctx.out_len = self.ctx.out_start
+        self.close()
 
     cpdef object client_address(self):
         """The client's (host, port), looked up once; None for a peer that is not an IP socket. Sets
@@ -486,11 +533,14 @@ cdef class Connection:
             self.close()
             return 0
         ctx.stats.bytes_in += received
-        if self.state == LINGERING or self.state == CLOSING or self.stop_parsing:
+        if self.state == UPGRADED:
+            self.upgraded.data_received(ctx.read_data, received)
+        elif self.state == LINGERING or self.state == CLOSING or self.stop_parsing:
             return 0
-        if self.state == IDLE and not self.busy:
-            self.deadline = ctx.now + ctx.header_timeout
-        self.parse(ctx.read_view, ctx.read_data, received)
+        else:
+            if self.state == IDLE and not self.busy:
+                self.deadline = ctx.now + ctx.header_timeout
+            self.parse(ctx.read_view, ctx.read_data, received)
         if ctx.gather_output and ctx.out_len > ctx.out_start:
             return self.gather()
         return self.flush()
@@ -551,8 +601,12 @@ cdef class Connection:
             try:
                 self.feed_data(ctx.read_prefix(end) if offset == 0 and view is ctx.read_view
                                else view[offset:end])
-            except HttpParserUpgrade:
-                # Protocol switches are not offered: the request was answered, the rest is not ours to read.
+            except HttpParserUpgrade as upgrade:
+                if self.upgraded is not None and self.state != CLOSING:
+                    self.state = UPGRADED
+                    end = offset + <Py_ssize_t>upgrade.args[0]
+                    return self.upgraded.data_received(data + end, length - end)
+                # No protocol switch was accepted: the request was answered, the rest is not ours to read.
                 self.state = CLOSING
                 self.linger_on_close = True
                 return 0
@@ -688,6 +742,9 @@ cdef class Connection:
 
     cdef int on_timer(self) except -1:
         self.timer_at = 0
+        if self.state == UPGRADED and self.fd >= 0:
+            self.upgraded.on_timer(self.ctx.now)
+            return self.flush()
         if self.fd < 0 or self.producer is None:
             return 0
         self.pump()
@@ -765,6 +822,8 @@ cdef class Connection:
         cdef Context ctx = self.ctx
         if self.app is not None and waiting + self.later_size <= ctx.max_pending_output:
             self.app.drained()
+        if self.upgraded is not None and waiting <= ctx.max_pending_output:
+            self.upgraded.drained()
         if waiting:
             self.deadline = ctx.now + ctx.write_timeout
             if (waiting > ctx.max_pending_output or self.state == CLOSING or self.unparsed is not None
@@ -865,6 +924,9 @@ cdef class Connection:
 
     cdef int check_deadline(self) except -1:
         """Called by the once-a-second sweep: act on a timeout that has passed."""
+        if self.state == UPGRADED and self.pending is None and self.fd >= 0:
+            self.upgraded.on_tick(self.ctx.now)
+            return self.flush()
         if self.fd < 0 or self.ctx.now < self.deadline:
             return 0
         if self.producer is not None and self.pending is None and not self.file_blocked:
@@ -918,6 +980,12 @@ cdef class Connection:
         # The parser holds our bound callbacks: drop it so the connection is freed now, not by the GC.
         self.parser = self.feed_data = self.http_version = self.keeps_alive = self.method = None
         self.llhttp = NULL
+        if self.upgraded is not None:
+            upgraded, self.upgraded = self.upgraded, None
+            try:
+                upgraded.connection_lost()
+            except Exception:
+                log.exception("the upgraded protocol failed on a closed connection")
         if self.app is not None:
             app, self.app = self.app, None
             try:
@@ -957,6 +1025,39 @@ cdef class AppAdapter:
 
     cdef int connection_lost(self) except -1:
         return self.drained()
+
+
+cdef class UpgradedProtocol:
+    cdef int data_received(self, const char *data, Py_ssize_t length) except -1:
+        raise NotImplementedError
+
+    cdef int drained(self) except -1:
+        return 0
+
+    cdef int on_tick(self, double now) except -1:
+        return 0
+
+    cdef int on_timer(self, double now) except -1:
+        return 0
+
+    cdef int going_away(self) except -1:
+        return 0
+
+    cdef int connection_lost(self) except -1:
+        return 0
+
+
+cdef object builtin_upgrade_handler = None
+
+
+cdef object builtin_upgrade():
+    """The built-in responder's upgrade handler (core/websocket_echo.pyx), imported when first needed: that
+    module builds on this one."""
+    global builtin_upgrade_handler
+    if builtin_upgrade_handler is None:
+        from fastcluster.core.websocket_echo import accept_builtin
+        builtin_upgrade_handler = accept_builtin
+    return builtin_upgrade_handler
 
 
 cdef int send_gathered_output(Context ctx) except -1:

@@ -34,6 +34,10 @@ cdef class Context:
         double body_timeout
         double write_timeout
         double linger_timeout
+        # WebSocket (core/websocket.pyx): the largest message, and the keep-alive ping's interval and timeout.
+        Py_ssize_t ws_max_size
+        double ws_ping_interval
+        double ws_ping_timeout
 
         bytearray read_buffer
         object read_view
