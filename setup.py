@@ -9,7 +9,8 @@ MODULES = ["fastcluster.core.server", "fastcluster.core.connection", "fastcluste
            "fastcluster.core.responder", "fastcluster.core.parser_state",
            "fastcluster.core.stats", "fastcluster.core.producer", "fastcluster.core.routes",
            "fastcluster.core.static", "fastcluster.core.heads", "fastcluster.core.asgi",
-           "fastcluster.core.wsgi", "fastcluster.core.websocket", "fastcluster.core.websocket_echo"]
+           "fastcluster.core.wsgi", "fastcluster.core.websocket", "fastcluster.core.websocket_echo",
+           "fastcluster.core.asgi_websocket"]
 
 
 def extension(name: str) -> Extension:

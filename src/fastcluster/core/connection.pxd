@@ -104,6 +104,7 @@ cdef class Connection:
         UpgradedProtocol upgraded
 
     cdef int app_message_complete(self) except -1
+    cdef bint upgrade_requested(self) except -1
     cdef int upgrade(self, UpgradedProtocol protocol) except -1
     cdef int write_bytes(self, const char *data, Py_ssize_t length) except -1
     cdef int end_upgraded(self, bint linger) except -1

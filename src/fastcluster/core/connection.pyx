@@ -392,6 +392,10 @@ cdef class Connection:
 
     # ---- the seam to an upgraded protocol (core/websocket.pyx) ----
 
+    cdef bint upgrade_requested(self) except -1:
+        """The request being parsed asks to switch protocols (Upgrade and Connection: upgrade)."""
+        return self.llhttp.upgrade if self.llhttp != NULL else self.parser.should_upgrade()
+
     cdef int upgrade(self, UpgradedProtocol protocol) except -1:
         """Switch to protocol once the current request's answer (the 101) is written: the parser stops at
         the end of the head and the rest of the read, and every read after it, goes to protocol."""
