@@ -275,3 +275,39 @@ def test_a_client_that_does_not_read_is_not_answered_past_the_limit(ws_server):
         sender.join()
     assert [opcode for opcode, _ in frames] == [BINARY] * count + [CLOSE]
     assert all(payload == b"m" * 100_000 for _, payload in frames[:-1])
+
+
+def test_immediate_stop_closes_websockets_with_1001_at_once(serve):
+    server = serve("--graceful-timeout", "60")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(upgrade_request())
+        head, rest = read_head(sock)
+        server.signal(3)  # SIGQUIT: no drain
+        frames = normalized(parse_frames(read_until_closed(sock, rest)))
+    assert frames == [(CLOSE, 1001)]
+    assert server.proc.wait(15) == 0
+
+
+def test_metrics_count_open_websockets_and_messages(serve):
+    import urllib.request
+
+    from fastcluster.metrics import parse_metrics
+    from tests.conftest import free_port, wait_until
+
+    admin = free_port()
+    server = serve("--admin-port", str(admin))
+
+    def metrics() -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as answer:
+            return parse_metrics(answer.read().decode())
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(upgrade_request() + frame(TEXT, b"a") + frame(TEXT, b"b"))
+        head, rest = read_head(sock)
+        while len(rest) < 6:
+            rest += sock.recv(100)
+        assert wait_until(lambda: metrics().get('fastcluster_open_websockets{slot="0"}') == 1)
+        assert metrics()['fastcluster_websocket_messages_total{slot="0"}'] == 4  # two in, two out
+        sock.sendall(BYE)
+        read_until_closed(sock)
+    assert wait_until(lambda: metrics().get('fastcluster_open_websockets{slot="0"}') == 0)

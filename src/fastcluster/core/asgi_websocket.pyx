@@ -128,6 +128,7 @@ cdef class WebSocketExchange(Exchange):
         self.status = 101
         self.write(answer)
         self.owner.finished(self, True)  # counted and logged as the 101 it is; the connection is the socket's
+        self.protocol.opened()
         if self.protocol.holding:
             self.protocol.resume()
         return self.flushed()

@@ -51,8 +51,8 @@ cdef class WebSocket(UpgradedProtocol):
         double last_input
         double ping_sent_at
         double close_deadline
-        readonly long long messages_in
-        readonly long long messages_out
+        # Counted in the stats' open WebSockets.
+        bint counted
 
     cdef int on_message(self, int opcode, bytes payload) except -1
     cdef int on_closed(self) except -1
@@ -62,6 +62,7 @@ cdef class WebSocket(UpgradedProtocol):
                            const char *key) except -1
     cdef int whole(self, int opcode, bytes payload) except -1
     cdef int frame(self, int opcode, bint fin, const char *payload, Py_ssize_t length) except -1
+    cdef int opened(self) except -1
     cdef int ended(self) except -1
     cdef int control(self, int opcode, const char *payload, Py_ssize_t length) except -1
     cdef int keep_input(self, const char *data, Py_ssize_t length) except -1

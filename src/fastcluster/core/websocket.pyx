@@ -322,7 +322,7 @@ cdef class WebSocket(UpgradedProtocol):
             return 0  # closing: data is dropped
         if opcode == OP_TEXT and not utf8_valid(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload)):
             return self.fail(1007)
-        self.messages_in += 1
+        self.conn.ctx.stats.websocket_messages += 1
         return self.on_message(opcode, payload)
 
     cdef int frame(self, int opcode, bint fin, const char *payload, Py_ssize_t length) except -1:
@@ -347,7 +347,7 @@ cdef class WebSocket(UpgradedProtocol):
             return self.fail(1007)
         if self.close_sent:
             return 0
-        self.messages_in += 1
+        self.conn.ctx.stats.websocket_messages += 1
         return self.on_message(opcode, message)
 
     cdef int control(self, int opcode, const char *payload, Py_ssize_t length) except -1:
@@ -382,10 +382,19 @@ cdef class WebSocket(UpgradedProtocol):
         self.conn.end_upgraded(True)
         return self.ended()
 
+    cdef int opened(self) except -1:
+        """The handshake is accepted: the WebSocket counts as open."""
+        if not self.counted:
+            self.counted = True
+            self.conn.ctx.stats.websockets_open += 1
+        return 0
+
     cdef int ended(self) except -1:
         if self.reported:
             return 0
         self.reported = True
+        if self.counted:
+            self.conn.ctx.stats.websockets_open -= 1
         return self.on_closed()
 
     # ---- output ----
@@ -421,7 +430,7 @@ cdef class WebSocket(UpgradedProtocol):
         cdef Py_ssize_t length = PyBytes_GET_SIZE(payload)
         if self.close_sent or self.conn is None or self.conn.fd < 0:
             return 0
-        self.messages_out += 1
+        self.conn.ctx.stats.websocket_messages += 1
         if length < DIRECT_PAYLOAD:
             return self.send_frame(OP_TEXT if text else OP_BINARY, PyBytes_AS_STRING(payload), length)
         self.send_head(OP_TEXT if text else OP_BINARY, length)

@@ -82,7 +82,9 @@ def accept_builtin(Connection conn, bytes url, list headers) -> tuple:
         delay, size, close_after = echo_controls(split_target(url)[1])
     except HandshakeError as error:
         return error.status, refusal(error, server_and_date)
-    conn.upgrade(EchoWebSocket(conn, delay, size, close_after))
+    cdef EchoWebSocket echo = EchoWebSocket(conn, delay, size, close_after)
+    conn.upgrade(echo)
+    echo.opened()
     return 101, switching_protocols(accept, server_and_date)
 
 
