@@ -7,6 +7,8 @@ import os
 import socket
 import struct
 
+from tests.conftest import http_exchange
+
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455's own example
 
@@ -73,17 +75,7 @@ def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
 
 
 def read_until_closed(sock: socket.socket, initial: bytes = b"", timeout: float = 5.0) -> bytes:
-    sock.settimeout(timeout)
-    data = initial
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
+    return initial + http_exchange(sock, b"", timeout)
 
 
 def close_code(payload: bytes) -> int | None:
