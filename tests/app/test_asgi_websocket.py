@@ -151,6 +151,29 @@ def test_graceful_stop_closes_app_websockets_with_1001(serve):
     assert server.proc.wait(15) == 0  # the worker drained and exited by itself
 
 
+@pytest.mark.parametrize("request_bytes, status, header", [
+    (upgrade_request(version=b"8"), 426, b"Sec-WebSocket-Version: 13"),
+    (upgrade_request(key=b"short"), 400, None),
+    (upgrade_request().replace(b"GET", b"POST"), 400, None),
+])
+def test_bad_handshakes_never_reach_the_app(serve, request_bytes, status, header):
+    server = app_server(serve, "websocket_apps:raw")
+    with server.connect() as sock:
+        sock.sendall(request_bytes)
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer
+    if header:
+        assert b"\r\n" + header + b"\r\n" in answer
+
+
+def test_other_upgrades_reach_the_app_as_plain_requests(serve):
+    server = app_server(serve, "websocket_apps:raw")
+    with server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 404 ")
+
+
 def test_wsgi_apps_answer_an_upgrade_as_a_plain_request(serve):
     server = serve("wsgi_apps:environ_echo", "--app-dir", APPS)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:

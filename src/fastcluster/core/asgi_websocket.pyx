@@ -13,7 +13,14 @@ from fastcluster.core.websocket cimport OP_TEXT, WebSocket
 
 from fastcluster.core.asgi import ClientDisconnected, Completed
 from fastcluster.core.heads import BadResponse
-from fastcluster.core.websocket import HandshakeError, check_handshake, requested_subprotocols, switching_protocols
+from fastcluster.core.websocket import (
+    HandshakeError,
+    check_handshake,
+    header_tokens,
+    refusal,
+    requested_subprotocols,
+    switching_protocols,
+)
 
 log = logging.getLogger("fastcluster.app")
 
@@ -168,14 +175,19 @@ DONE_AWAITABLE = Completed()
 
 def websocket_exchange(AsgiConnection owner, str method, bint http11, list headers):
     """The exchange for a request that asks to upgrade: a WebSocketExchange with its protocol installed on
-    the connection (frames are held until the app accepts), or a plain Exchange when it is not a valid
-    WebSocket handshake."""
+    the connection (frames are held until the app accepts), or a plain Exchange for an upgrade to another
+    protocol. A WebSocket handshake that is not valid is answered here (400, or 426 for a version other
+    than 13) and never reaches the app."""
     cdef Connection conn = owner.conn
     cdef WebSocketExchange exchange
     try:
         accept_key = check_handshake(method, http11, headers)
-    except HandshakeError:
-        return Exchange.__new__(Exchange)
+    except HandshakeError as error:
+        if not any(name.lower() == b"upgrade" and b"websocket" in header_tokens(value)
+                   for name, value in headers):
+            return Exchange.__new__(Exchange)
+        responder = owner.shared.responder
+        return conn.refuse(error.status, refusal(error, responder.server_line + responder.date_line))
     exchange = WebSocketExchange.__new__(WebSocketExchange)
     exchange.accept_key = accept_key
     exchange.incoming = []

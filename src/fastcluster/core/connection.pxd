@@ -108,6 +108,7 @@ cdef class Connection:
     cdef int upgrade(self, UpgradedProtocol protocol) except -1
     cdef int write_bytes(self, const char *data, Py_ssize_t length) except -1
     cdef int end_upgraded(self, bint linger) except -1
+    cdef int refuse(self, int status, bytes answer) except -1
     cdef void stop(self) noexcept
     cdef str method_name(self)
     cpdef object client_address(self)

@@ -424,6 +424,16 @@ cdef class Connection:
             self.linger_on_close = linger
         return 0
 
+    cdef int refuse(self, int status, bytes answer) except -1:
+        """Answer the request being parsed ourselves (a handshake that cannot switch protocols) and close:
+        raises Rejected, so the caller's parser callback ends the parse."""
+        self.ctx.stats.client_errors += 1
+        self.ctx.stats.status_classes[status // 100] += 1
+        self.send_answer(answer)
+        self.state = CLOSING
+        self.linger_on_close = True
+        raise Rejected()
+
     cdef void stop(self) noexcept:
         """Close now, the worker stopping: an upgraded protocol tells its peer first, best effort."""
         if self.state == UPGRADED and self.fd >= 0:
