@@ -84,6 +84,23 @@ def test_the_app_gets_the_close_code(serve):
     assert "disconnected with 3007" in server.read_output()
 
 
+@pytest.mark.parametrize("text, code", [("raise", 1011), ("return", 1000)])
+def test_an_app_that_ends_closes_its_websocket(serve, text, code):
+    server = app_server(serve, "websocket_apps:ends")
+    server.tracebacks_expected = text == "raise"
+    with server.connect() as sock:
+        sock.settimeout(10)
+        sock.sendall(upgrade_request())
+        head, rest = read_head(sock)
+        sock.sendall(frame(TEXT, text.encode()))
+        while not parse_frames_prefix(rest):
+            rest += sock.recv(65536)
+        sock.sendall(close_frame(code))  # the closing handshake's reply
+        frames = parse_frames(read_until_closed(sock, rest))
+    assert [(opcode, close_code(payload)) for opcode, payload in frames] == [(CLOSE, code)]
+    assert server.workers()
+
+
 def test_closing_before_accepting_is_a_403(serve):
     server = app_server(serve, "websocket_apps:deny")
 

@@ -66,3 +66,14 @@ async def endpoint(websocket: WebSocket) -> None:
 
 
 starlette_app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+
+
+async def ends(scope, receive, send):
+    """Accepts, then after the first message raises (text "raise") or returns."""
+    if scope["type"] != "websocket":
+        return await not_found(scope, receive, send)
+    await receive()
+    await send({"type": "websocket.accept"})
+    message = await receive()
+    if message.get("text") == "raise":
+        raise RuntimeError("the app broke")
