@@ -10,7 +10,8 @@ MODULES = ["fastcluster.core.server", "fastcluster.core.connection", "fastcluste
            "fastcluster.core.stats", "fastcluster.core.producer", "fastcluster.core.routes",
            "fastcluster.core.static", "fastcluster.core.heads", "fastcluster.core.asgi",
            "fastcluster.core.wsgi", "fastcluster.core.forwarded", "fastcluster.core.transport",
-           "fastcluster.core.tls"]
+           "fastcluster.core.tls", "fastcluster.core.websocket", "fastcluster.core.websocket_echo",
+           "fastcluster.core.asgi_websocket"]
 # Modules calling OpenSSL (libssl-dev 3 at build time).
 WITH_OPENSSL = {"fastcluster.core.tls"}
 

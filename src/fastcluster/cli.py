@@ -63,6 +63,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+    return value
+
+
 def heartbeat_timeout(text: str) -> float:
     value = positive_float(text)
     if value <= 1:
@@ -251,6 +261,12 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                         help="longest pause while receiving a body (408)")
     limits.add_argument("--write-timeout", type=positive_float, default=defaults.write_timeout, metavar="S",
                         help="longest a client may leave our output unread")
+    limits.add_argument("--ws-max-size", type=size, default=defaults.ws_max_size, metavar="BYTES",
+                        help="largest WebSocket message (default 16m); larger closes with 1009")
+    limits.add_argument("--ws-ping-interval", type=non_negative_float, default=defaults.ws_ping_interval,
+                        metavar="S", help="ping an idle WebSocket after S seconds (default 20; 0: never)")
+    limits.add_argument("--ws-ping-timeout", type=positive_float, default=defaults.ws_ping_timeout,
+                        metavar="S", help="close a WebSocket whose pong is S seconds late (default 20)")
     add_log_file_flags(serve)
 
 
@@ -405,6 +421,9 @@ def serve_config(args: argparse.Namespace) -> Config:
             keepalive_timeout=args.keepalive_timeout,
             body_timeout=args.body_timeout,
             write_timeout=args.write_timeout,
+            ws_max_size=args.ws_max_size,
+            ws_ping_interval=args.ws_ping_interval,
+            ws_ping_timeout=args.ws_ping_timeout,
         ),
         response=build_response(
             body=args.response_body, file=args.response_file, size=args.response_size,

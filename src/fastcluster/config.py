@@ -40,6 +40,9 @@ class Limits:
     write_timeout: float = 30.0
     linger_timeout: float = 2.0
     limit_concurrency: int = 0  # requests in flight per worker before new ones get 503 (0: no limit)
+    ws_max_size: int = 16 * 1024 * 1024
+    ws_ping_interval: float = 20.0  # 0: no keep-alive pings
+    ws_ping_timeout: float = 20.0
 
 
 @dataclass(frozen=True)

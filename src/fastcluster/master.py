@@ -717,7 +717,8 @@ class Master:
                     "uptime": round(now - current.started, 3), "started": current.started_wall,
                     "restarts": slot.restarts,
                     "requests": record["requests"], "requests_per_second": round(current.rate, 1),
-                    "connections": record["connections_open"], "rss": current.rss,
+                    "connections": record["connections_open"], "websockets": record["websockets_open"],
+                    "rss": current.rss,
                     "bytes_in": record["bytes_in"], "bytes_out": record["bytes_out"],
                     "heartbeat_age": round(now - record["heartbeat"], 3) if record["heartbeat"] else None,
                     "worker_state": STATE_NAMES.get(record["state"], "?"), "request": record["request"],
@@ -800,8 +801,9 @@ def add_counters(into: dict, record: dict) -> None:
         if name in record:
             have = into.get(name) or [0] * len(record[name])
             into[name] = [a + b for a, b in zip(have, record[name])]
-    if "connections_open" in record:
-        into["connections_open"] = into.get("connections_open", 0) + record["connections_open"]
+    for gauge in ("connections_open", "websockets_open"):
+        if gauge in record:
+            into[gauge] = into.get(gauge, 0) + record[gauge]
 
 
 def kill(pid: int, signum: int) -> None:

@@ -37,6 +37,9 @@ def render_metrics(snapshot: dict) -> str:
     family("client_errors_total", "counter", "Requests refused as malformed or over a limit, per slot.",
            per_slot("client_errors"))
     family("open_connections", "gauge", "Connections open now, per slot.", per_slot("connections_open"))
+    family("open_websockets", "gauge", "WebSockets open now, per slot.", per_slot("websockets_open"))
+    family("websocket_messages_total", "counter", "WebSocket messages received and sent, per slot.",
+           per_slot("websocket_messages"))
     family("worker_restarts_total", "counter", "Workers of the slot that died and were restarted.",
            per_slot("restarts"))
     family("worker_failed", "gauge", "1 while the slot's worker cannot start (it is retried with backoff).",

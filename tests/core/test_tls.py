@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
+import json
 import os
 import socket
 import ssl
@@ -286,3 +288,34 @@ def test_an_asgi_app_sends_a_file_and_streams_over_tls(serve, tls_files, tmp_pat
     assert secure.getresponse().read() == data
     secure.request("GET", f"/stream?{tmp_path / 'progress'}")
     assert len(secure.getresponse().read()) == 320 * 65536
+
+
+def test_websockets_run_over_tls_with_the_wss_scheme(serve, tls_files):
+    from websockets.asyncio.client import connect
+
+    from tests.app.client import APPS
+
+    server = tls_serve(serve, tls_files, "websocket_apps:raw", "--app-dir", APPS)
+
+    async def talk() -> dict:
+        async with connect(f"wss://localhost:{server.port}/room", ssl=tls_client_context(tls_files)) as ws:
+            await ws.send("x" * 100_000)
+            scope = json.loads(await ws.recv())
+            assert await ws.recv() == "x" * 100_000
+            return scope
+
+    assert asyncio.run(talk())["scheme"] == "wss"
+
+
+def test_the_built_in_websocket_echo_runs_over_tls(serve, tls_files):
+    from websockets.asyncio.client import connect
+
+    server = tls_serve(serve, tls_files)
+
+    async def talk() -> None:
+        async with connect(f"wss://localhost:{server.port}/ws", ssl=tls_client_context(tls_files)) as ws:
+            for message in ("hello", b"\x00" * 70_000):
+                await ws.send(message)
+                assert await ws.recv() == message
+
+    asyncio.run(talk())

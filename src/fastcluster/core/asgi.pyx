@@ -390,7 +390,10 @@ cdef AppRun app_run(Exchange exchange):
     run.context = PyContext_Copy(shared.context)
     run.waiting_on = NOTHING
     try:
-        coro = shared.app(exchange.scope, bind_method(RECEIVE, exchange), bind_method(SEND, exchange))
+        if type(exchange) is Exchange:
+            coro = shared.app(exchange.scope, bind_method(RECEIVE, exchange), bind_method(SEND, exchange))
+        else:  # a WebSocket (core/asgi_websocket.pyx)
+            coro = shared.app(exchange.scope, exchange.receive, exchange.send)
         run.coro = coro if PyCoro_CheckExact(coro) else coro.__await__()
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -552,6 +555,20 @@ cdef class Completed(Steppable):
 cdef Completed COMPLETED = Completed()
 
 
+def websocket_exchange(AsgiConnection owner, str method, bint http11, list headers):
+    """core/asgi_websocket.pyx's exchange for a request that asks to upgrade, imported when first needed
+    (that module builds on this one)."""
+    global websocket_exchange, websocket_scope
+    from fastcluster.core.asgi_websocket import websocket_exchange, websocket_scope
+    return websocket_exchange(owner, method, http11, headers)
+
+
+def websocket_scope(dict scope, list headers):
+    global websocket_exchange, websocket_scope
+    from fastcluster.core.asgi_websocket import websocket_exchange, websocket_scope
+    return websocket_scope(scope, headers)
+
+
 cdef object resume_steppable(object steppable, object value):
     return (<Steppable>steppable).resume(value, None)
 
@@ -571,7 +588,8 @@ cdef class AsgiConnection(AppAdapter):
         cdef AsgiApp shared = self.shared
         cdef Connection conn = self.conn
         raw_path, query = split_target(url)
-        cdef Exchange exchange = Exchange.__new__(Exchange)
+        cdef Exchange exchange = (Exchange.__new__(Exchange) if not conn.upgrade_requested() else
+                                  websocket_exchange(self, method, http11, headers))
         exchange.owner = self
         # A copy of a dict with the same keys is a block copy: cheaper than building one key by key.
         cdef dict scope = shared.scope_template.copy()
@@ -605,6 +623,9 @@ cdef class AsgiConnection(AppAdapter):
         exchange.http10 = not http11
         exchange.started_at = conn.ctx.now
         exchange.declared = -1
+        if type(exchange) is not Exchange:
+            websocket_scope(scope, headers)
+            exchange.keep_alive = True  # the parser goes on to the upgrade, which hands the socket over
         self.exchanges.append(exchange)
         self.receiving = exchange
         if len(self.exchanges) == 1 and (conn.chunked or conn.content_length > 0):

@@ -7,6 +7,7 @@ from fastcluster.core.transport cimport Transport
 
 
 cdef class AppAdapter
+cdef class UpgradedProtocol
 
 
 cdef tuple split_target(bytes url)
@@ -19,6 +20,7 @@ cdef enum ConnectionState:
     READING_BODY    # the head is complete and the body is arriving: the body timeout runs between reads
     CLOSING         # nothing more is parsed; the connection closes once its output is sent
     LINGERING       # output sent, write side shut: input is read and dropped until EOF or the linger timeout
+    UPGRADED        # switched protocols: every read goes to the upgraded protocol, which keeps its own timeouts
 
 
 cdef class Connection:
@@ -60,8 +62,8 @@ cdef class Connection:
         # The client's (host, port), looked up on first use (False: not yet; None: not an IP peer).
         object client
         int busy
-        # The request being parsed asked for an Upgrade (not offered: the connection closes after it).
-        bint upgrade
+        # The request being parsed asked for an Upgrade (one not taken: the connection closes after it).
+        bint upgrade_asked
         # The app has the request being parsed, whose body is not complete yet.
         bint app_request_open
         # Our error answer to a request that failed while the app still owed answers to requests before it:
@@ -102,9 +104,17 @@ cdef class Connection:
         double request_start
         # The request headers an access log format names (lower-cased name: value), for built-in answers.
         dict logged_headers
+        # The protocol this connection switched to (None: HTTP/1.1), fed every read while UPGRADED.
+        UpgradedProtocol upgraded
 
     cdef int log_header(self, bytes name, bytes value) except -1
     cdef int app_message_complete(self) except -1
+    cdef bint upgrade_requested(self) except -1
+    cdef int upgrade(self, UpgradedProtocol protocol) except -1
+    cdef int write_bytes(self, const char *data, Py_ssize_t length) except -1
+    cdef int end_upgraded(self, bint linger) except -1
+    cdef int refuse(self, int status, bytes answer) except -1
+    cdef void stop(self) noexcept
     cdef str method_name(self)
     cpdef object client_address(self)
     cpdef int send(self, bytes data) except -1
@@ -157,4 +167,22 @@ cdef class AppAdapter:
     # with an error and closes. Returns 1 when the app had begun its answer (then no error can follow).
     cdef int abandon(self) except -1
     cdef int drained(self) except -1
+    cdef int connection_lost(self) except -1
+
+
+cdef class UpgradedProtocol:
+    """A protocol the connection switched to after an accepted upgrade (RFC 6455 WebSocket): the connection
+    keeps the I/O (reads, writes through write()/write_bytes()/flush(), backpressure, the write timeout,
+    counters) and hands it every read's bytes; the protocol keeps its own state and timeouts."""
+    cdef:
+        readonly Connection conn
+
+    cdef int data_received(self, const char *data, Py_ssize_t length) except -1
+    # The connection's unsent output fell to the limit or below.
+    cdef int drained(self) except -1
+    # The once-a-second sweep (keep-alive pings, closing timeouts); on_timer: a timer set with add_timer came.
+    cdef int on_tick(self, double now) except -1
+    cdef int on_timer(self, double now) except -1
+    # The worker stops now: tell the peer, best effort (the connection closes right after).
+    cdef int going_away(self) except -1
     cdef int connection_lost(self) except -1

@@ -14,7 +14,7 @@ import logging
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, parse_url
 
-from fastcluster.core.routes cimport ROUTE_ECHO, ROUTE_HEADERS, ROUTE_JSON, route_of
+from fastcluster.core.routes cimport ROUTE_ECHO, ROUTE_HEADERS, ROUTE_JSON, ROUTE_WEBSOCKET, route_of
 from fastcluster.core.parser_state cimport (
     METHOD_CONNECT,
     METHOD_HEAD,
@@ -257,15 +257,7 @@ cdef class Connection:
             raise Rejected()
         if self.header_count == 0:
             self.choose_route()
-        # An Upgrade is not offered: the request is answered as a plain one, then the connection closes. Its
-        # body is read as such (RFC 9110 7.8), where llhttp would take it for the new protocol's first bytes.
-        if state != NULL:
-            self.upgrade = state.upgrade
-            state.upgrade = 0
-        else:
-            self.upgrade = self.parser.should_upgrade()
-        if self.upgrade:
-            self.linger_on_close = True
+        self.upgrade_asked = state.upgrade if state != NULL else self.parser.should_upgrade()
         if self.ctx.limit_concurrency and self.ctx.in_flight >= self.ctx.limit_concurrency:
             self.reject_status = 503  # --limit-concurrency: the worker holds as many requests as it may
             raise Rejected()
@@ -275,8 +267,8 @@ cdef class Connection:
             if self.expect_continue and http11:
                 self.send_answer(CONTINUE_100)
         if self.app is not None:
-            keeps_alive = not self.upgrade and (state_keeps_alive(state) if state != NULL else
-                                                self.keeps_alive())
+            keeps_alive = not self.upgrade_asked and (state_keeps_alive(state) if state != NULL else
+                                                      self.keeps_alive())
             self.busy += 1
             self.ctx.in_flight += 1
             try:
@@ -288,6 +280,13 @@ cdef class Connection:
                 raise
             self.app_request_open = True
             self.headers = []
+        if self.upgrade_asked and self.upgraded is None and not (self.app is None and self.route == ROUTE_WEBSOCKET):
+            # No protocol switch for this one (the ASGI adapter and /ws take WebSocket handshakes as they
+            # are parsed): it is answered as a plain request, then the connection closes. Its body is read as
+            # such (RFC 9110 7.8), where llhttp would take it for the new protocol's first bytes.
+            self.linger_on_close = True
+            if state != NULL:
+                state.upgrade = 0
 
     def on_body(self, bytes body):
         self.unaccounted -= PyBytes_GET_SIZE(body)
@@ -305,7 +304,8 @@ cdef class Connection:
 
     cdef int choose_route(self) except -1:
         self.route = route_of(self.url)
-        if self.route == ROUTE_HEADERS or self.route == ROUTE_ECHO or self.ctx.static is not None:
+        if (self.route == ROUTE_HEADERS or self.route == ROUTE_ECHO or self.route == ROUTE_WEBSOCKET
+                or self.ctx.static is not None):
             self.request_headers = []
         return 0
 
@@ -322,10 +322,10 @@ cdef class Connection:
         if self.app is not None:
             return self.app_message_complete()
         if state != NULL:
-            peer_keeps_alive = state_keeps_alive(state) and not self.upgrade
+            peer_keeps_alive = state_keeps_alive(state) and not self.upgrade_asked
             head = state.method == METHOD_HEAD
         else:
-            peer_keeps_alive = self.keeps_alive() and not self.upgrade
+            peer_keeps_alive = self.keeps_alive() and not self.upgrade_asked
             head = self.method() == b"HEAD"
         keep_alive = peer_keeps_alive and not ctx.draining
         note_request(ctx.stats, state.method if state != NULL else 255, PyBytes_AS_STRING(self.url),
@@ -340,6 +340,9 @@ cdef class Connection:
                 answer = ctx.static.answer(self.url, self.request_headers, head, keep_alive,
                                            ctx.responder.server_line + ctx.responder.date_line, ctx.now)
                 status = ctx.static.answered_status
+            if answer is None and self.route == ROUTE_WEBSOCKET:
+                status, answer = builtin_upgrade()(self, self.url, self.request_headers)
+                keep_alive = keep_alive and status < 400 and self.upgraded is None
             if answer is None:
                 http10 = state.http_minor == 0 if state != NULL else self.http_version() == "1.0"
                 answer = ctx.responder.respond(self.url, self.route, self.control, self.request_headers,
@@ -360,6 +363,8 @@ cdef class Connection:
                                body_length(<bytes>answer) if PyBytes_CheckExact(answer) else
                                (<Producer>answer).total, self.request_start, self.logged_headers)
         self.unaccounted = 0
+        if self.upgraded is not None:
+            return  # the parser stops at the upgrade: parse() hands the rest of the read over
         if keep_alive:
             self.state = IDLE
             self.deadline = ctx.now + ctx.keepalive_timeout
@@ -394,6 +399,61 @@ cdef class Connection:
         if name is None:
             name = METHOD_NAMES[state.method] = self.method().decode("ascii")
         return <str>name
+
+    # ---- the seam to an upgraded protocol (core/websocket.pyx) ----
+
+    cdef bint upgrade_requested(self) except -1:
+        """The request being parsed asks to switch protocols (Upgrade and Connection: upgrade)."""
+        return self.upgrade_asked
+
+    cdef int upgrade(self, UpgradedProtocol protocol) except -1:
+        """Switch to protocol once the current request's answer (the 101) is written: the parser stops at
+        the end of the head and the rest of the read, and every read after it, goes to protocol."""
+        protocol.conn = self
+        self.upgraded = protocol
+        self.deadline = self.ctx.now + self.ctx.write_timeout
+        return 0
+
+    cdef int write_bytes(self, const char *data, Py_ssize_t length) except -1:
+        """write() for bytes that are not an object yet: small ones are copied into the shared buffer."""
+        cdef Context ctx = self.ctx
+        if self.fd < 0:
+            return 0
+        if self.pending is None and length < DIRECT_WRITE:
+            ctx.out_reserve(length)
+            memcpy(ctx.out + ctx.out_len, data, length)
+            ctx.out_len += length
+            return 0
+        return self.write(PyBytes_FromStringAndSize(data, length))
+
+    cdef int end_upgraded(self, bint linger) except -1:
+        """The upgraded protocol is done: close once its output is sent (lingering first if the peer may
+        still be sending)."""
+        if self.state == UPGRADED:
+            self.state = CLOSING
+            self.linger_on_close = linger
+        return 0
+
+    cdef int refuse(self, int status, bytes answer) except -1:
+        """Answer the request being parsed ourselves (a handshake that cannot switch protocols) and close:
+        raises Rejected, so the caller's parser callback ends the parse."""
+        self.ctx.stats.client_errors += 1
+        self.ctx.stats.status_classes[status // 100] += 1
+        self.send_answer(answer)
+        self.state = CLOSING
+        self.linger_on_close = True
+        raise Rejected()
+
+    cdef void stop(self) noexcept:
+        """Close now, the worker stopping: an upgraded protocol tells its peer first, best effort."""
+        if self.state == UPGRADED and self.fd >= 0:
+            try:
+                self.upgraded.going_away()
+                self.send_shared()
+            except Exception:
+                log.exception("the upgraded protocol failed to say goodbye")
+                self.ctx.out_len = self.ctx.out_start
+        self.close()
 
     cpdef object client_address(self):
         """The client's (host, port), looked up once; None for a peer that is not an IP socket. Sets
@@ -507,11 +567,14 @@ cdef class Connection:
             self.close()
             return 0
         ctx.stats.bytes_in += received
-        if self.state == LINGERING or self.state == CLOSING or self.stop_parsing:
+        if self.state == UPGRADED:
+            self.upgraded.data_received(ctx.read_data, received)
+        elif self.state == LINGERING or self.state == CLOSING or self.stop_parsing:
             return 0
-        if self.state == IDLE and not self.busy:
-            self.deadline = ctx.now + ctx.header_timeout
-        self.parse(ctx.read_view, ctx.read_data, received)
+        else:
+            if self.state == IDLE and not self.busy:
+                self.deadline = ctx.now + ctx.header_timeout
+            self.parse(ctx.read_view, ctx.read_data, received)
         if ctx.gather_output and ctx.out_len > ctx.out_start:
             return self.gather()
         return self.flush()
@@ -572,8 +635,12 @@ cdef class Connection:
             try:
                 self.feed_data(ctx.read_prefix(end) if offset == 0 and view is ctx.read_view
                                else view[offset:end])
-            except HttpParserUpgrade:
-                # Protocol switches are not offered: the request was answered, the rest is not ours to read.
+            except HttpParserUpgrade as upgrade:
+                if self.upgraded is not None and self.state != CLOSING:
+                    self.state = UPGRADED
+                    end = offset + <Py_ssize_t>upgrade.args[0]
+                    return self.upgraded.data_received(data + end, length - end)
+                # No protocol switch was accepted: the request was answered, the rest is not ours to read.
                 self.state = CLOSING
                 self.linger_on_close = True
                 return 0
@@ -716,6 +783,9 @@ cdef class Connection:
 
     cdef int on_timer(self) except -1:
         self.timer_at = 0
+        if self.state == UPGRADED and self.fd >= 0:
+            self.upgraded.on_timer(self.ctx.now)
+            return self.flush()
         if self.fd < 0 or self.producer is None:
             return 0
         self.pump()
@@ -793,6 +863,8 @@ cdef class Connection:
         cdef Context ctx = self.ctx
         if self.app is not None and waiting + self.later_size <= ctx.max_pending_output:
             self.app.drained()
+        if self.upgraded is not None and waiting <= ctx.max_pending_output:
+            self.upgraded.drained()
         if waiting:
             self.deadline = ctx.now + ctx.write_timeout
             if (waiting > ctx.max_pending_output or self.state == CLOSING or self.unparsed is not None
@@ -894,6 +966,9 @@ cdef class Connection:
 
     cdef int check_deadline(self) except -1:
         """Called by the once-a-second sweep: act on a timeout that has passed."""
+        if self.state == UPGRADED and self.pending is None and self.fd >= 0:
+            self.upgraded.on_tick(self.ctx.now)
+            return self.flush()
         if self.fd < 0 or self.ctx.now < self.deadline:
             return 0
         if self.producer is not None and self.pending is None and not self.file_blocked:
@@ -954,6 +1029,12 @@ cdef class Connection:
         # The parser holds our bound callbacks: drop it so the connection is freed now, not by the GC.
         self.parser = self.feed_data = self.http_version = self.keeps_alive = self.method = None
         self.llhttp = NULL
+        if self.upgraded is not None:
+            upgraded, self.upgraded = self.upgraded, None
+            try:
+                upgraded.connection_lost()
+            except Exception:
+                log.exception("the upgraded protocol failed on a closed connection")
         if self.app is not None:
             self.release_requests()
             app, self.app = self.app, None
@@ -994,6 +1075,39 @@ cdef class AppAdapter:
 
     cdef int connection_lost(self) except -1:
         return self.drained()
+
+
+cdef class UpgradedProtocol:
+    cdef int data_received(self, const char *data, Py_ssize_t length) except -1:
+        raise NotImplementedError
+
+    cdef int drained(self) except -1:
+        return 0
+
+    cdef int on_tick(self, double now) except -1:
+        return 0
+
+    cdef int on_timer(self, double now) except -1:
+        return 0
+
+    cdef int going_away(self) except -1:
+        return 0
+
+    cdef int connection_lost(self) except -1:
+        return 0
+
+
+cdef object builtin_upgrade_handler = None
+
+
+cdef object builtin_upgrade():
+    """The built-in responder's upgrade handler (core/websocket_echo.pyx), imported when first needed: that
+    module builds on this one."""
+    global builtin_upgrade_handler
+    if builtin_upgrade_handler is None:
+        from fastcluster.core.websocket_echo import accept_builtin
+        builtin_upgrade_handler = accept_builtin
+    return builtin_upgrade_handler
 
 
 cdef int send_gathered_output(Context ctx) except -1:

@@ -38,6 +38,10 @@ cdef class Context:
         # adapter and not answered, built-in answers still being produced (delays, streams).
         int limit_concurrency
         readonly int in_flight
+        # WebSocket (core/websocket.pyx): the largest message, and the keep-alive ping's interval and timeout.
+        Py_ssize_t ws_max_size
+        double ws_ping_interval
+        double ws_ping_timeout
 
         bytearray read_buffer
         object read_view

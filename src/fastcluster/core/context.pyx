@@ -38,6 +38,9 @@ cdef class Context:
         self.write_timeout = limits.write_timeout
         self.linger_timeout = limits.linger_timeout
         self.limit_concurrency = min(limits.limit_concurrency, 1 << 30)
+        self.ws_max_size = limits.ws_max_size
+        self.ws_ping_interval = limits.ws_ping_interval
+        self.ws_ping_timeout = limits.ws_ping_timeout
         self.read_buffer = bytearray(READ_SIZE)
         self.read_view = memoryview(self.read_buffer)
         self.read_prefixes = [None] * READ_PREFIXES

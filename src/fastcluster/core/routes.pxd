@@ -7,6 +7,7 @@ cdef enum Route:
     ROUTE_SHAPED    # a built-in path with query controls, or any request with the control header
     ROUTE_HEADERS   # `/headers`: the answer needs the request headers
     ROUTE_ECHO      # `/echo`: the answer needs the request headers and body
+    ROUTE_WEBSOCKET # `/ws`: a WebSocket echo (core/websocket.pyx) when the request asks to upgrade
 
 
 cdef enum Kind:

@@ -65,6 +65,8 @@ cdef Route route_of(bytes url) noexcept:
         return ROUTE_HEADERS
     if is_path(path, path_length, b"/echo", 5):
         return ROUTE_ECHO
+    if is_path(path, path_length, b"/ws", 3):
+        return ROUTE_WEBSOCKET
     if is_path(path, path_length, b"/drip", 5):
         return ROUTE_SHAPED
     if is_path(path, path_length, b"/json", 5):

@@ -307,4 +307,4 @@ cdef class Server:
         for obj in self.ctx.connections:
             if obj is not None:
                 conn = <Connection>obj
-                conn.close()
+                conn.stop()

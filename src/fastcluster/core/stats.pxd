@@ -35,6 +35,9 @@ cdef struct SlotStats:
     uint8_t request_method
     uint8_t request_note_length
     char request_note[REQUEST_NOTE_SIZE]
+    # WebSockets open now (accepted, not closed yet) and their messages, received and sent.
+    uint64_t websockets_open
+    uint64_t websocket_messages
 
 
 cdef SlotStats *slot_record(object block, int slot) except NULL

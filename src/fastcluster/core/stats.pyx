@@ -17,7 +17,8 @@ RECORD_SIZE = sizeof(SlotStats)
 #: Upper bounds in seconds of the latency buckets; the last bucket (not listed) is +Inf.
 LATENCY_BOUNDS = tuple(FASTCLUSTER_LATENCY_BOUNDS[i] for i in range(LATENCY_BUCKETS - 1))
 #: Counters that add up over a slot's successive workers.
-COUNTERS = ("requests", "bytes_in", "bytes_out", "connections_total", "client_errors", "latency_sum")
+COUNTERS = ("requests", "bytes_in", "bytes_out", "connections_total", "client_errors", "latency_sum",
+            "websocket_messages")
 #: llhttp's method numbers, for the request a record notes.
 METHODS = ("DELETE", "GET", "HEAD", "POST", "PUT", "CONNECT", "OPTIONS", "TRACE", "COPY", "LOCK", "MKCOL",
            "MOVE", "PROPFIND", "PROPPATCH", "SEARCH", "UNLOCK", "BIND", "REBIND", "UNBIND", "ACL", "REPORT",
@@ -62,6 +63,8 @@ def read_slot(block, int slot) -> dict:
         "status_classes": [copy.status_classes[i] for i in range(1, 6)],
         "latency": [copy.latency[i] for i in range(LATENCY_BUCKETS)],
         "latency_sum": copy.latency_sum,
+        "websockets_open": copy.websockets_open,
+        "websocket_messages": copy.websocket_messages,
         "request": (f"{method} {copy.request_note[:length].decode('latin-1')}" if copy.request_seq else ""),
     }
 
