@@ -35,6 +35,8 @@ class Limits:
     body_timeout: float = 30.0
     write_timeout: float = 30.0
     linger_timeout: float = 2.0
+    # Open connections per worker past which new ones are closed as soon as accepted (0: no limit).
+    max_connections: int = 0
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ cdef class Context:
         self.body_timeout = limits.body_timeout
         self.write_timeout = limits.write_timeout
         self.linger_timeout = limits.linger_timeout
+        self.max_connections = limits.max_connections
         self.read_buffer = bytearray(READ_SIZE)
         self.read_view = memoryview(self.read_buffer)
         self.read_prefixes = [None] * READ_PREFIXES
