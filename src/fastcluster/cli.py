@@ -165,9 +165,9 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     limits.add_argument("--max-request-line", type=size, default=defaults.max_request_line, metavar="BYTES")
     limits.add_argument("--max-header-bytes", type=size, default=defaults.max_header_bytes, metavar="BYTES")
     limits.add_argument("--max-headers", type=positive_int, default=defaults.max_headers, metavar="N")
-    limits.add_argument("--limit-connections", type=positive_int, default=defaults.max_connections, metavar="N",
-                        help="open connections per worker; past N, a new connection is closed as soon as "
-                        "accepted (default: no limit)")
+    limits.add_argument("--limit-connections", type=positive_int, default=defaults.max_connections,
+                        metavar="N", help="open connections per worker; past N, a new connection is "
+                        "closed as soon as accepted (default: no limit)")
     limits.add_argument("--max-body", type=size, default=defaults.max_body, metavar="BYTES",
                         help="largest request body (default 100m); larger gets 413")
     limits.add_argument("--header-timeout", type=positive_float, default=defaults.header_timeout,
