@@ -62,12 +62,17 @@ CASES = {
     "chunked body over the limit": (
         b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024 + b"\r\n",
         413),
+    "chunk extension without a name": (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;=v\r\nhello\r\n0\r\n\r\n", 400),
+    "chunk extension without a value": (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;a=\r\nhello\r\n0\r\n\r\n", 400),
     "chunk extension too long": (
         b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;" + b"e" * 20000
         + b"\r\nhello\r\n", 400),
 }
 # Checks that need where the target lies in the input: made only when llhttp's state is read directly.
-NEEDS_STATE = {"two spaces before the target", "two spaces before the version", "rtsp with an http method"}
+NEEDS_STATE = {"two spaces before the target", "two spaces before the version", "rtsp with an http method",
+               "chunk extension without a name", "chunk extension without a value"}
 # Short requests are also sent split at every byte and byte by byte (the long ones are 40 KB: whole only).
 SPLITTABLE = [name for name, (data, _) in CASES.items() if len(data) < 200]
 FOLLOW_UP = b"GET /json HTTP/1.1\r\n" + H + b"\r\n"
@@ -142,6 +147,9 @@ ACCEPTED = {
     "options asterisk": b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n",
     "absolute-form": b"GET http://t/json HTTP/1.1\r\n" + H + b"\r\n",
     "escaped target": b"GET /a%20b HTTP/1.1\r\n" + H + b"\r\n",
+    "chunk extensions": (
+        b"POST /json HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+        b'3;a;bc=de;f=""\r\nabc\r\n0\r\n\r\n'),
     "whitespace after chunked": (
         b"POST /json HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked \r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
 }

@@ -26,6 +26,7 @@ from fastcluster.core.parser_state cimport (
     METHOD_RTSP_FIRST,
     METHOD_RTSP_LAST,
     METHOD_SOURCE,
+    hook_chunk_extensions,
     hook_on_url,
     llhttp_state,
     parser_on_url,
@@ -103,6 +104,26 @@ cdef int check_request_line(llhttp_state *state, const char *at, size_t length) 
     return parser_on_url(state, at, length)
 
 
+cdef int refuse_empty(llhttp_state *state, const char *at, size_t length, char opener) noexcept:
+    """A chunk extension needs a name and, after "=", a value (RFC 9112 §7.1.1); llhttp takes `5;=v` and
+    `5;a=`. An empty piece is an empty name or value when it comes right after the ";" or "=" (else it is
+    the end of one that the input's end cut)."""
+    cdef Connection conn = feeding
+    if length == 0 and conn is not None and conn.llhttp == state:
+        if (at[-1] if at > conn.fed_start else conn.fed_tail[1]) == opener:
+            state.reason = "Empty chunk extension name or value"
+            return ERROR_USER
+    return 0
+
+
+cdef int check_extension_name(llhttp_state *state, const char *at, size_t length) noexcept:
+    return refuse_empty(state, at, length, c';')
+
+
+cdef int check_extension_value(llhttp_state *state, const char *at, size_t length) noexcept:
+    return refuse_empty(state, at, length, c'=')
+
+
 cdef tuple split_target(bytes url):
     """(path, query) of a request target: origin-form (the usual case, split here) or absolute-form."""
     cdef const char *chars = PyBytes_AS_STRING(url)
@@ -178,6 +199,7 @@ cdef class Connection:
         self.llhttp = state_of(self.parser)
         if self.llhttp != NULL:
             hook_on_url(self.llhttp, check_request_line)
+            hook_chunk_extensions(self.llhttp, check_extension_name, check_extension_value)
         if ctx.app_factory is not None:
             self.headers = []
             self.app = <AppAdapter?>ctx.app_factory(self)

@@ -51,6 +51,9 @@ cdef llhttp_state *state_of(object parser) noexcept
 # checks); False when the callback's place in the settings was not found (then nothing is changed).
 cdef bint hook_on_url(llhttp_state *state, span_callback hook) noexcept
 cdef int parser_on_url(llhttp_state *state, const char *at, size_t length) noexcept
+# Sets llhttp's on_chunk_extension_name and _value callbacks (httptools leaves them unset) for this parser;
+# False when their place in the settings was not confirmed.
+cdef bint hook_chunk_extensions(llhttp_state *state, span_callback name, span_callback value) noexcept
 
 
 cdef inline bint state_keeps_alive(llhttp_state *state) noexcept:

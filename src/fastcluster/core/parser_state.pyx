@@ -18,6 +18,9 @@ DEF SETTINGS_SCANNED = 8
 cdef Py_ssize_t URL_SLOT = -1
 cdef span_callback HTTPTOOLS_ON_URL = NULL
 cdef bytes probe_seen = None
+# on_chunk_extension_name, then _value: six and seven places after on_url in llhttp 9's settings.
+cdef Py_ssize_t EXTENSION_SLOT = -1
+cdef bytes probe_extension = b""
 
 
 cdef llhttp_state *candidate(object parser) noexcept:
@@ -126,6 +129,51 @@ cdef bint probe_url_hook():
     return probe_seen == b"/probe?x" and protocol.urls == [b"/probe?x"]
 
 
+class _WithHeaders(_WithUrl):
+    def on_header(self, name, value):
+        pass
+
+
+cdef int probe_extension_part(llhttp_state *state, const char *at, size_t length) noexcept:
+    global probe_extension
+    probe_extension += b"|" + at[:length]
+    return 0
+
+
+cdef bint probe_extension_slots():
+    """True when the places guessed for the chunk extension callbacks are right: the two before them are the
+    header callbacks httptools sets for on_header only, theirs are unset, and hooks put there see a chunk
+    extension's name and value."""
+    global EXTENSION_SLOT, probe_extension
+    cdef Py_ssize_t slot = URL_SLOT + 6
+    bare = HttpRequestParser(_WithUrl())
+    parser = HttpRequestParser(_WithHeaders())
+    cdef void **without = <void **>candidate(bare).settings
+    cdef void **settings = <void **>candidate(parser).settings
+    if (without[slot - 2] != NULL or without[slot - 1] != NULL or settings[slot - 2] == NULL
+            or settings[slot - 1] == NULL or settings[slot] != NULL or settings[slot + 1] != NULL):
+        return False
+    EXTENSION_SLOT = slot
+    hook_chunk_extensions(candidate(parser), probe_extension_part, probe_extension_part)
+    probe_extension = b""
+    try:
+        parser.feed_data(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"1;ab=cd\r\nx\r\n0\r\n\r\n")
+    except Exception:
+        pass
+    if probe_extension != b"|ab|cd":
+        EXTENSION_SLOT = -1
+    return EXTENSION_SLOT >= 0
+
+
+cdef bint hook_chunk_extensions(llhttp_state *state, span_callback name, span_callback value) noexcept:
+    if EXTENSION_SLOT < 0:
+        return False
+    (<void **>state.settings)[EXTENSION_SLOT] = <void *>name
+    (<void **>state.settings)[EXTENSION_SLOT + 1] = <void *>value
+    return True
+
+
 cdef bint hook_on_url(llhttp_state *state, span_callback hook) noexcept:
     if URL_SLOT < 0 or HTTPTOOLS_ON_URL == NULL:
         return False
@@ -140,10 +188,17 @@ cdef int parser_on_url(llhttp_state *state, const char *at, size_t length) noexc
 LAYOUT_OK = os.environ.get("FASTCLUSTER_PARSER_API") != "1" and probe_layout()
 if not (LAYOUT_OK and probe_url_hook()):
     URL_SLOT = -1
+elif not probe_extension_slots():
+    EXTENSION_SLOT = -1
 
 
 def layout_ok() -> bool:
     return LAYOUT_OK
+
+
+def extensions_hooked() -> bool:
+    """True when empty chunk extension names and values are refused."""
+    return EXTENSION_SLOT >= 0
 
 
 def url_hooked() -> bool:
