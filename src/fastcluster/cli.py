@@ -248,6 +248,9 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     limits.add_argument("--max-request-line", type=size, default=defaults.max_request_line, metavar="BYTES")
     limits.add_argument("--max-header-bytes", type=size, default=defaults.max_header_bytes, metavar="BYTES")
     limits.add_argument("--max-headers", type=positive_int, default=defaults.max_headers, metavar="N")
+    limits.add_argument("--limit-connections", type=positive_int, default=defaults.max_connections,
+                        metavar="N", help="open connections per worker; past N, a new connection is "
+                        "closed as soon as accepted (default: no limit)")
     limits.add_argument("--max-body", type=size, default=defaults.max_body, metavar="BYTES",
                         help="largest request body (default 100m); larger gets 413")
     limits.add_argument("--limit-concurrency", type=positive_int, default=defaults.limit_concurrency,
@@ -424,6 +427,7 @@ def serve_config(args: argparse.Namespace) -> Config:
             ws_max_size=args.ws_max_size,
             ws_ping_interval=args.ws_ping_interval,
             ws_ping_timeout=args.ws_ping_timeout,
+            max_connections=args.limit_connections,
         ),
         response=build_response(
             body=args.response_body, file=args.response_file, size=args.response_size,

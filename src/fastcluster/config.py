@@ -43,6 +43,8 @@ class Limits:
     ws_max_size: int = 16 * 1024 * 1024
     ws_ping_interval: float = 20.0  # 0: no keep-alive pings
     ws_ping_timeout: float = 20.0
+    # Open connections per worker past which new ones are closed as soon as accepted (0: no limit).
+    max_connections: int = 0
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,13 @@ cdef class Connection:
 
         # Bytes received but not yet accounted for by a parser callback: bounds a head sent in trickles.
         Py_ssize_t unaccounted
+        # The input being fed to the parser and the two bytes fed before it, for the request line's checks
+        # (check_request_line); version_due: the target's space ended the last input, so the next byte
+        # fed must begin the protocol name.
+        const char *fed_start
+        const char *fed_end
+        char fed_tail[2]
+        bint version_due
         bint linger_on_close
         # The app adapter of this connection (None: the built-in responder answers), the request headers
         # collected for it, how many requests it has yet to answer, and whether reading is paused for it.
@@ -131,6 +138,8 @@ cdef class Connection:
     cdef int resume_parsing(self) except -1
     cdef int write(self, bytes data) except -1
     cdef int choose_route(self) except -1
+    cdef bint request_line_ok(self, const char *at, size_t length) noexcept
+    cdef bint target_ok(self, int method) except -1
     cdef int send_answer(self, object answer) except -1
     cdef int pump(self) except -1
     cdef int send_file(self) except -1

@@ -16,9 +16,17 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, par
 
 from fastcluster.core.routes cimport ROUTE_ECHO, ROUTE_HEADERS, ROUTE_JSON, ROUTE_WEBSOCKET, route_of
 from fastcluster.core.parser_state cimport (
+    ERROR_USER,
     METHOD_CONNECT,
     METHOD_HEAD,
+    METHOD_OPTIONS,
+    METHOD_RTSP_FIRST,
+    METHOD_RTSP_LAST,
+    METHOD_SOURCE,
+    hook_chunk_extensions,
+    hook_on_url,
     llhttp_state,
+    parser_on_url,
     state_keeps_alive,
     state_of,
 )
@@ -66,6 +74,45 @@ DEF GATHER_WAIT = 0.001
 
 # Method names by llhttp's method number, filled as methods are first seen.
 cdef list METHOD_NAMES = [None] * 256
+# llhttp's numbers for these methods, for when its state is not read directly: Icecast's SOURCE and RTSP's
+# own methods, which llhttp takes only with the ICE/1.0 and RTSP/1.0 protocols.
+cdef dict NOT_HTTP_METHODS = {name: METHOD_SOURCE if name == b"SOURCE" else METHOD_RTSP_FIRST for name in (
+    b"SOURCE", b"DESCRIBE", b"ANNOUNCE", b"SETUP", b"PLAY", b"PAUSE", b"TEARDOWN", b"GET_PARAMETER",
+    b"SET_PARAMETER", b"REDIRECT", b"RECORD", b"FLUSH")}
+# The connection whose input the parser is reading (the on_url hook's way back to it).
+cdef Connection feeding = None
+
+
+cdef int check_request_line(llhttp_state *state, const char *at, size_t length) noexcept:
+    """httptools' on_url, behind the checks of the request line llhttp leaves out: RFC 9112 §3 puts one
+    space between its parts (llhttp takes runs of them) and HTTP as its protocol (llhttp also takes RTSP/1.0
+    and ICE/1.0). A request line that fails them gets a 400."""
+    cdef Connection conn = feeding
+    if conn is not None and conn.llhttp == state and not conn.request_line_ok(at, length):
+        conn.reject_status = 400
+        state.reason = "Invalid request line"
+        return ERROR_USER
+    return parser_on_url(state, at, length)
+
+
+cdef int refuse_empty(llhttp_state *state, const char *at, size_t length, char opener) noexcept:
+    """A chunk extension needs a name and, after "=", a value (RFC 9112 §7.1.1); llhttp takes `5;=v` and
+    `5;a=`. An empty piece is an empty name or value when it comes right after the ";" or "=" (else it is
+    the end of one that the input's end cut)."""
+    cdef Connection conn = feeding
+    if length == 0 and conn is not None and conn.llhttp == state:
+        if (at[-1] if at > conn.fed_start else conn.fed_tail[1]) == opener:
+            state.reason = "Empty chunk extension name or value"
+            return ERROR_USER
+    return 0
+
+
+cdef int check_extension_name(llhttp_state *state, const char *at, size_t length) noexcept:
+    return refuse_empty(state, at, length, c';')
+
+
+cdef int check_extension_value(llhttp_state *state, const char *at, size_t length) noexcept:
+    return refuse_empty(state, at, length, c'=')
 
 
 cdef tuple split_target(bytes url):
@@ -93,6 +140,15 @@ class Rejected(Exception):
 
 cdef bint name_is(bytes name, const char *wanted, Py_ssize_t length) noexcept:
     return PyBytes_GET_SIZE(name) == length and strncasecmp(PyBytes_AS_STRING(name), wanted, length) == 0
+
+
+cdef bint value_is(bytes value, const char *wanted, Py_ssize_t length) noexcept:
+    """name_is for a field value, whose trailing whitespace (OWS, RFC 9110 §5.5) llhttp leaves in it."""
+    cdef const char *chars = PyBytes_AS_STRING(value)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(value)
+    while size > length and (chars[size - 1] == c' ' or chars[size - 1] == c'\t'):
+        size -= 1
+    return size == length and strncasecmp(chars, wanted, length) == 0
 
 
 cdef long long parse_length(bytes value) noexcept:
@@ -133,6 +189,9 @@ cdef class Connection:
         self.keeps_alive = self.parser.should_keep_alive
         self.method = self.parser.get_method
         self.llhttp = state_of(self.parser)
+        if self.llhttp != NULL:
+            hook_on_url(self.llhttp, check_request_line)
+            hook_chunk_extensions(self.llhttp, check_extension_name, check_extension_value)
         if ctx.app_factory is not None:
             self.headers = []
             self.app = <AppAdapter?>ctx.app_factory(self)
@@ -206,13 +265,13 @@ cdef class Connection:
                 self.reject_status = 413
                 raise Rejected()
         elif name_is(name, b"transfer-encoding", 17):
-            if not name_is(value, b"chunked", 7) or self.chunked:
+            if not value_is(value, b"chunked", 7) or self.chunked:
                 # We decode no other coding; and a repeated chunked is ambiguous framing.
                 self.reject_status = 501 if not self.chunked else 400
                 raise Rejected()
             self.chunked = True
         elif name_is(name, b"expect", 6):
-            if not name_is(value, b"100-continue", 12):
+            if not value_is(value, b"100-continue", 12):
                 self.reject_status = 417
                 raise Rejected()
             self.expect_continue = True
@@ -232,27 +291,32 @@ cdef class Connection:
         self.headers_done = True
         cdef llhttp_state *state = self.llhttp
         cdef bint http11
-        cdef bint tunnel
+        cdef int method
         if state != NULL:
             if state.http_major != 1:
                 self.reject_status = 505
                 raise Rejected()
             http11 = state.http_minor == 1  # llhttp accepts no other 1.x
-            tunnel = state.method == METHOD_CONNECT
+            method = state.method
         else:
             version = self.http_version()
             if version != "1.1" and version != "1.0":
                 self.reject_status = 505
                 raise Rejected()
             http11 = version == "1.1"
-            tunnel = self.method() == b"CONNECT"
-        if tunnel:  # we are no proxy: a 2xx would tell the client its tunnel is open
+            name = self.method()
+            method = METHOD_CONNECT if name == b"CONNECT" else (
+                METHOD_OPTIONS if name == b"OPTIONS" else NOT_HTTP_METHODS.get(name, 0))
+        if method == METHOD_CONNECT:  # we are no proxy: a 2xx would tell the client its tunnel is open
             self.reject_status = 405
+            raise Rejected()
+        if method == METHOD_SOURCE or METHOD_RTSP_FIRST <= method <= METHOD_RTSP_LAST:
+            self.reject_status = 400  # an ICE or RTSP request
             raise Rejected()
         if (http11 and self.host_count != 1) or (not http11 and (self.host_count > 1 or self.chunked)):
             self.reject_status = 400
             raise Rejected()
-        if self.url is None:
+        if self.url is None or (PyBytes_AS_STRING(self.url)[0] != c'/' and not self.target_ok(method)):
             self.reject_status = 400
             raise Rejected()
         if self.header_count == 0:
@@ -301,6 +365,32 @@ cdef class Connection:
             if self.request_body is None:
                 self.request_body = []
             self.request_body.append(body)
+
+    cdef bint request_line_ok(self, const char *at, size_t length) noexcept:
+        """Whether the bytes around this piece of the target (at, inside the input being fed) are a single
+        space on each side and then the protocol's first letter, as far as the input fed so far shows."""
+        cdef const char *after = at + length
+        cdef char before
+        if self.url is None:  # the target's first piece: llhttp has skipped the spaces before it
+            before = at[-2] if at - 2 >= self.fed_start else self.fed_tail[at - self.fed_start]
+            if before == c' ':
+                return False
+        if after < self.fed_end and after[0] == c' ':  # the target ends here
+            if after + 1 < self.fed_end:
+                return after[1] == c'H'
+            self.version_due = True
+        return True
+
+    cdef bint target_ok(self, int method) except -1:
+        """A target not in origin-form: "*" is for OPTIONS only (RFC 9112 §3.2.4); otherwise it must be an
+        absolute URI with a scheme and a host (authority-form is CONNECT's, refused before this)."""
+        if self.url == b"*":
+            return method == METHOD_OPTIONS
+        try:
+            parsed = parse_url(self.url)
+        except HttpParserError:
+            return False
+        return bool(parsed.schema) and bool(parsed.host)
 
     cdef int choose_route(self) except -1:
         self.route = route_of(self.url)
@@ -618,6 +708,7 @@ cdef class Connection:
         Answers can be far larger than requests, so when one read could produce more output than the limit,
         the data is fed one request head at a time and the output checked in between.
         """
+        global feeding
         cdef Context ctx = self.ctx
         cdef Py_ssize_t offset = 0, end
         cdef bint whole = self.app is None and (
@@ -632,6 +723,14 @@ cdef class Connection:
                     return 0
             end = length if whole else head_end(data, offset, length)
             self.unaccounted += end - offset
+            if self.version_due:
+                self.version_due = False
+                if data[offset] != c'H':
+                    self.fail(400)  # a second space, or another protocol, after the request target
+                    return 0
+            feeding = self
+            self.fed_start = data + offset
+            self.fed_end = data + end
             try:
                 self.feed_data(ctx.read_prefix(end) if offset == 0 and view is ctx.read_view
                                else view[offset:end])
@@ -652,6 +751,8 @@ cdef class Connection:
                 else:
                     self.linger_on_close = True
                 return 0
+            self.fed_tail[0] = data[end - 2] if end - offset >= 2 else self.fed_tail[1]
+            self.fed_tail[1] = data[end - 1]
             offset = end
         if self.state == CLOSING:
             return 0

@@ -65,6 +65,9 @@ cdef class Context:
 
         # Resource counters: the tests assert they are back to zero when a worker exits.
         readonly Py_ssize_t open_connections
+        # --limit-connections (0: none), and the connections refused over it since the last tick.
+        Py_ssize_t max_connections
+        Py_ssize_t refused_connections
         readonly Py_ssize_t pending_buffers  # connections holding a pending output queue
 
     cdef object read_prefix(self, Py_ssize_t length)

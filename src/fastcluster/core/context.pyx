@@ -41,6 +41,7 @@ cdef class Context:
         self.ws_max_size = limits.ws_max_size
         self.ws_ping_interval = limits.ws_ping_interval
         self.ws_ping_timeout = limits.ws_ping_timeout
+        self.max_connections = limits.max_connections
         self.read_buffer = bytearray(READ_SIZE)
         self.read_view = memoryview(self.read_buffer)
         self.read_prefixes = [None] * READ_PREFIXES

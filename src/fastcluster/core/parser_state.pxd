@@ -33,11 +33,28 @@ ctypedef struct llhttp_state:
 cdef enum:
     METHOD_HEAD = 2
     METHOD_CONNECT = 5
+    METHOD_OPTIONS = 6
+    # SOURCE is the Icecast method llhttp accepts for ICE/1.0; DESCRIBE..FLUSH are RTSP's.
+    METHOD_SOURCE = 33
+    METHOD_RTSP_FIRST = 35
+    METHOD_RTSP_LAST = 45
+    # llhttp's error code for "a callback refused the input".
+    ERROR_USER = 24
     F_CONNECTION_KEEP_ALIVE = 0x1
     F_CONNECTION_CLOSE = 0x2
 
 
+# llhttp's callback for a span of the input (on_url): the span's first byte and its length.
+ctypedef int (*span_callback)(llhttp_state *state, const char *at, size_t length) noexcept
+
 cdef llhttp_state *state_of(object parser) noexcept
+# Puts hook in place of httptools' on_url callback for this parser (the hook calls parser_on_url after its
+# checks); False when the callback's place in the settings was not found (then nothing is changed).
+cdef bint hook_on_url(llhttp_state *state, span_callback hook) noexcept
+cdef int parser_on_url(llhttp_state *state, const char *at, size_t length) noexcept
+# Sets llhttp's on_chunk_extension_name and _value callbacks (httptools leaves them unset) for this parser;
+# False when their place in the settings was not confirmed.
+cdef bint hook_chunk_extensions(llhttp_state *state, span_callback name, span_callback value) noexcept
 
 
 cdef inline bint state_keeps_alive(llhttp_state *state) noexcept:

@@ -3,6 +3,8 @@
 # httptools' public API on real requests; if anything disagrees, state_of() returns NULL and every caller
 # falls back to the Python methods, so a different httptools build costs speed, never correctness.
 # FASTCLUSTER_PARSER_API=1 forces that fallback (the tests run both ways).
+# It also finds httptools' on_url callback among llhttp's settings, so the connection can see where the
+# request target lies in the input (to check the request line's spaces and protocol; see hook_on_url).
 import os
 
 from cpython.ref cimport PyObject
@@ -11,6 +13,14 @@ from httptools import HttpRequestParser
 
 cdef Py_ssize_t STATE_OFFSET = sizeof(PyObject) + sizeof(void *)
 cdef bint LAYOUT_OK = False
+# The settings' first pointers, where every llhttp version keeps on_url (its place among them varies).
+DEF SETTINGS_SCANNED = 8
+cdef Py_ssize_t URL_SLOT = -1
+cdef span_callback HTTPTOOLS_ON_URL = NULL
+cdef bytes probe_seen = None
+# on_chunk_extension_name, then _value: six and seven places after on_url in llhttp 9's settings.
+cdef Py_ssize_t EXTENSION_SLOT = -1
+cdef bytes probe_extension = b""
 
 
 cdef llhttp_state *candidate(object parser) noexcept:
@@ -66,8 +76,131 @@ def probe_layout() -> bool:
         return False
 
 
+class _NoUrl:
+    pass
+
+
+class _WithUrl:
+    def __init__(self):
+        self.urls = []
+
+    def on_url(self, url):
+        self.urls.append(url)
+
+
+cdef Py_ssize_t find_url_slot():
+    """The settings pointer httptools sets only for a protocol with on_url; -1 unless exactly one."""
+    bare = HttpRequestParser(_NoUrl())
+    with_url = HttpRequestParser(_WithUrl())
+    cdef llhttp_state *without = candidate(bare)
+    cdef llhttp_state *state = candidate(with_url)
+    cdef Py_ssize_t slot = -1, i
+    if without == NULL or state == NULL:
+        return -1
+    for i in range(SETTINGS_SCANNED):
+        if (<void **>without.settings)[i] != (<void **>state.settings)[i]:
+            if slot >= 0 or (<void **>without.settings)[i] != NULL:
+                return -1
+            slot = i
+    return slot
+
+
+cdef int probe_hook(llhttp_state *state, const char *at, size_t length) noexcept:
+    global probe_seen
+    probe_seen = at[:length]
+    return parser_on_url(state, at, length)
+
+
+cdef bint probe_url_hook():
+    """True when a hook put in the on_url place sees the target and httptools' callback still gets it."""
+    global URL_SLOT, HTTPTOOLS_ON_URL, probe_seen
+    URL_SLOT = find_url_slot()
+    if URL_SLOT < 0:
+        return False
+    protocol = _WithUrl()
+    parser = HttpRequestParser(protocol)
+    cdef llhttp_state *state = candidate(parser)
+    HTTPTOOLS_ON_URL = <span_callback>(<void **>state.settings)[URL_SLOT]
+    hook_on_url(state, probe_hook)
+    try:
+        parser.feed_data(b"GET /probe?x HTTP/1.1\r\nHost: a\r\n\r\n")
+    except Exception:
+        return False
+    return probe_seen == b"/probe?x" and protocol.urls == [b"/probe?x"]
+
+
+class _WithHeaders(_WithUrl):
+    def on_header(self, name, value):
+        pass
+
+
+cdef int probe_extension_part(llhttp_state *state, const char *at, size_t length) noexcept:
+    global probe_extension
+    probe_extension += b"|" + at[:length]
+    return 0
+
+
+cdef bint probe_extension_slots():
+    """True when the places guessed for the chunk extension callbacks are right: the two before them are the
+    header callbacks httptools sets for on_header only, theirs are unset, and hooks put there see a chunk
+    extension's name and value."""
+    global EXTENSION_SLOT, probe_extension
+    cdef Py_ssize_t slot = URL_SLOT + 6
+    bare = HttpRequestParser(_WithUrl())
+    parser = HttpRequestParser(_WithHeaders())
+    cdef void **without = <void **>candidate(bare).settings
+    cdef void **settings = <void **>candidate(parser).settings
+    if (without[slot - 2] != NULL or without[slot - 1] != NULL or settings[slot - 2] == NULL
+            or settings[slot - 1] == NULL or settings[slot] != NULL or settings[slot + 1] != NULL):
+        return False
+    EXTENSION_SLOT = slot
+    hook_chunk_extensions(candidate(parser), probe_extension_part, probe_extension_part)
+    probe_extension = b""
+    try:
+        parser.feed_data(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"1;ab=cd\r\nx\r\n0\r\n\r\n")
+    except Exception:
+        pass
+    if probe_extension != b"|ab|cd":
+        EXTENSION_SLOT = -1
+    return EXTENSION_SLOT >= 0
+
+
+cdef bint hook_chunk_extensions(llhttp_state *state, span_callback name, span_callback value) noexcept:
+    if EXTENSION_SLOT < 0:
+        return False
+    (<void **>state.settings)[EXTENSION_SLOT] = <void *>name
+    (<void **>state.settings)[EXTENSION_SLOT + 1] = <void *>value
+    return True
+
+
+cdef bint hook_on_url(llhttp_state *state, span_callback hook) noexcept:
+    if URL_SLOT < 0 or HTTPTOOLS_ON_URL == NULL:
+        return False
+    (<void **>state.settings)[URL_SLOT] = <void *>hook
+    return True
+
+
+cdef int parser_on_url(llhttp_state *state, const char *at, size_t length) noexcept:
+    return HTTPTOOLS_ON_URL(state, at, length)
+
+
 LAYOUT_OK = os.environ.get("FASTCLUSTER_PARSER_API") != "1" and probe_layout()
+if not (LAYOUT_OK and probe_url_hook()):
+    URL_SLOT = -1
+elif not probe_extension_slots():
+    EXTENSION_SLOT = -1
 
 
 def layout_ok() -> bool:
     return LAYOUT_OK
+
+
+def extensions_hooked() -> bool:
+    """True when empty chunk extension names and values are refused."""
+    return EXTENSION_SLOT >= 0
+
+
+def url_hooked() -> bool:
+    """True when connections see where the request target lies (the request line's strict checks run)."""
+    return URL_SLOT >= 0

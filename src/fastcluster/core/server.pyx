@@ -231,6 +231,13 @@ cdef class Server:
                     log.warning("accept failed (errno %d); pausing accept for a second", errno)
                     self.set_accepting(False)
                 return 0
+            if ctx.max_connections and ctx.open_connections >= ctx.max_connections:
+                # Over --limit-connections: closed at once, as nginx does past worker_connections, so the
+                # client learns now instead of waiting in the listen queue behind connections that may
+                # stay open for minutes (slow clients).
+                close_fd(fd)
+                ctx.refused_connections += 1
+                continue
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))  # fails harmlessly on Unix sockets
             transport = None
             if self.tls is not None and listener in self.tls:
@@ -275,6 +282,10 @@ cdef class Server:
         ctx.stats.heartbeat = ctx.now  # CLOCK_MONOTONIC: the master compares it with its own, immune to clock steps
         if ctx.access_log is not None:
             ctx.access_log.tick(time.time())
+        if ctx.refused_connections:
+            log.warning("refused %d connections in the last second: %d open, --limit-connections %d",
+                        ctx.refused_connections, ctx.open_connections, ctx.max_connections)
+            ctx.refused_connections = 0
         if not self.accepting and not self.stop_requested:
             self.set_accepting(True)
         for obj in ctx.connections:
