@@ -117,6 +117,8 @@ cdef class Server:
             self.asyncio_loop.stop()
 
     def schedule_tick(self) -> None:
+        if not self.running:
+            return  # the loop runs on after we finished (the app's lifespan shutdown): no more ticks
         if self.turn(0):
             self.asyncio_loop.stop()
         else:
