@@ -73,3 +73,24 @@ def test_flask_async_view(serve):
     for _ in range(2):
         status, _, body = get(server.port, "GET", "/async")
         assert (status, json.loads(body)) == (200, {"async": True})
+
+
+def test_fastapi(serve):
+    pytest.importorskip("fastapi")
+    server = serve("fastapi_site:app", "--app-dir", APPS)
+    status, _, body = get(server.port, "GET", "/items/42?q=find", headers={"User-Agent": "tester"})
+    assert (status, json.loads(body)) == (200, {"name": "item 42", "price": 9.5, "tags": ["tester"],
+                                                "id": 42, "q": "find"})
+    assert get(server.port, "HEAD", "/items/42")[:3:2] == (405, b"")  # FastAPI routes GET only
+    assert get(server.port, "GET", "/items/404")[0] == 404
+    status, _, body = get(server.port, "GET", "/items/nope")
+    assert status == 422 and json.loads(body)["detail"][0]["loc"] == ["path", "item_id"]
+    status, _, body = get(server.port, "POST", "/items", body=b'{"name": "pen", "price": 1.25}',
+                          headers={"Content-Type": "application/json"})
+    assert (status, json.loads(body)) == (201, {"name": "pen", "price": 1.25, "tags": [], "id": 1, "q": None})
+    assert json.loads(get(server.port, "GET", "/sync")[2]) == {"thread": True}
+
+    from websockets.sync.client import connect
+    with connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
+        ws.send("hi")
+        assert ws.recv() == "echo: hi"
