@@ -588,7 +588,7 @@ cdef class AsgiConnection(AppAdapter):
         cdef AsgiApp shared = self.shared
         cdef Connection conn = self.conn
         raw_path, query = split_target(url)
-        cdef Exchange exchange = (Exchange.__new__(Exchange) if not conn.upgrade_requested() else
+        cdef Exchange exchange = (Exchange.__new__(Exchange) if not conn.upgrade_asked else
                                   websocket_exchange(self, method, http11, headers))
         exchange.owner = self
         # A copy of a dict with the same keys is a block copy: cheaper than building one key by key.

@@ -69,7 +69,8 @@ cdef class Connection:
         # The client's (host, port), looked up on first use (False: not yet; None: not an IP peer).
         object client
         int busy
-        # The request being parsed asked for an Upgrade (one not taken: the connection closes after it).
+        # The request being parsed asks to switch protocols (Upgrade and Connection: upgrade); one not
+        # taken (no WebSocket handshake the app or /ws accepts) closes the connection after its answer.
         bint upgrade_asked
         # The app has the request being parsed, whose body is not complete yet.
         bint app_request_open
@@ -116,7 +117,6 @@ cdef class Connection:
 
     cdef int log_header(self, bytes name, bytes value) except -1
     cdef int app_message_complete(self) except -1
-    cdef bint upgrade_requested(self) except -1
     cdef int upgrade(self, UpgradedProtocol protocol) except -1
     cdef int write_bytes(self, const char *data, Py_ssize_t length) except -1
     cdef int end_upgraded(self, bint linger) except -1
@@ -146,6 +146,7 @@ cdef class Connection:
     cdef int on_timer(self) except -1
     cdef ssize_t send_now(self, const char *data, Py_ssize_t length) except -2
     cdef int send_shared(self) except -1
+    cdef int send_out(self, Py_ssize_t start, Py_ssize_t end) except -1
     cdef int queue(self, bytes data, Py_ssize_t already_sent) except -1
     cdef int send_pending(self) except -1
     cdef int flush(self) except -1

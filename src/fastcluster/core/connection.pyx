@@ -4,7 +4,7 @@
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr
 
 cdef extern from "<string.h>" nogil:
     void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
@@ -492,10 +492,6 @@ cdef class Connection:
 
     # ---- the seam to an upgraded protocol (core/websocket.pyx) ----
 
-    cdef bint upgrade_requested(self) except -1:
-        """The request being parsed asks to switch protocols (Upgrade and Connection: upgrade)."""
-        return self.upgrade_asked
-
     cdef int upgrade(self, UpgradedProtocol protocol) except -1:
         """Switch to protocol once the current request's answer (the 101) is written: the parser stops at
         the end of the head and the rest of the read, and every read after it, goes to protocol."""
@@ -506,14 +502,10 @@ cdef class Connection:
 
     cdef int write_bytes(self, const char *data, Py_ssize_t length) except -1:
         """write() for bytes that are not an object yet: small ones are copied into the shared buffer."""
-        cdef Context ctx = self.ctx
         if self.fd < 0:
             return 0
         if self.pending is None and length < DIRECT_WRITE:
-            ctx.out_reserve(length)
-            memcpy(ctx.out + ctx.out_len, data, length)
-            ctx.out_len += length
-            return 0
+            return self.ctx.out_append(data, length)
         return self.write(PyBytes_FromStringAndSize(data, length))
 
     cdef int end_upgraded(self, bint linger) except -1:
@@ -688,15 +680,9 @@ cdef class Connection:
 
     cdef int send_gathered(self) except -1:
         """Send this connection's gathered part; what the socket refuses waits as pending output."""
-        cdef Context ctx = self.ctx
-        cdef Py_ssize_t length = self.gathered_end - self.gathered_start
-        cdef ssize_t sent
         if self.fd < 0:
             return 0
-        sent = 0 if self.pending is not None or self.peer_gone else self.send_now(
-            ctx.out + self.gathered_start, length)
-        if sent < length and not self.peer_gone:
-            self.queue(PyBytes_FromStringAndSize(ctx.out + self.gathered_start + sent, length - sent), 0)
+        self.send_out(self.gathered_start, self.gathered_end)
         if self.peer_gone:
             self.close()
             return 0
@@ -903,10 +889,7 @@ cdef class Connection:
         if self.pending is not None:
             return self.queue(data, 0)
         if length < DIRECT_WRITE:
-            ctx.out_reserve(length)
-            memcpy(ctx.out + ctx.out_len, PyBytes_AS_STRING(data), length)
-            ctx.out_len += length
-            return 0
+            return ctx.out_append(PyBytes_AS_STRING(data), length)
         self.send_shared()
         if self.pending is not None or self.peer_gone:
             return self.queue(data, 0)
@@ -929,14 +912,21 @@ cdef class Connection:
     cdef int send_shared(self) except -1:
         """Send what the shared buffer holds for this connection; queue a copy of what the socket refuses."""
         cdef Context ctx = self.ctx
-        cdef Py_ssize_t length = ctx.out_len - ctx.out_start
-        cdef ssize_t sent
-        if not length:
+        if ctx.out_len == ctx.out_start:
             return 0
-        sent = 0 if self.pending is not None or self.peer_gone else self.send_now(ctx.out + ctx.out_start, length)
-        if sent < length and not self.peer_gone:
-            self.queue(PyBytes_FromStringAndSize(ctx.out + ctx.out_start + sent, length - sent), 0)
+        self.send_out(ctx.out_start, ctx.out_len)
         ctx.out_len = ctx.out_start
+        return 0
+
+    cdef int send_out(self, Py_ssize_t start, Py_ssize_t end) except -1:
+        """Send bytes start..end of the shared buffer after this connection's pending output; queue a copy
+        of what the socket refuses."""
+        cdef Context ctx = self.ctx
+        cdef Py_ssize_t length = end - start
+        cdef ssize_t sent = 0 if self.pending is not None or self.peer_gone else self.send_now(
+            ctx.out + start, length)
+        if sent < length and not self.peer_gone:
+            self.queue(PyBytes_FromStringAndSize(ctx.out + start + sent, length - sent), 0)
         return 0
 
     cdef int queue(self, bytes data, Py_ssize_t already_sent) except -1:

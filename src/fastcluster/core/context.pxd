@@ -72,4 +72,5 @@ cdef class Context:
 
     cdef object read_prefix(self, Py_ssize_t length)
     cdef int out_reserve(self, Py_ssize_t extra) except -1
+    cdef int out_append(self, const char *data, Py_ssize_t length) except -1
     cdef int add_timer(self, double when, object connection) except -1

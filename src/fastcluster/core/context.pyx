@@ -6,6 +6,7 @@ from heapq import heappush
 
 from cpython.memoryview cimport PyMemoryView_GET_BUFFER
 from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy
 from posix.unistd cimport getpid
 
 from fastcluster.core.stats cimport slot_record
@@ -79,6 +80,12 @@ cdef class Context:
             raise MemoryError()
         self.out = grown
         self.out_cap = capacity
+        return 0
+
+    cdef int out_append(self, const char *data, Py_ssize_t length) except -1:
+        self.out_reserve(length)
+        memcpy(self.out + self.out_len, data, length)
+        self.out_len += length
         return 0
 
     cdef int add_timer(self, double when, object connection) except -1:
