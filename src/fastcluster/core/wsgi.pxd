@@ -64,7 +64,6 @@ cdef class WsgiConnection(AppAdapter):
 
     cdef int begin(self, Call call) except -1
     cdef object answer(self, Call call)
-    cdef object run_app(self, Call call)
     cdef int done(self, Call call, object outcome) except -1
     cdef int after(self, bint keep_alive) except -1
     cdef int answered(self, Call call, int status, Py_ssize_t size, bint keep_alive) except -1
