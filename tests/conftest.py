@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -47,12 +49,14 @@ def ctrl_c_works() -> None:
 class Server:
     """A `fastcluster serve` master process started for one test."""
 
-    def __init__(self, args: list[str], port: int | None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], port: int | None, env: dict[str, str] | None = None,
+                 prefix: Sequence[str] = ()) -> None:
+        """prefix: a command that runs the server, e.g. ip netns exec NAME (it must exec, keeping the pid)."""
         self.port = port
         self.args = args
         self.expected_exit: int | None = 0  # what teardown asserts; None: the test checked it already
         self.tracebacks_expected = False  # apps that raise on purpose get their traceback logged
-        command = [sys.executable, "-m", "fastcluster", "serve", *args]
+        command = [*prefix, sys.executable, "-m", "fastcluster", "serve", *args]
         if port is not None and not any(a.startswith(("--bind", "--port")) for a in args):
             command += ["--port", str(port)]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -116,10 +120,10 @@ def serve() -> Iterator:
     started: list[Server] = []
 
     def start(*args: str, workers: int = 1, port: int | None = -1, ready: bool = True,
-              env: dict[str, str] | None = None) -> Server:
+              env: dict[str, str] | None = None, prefix: Sequence[str] = ()) -> Server:
         chosen = free_port() if port == -1 else port
         extra = [] if any(a.startswith("--workers") for a in args) else ["--workers", str(workers)]
-        server = Server([*extra, *args], chosen, env)
+        server = Server([*extra, *args], chosen, env, prefix)
         started.append(server)
         return server.wait_ready(workers) if ready else server
 
@@ -131,6 +135,14 @@ def serve() -> Iterator:
         assert server.tracebacks_expected or "Traceback" not in output, output
         if server.expected_exit is not None:
             assert code == server.expected_exit, output
+
+
+@pytest.fixture
+def control() -> Iterator[str]:
+    """A short control socket path (Unix socket paths are limited to 107 bytes)."""
+    directory = tempfile.mkdtemp(prefix="fc-", dir="/tmp")
+    yield os.path.join(directory, "control.sock")
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def get(port: int, path: str = "/") -> tuple[int, bytes]:

@@ -105,7 +105,7 @@ def test_the_deployment_probes_and_grace_period_match_the_container_command():
         assert check["path"] == "/healthz" and ports.get(check["port"], check["port"]) == flags.admin_port
     pause = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pause[0] == "sleep"
-    needed = int(pause[1]) + flags.graceful_timeout + MASTER_MARGIN
+    needed = int(pause[1]) + flags.drain_delay + flags.graceful_timeout + MASTER_MARGIN
     assert pod["terminationGracePeriodSeconds"] > needed, (pod["terminationGracePeriodSeconds"], needed)
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]

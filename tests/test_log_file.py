@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -25,12 +24,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
 """
-
-
-@pytest.fixture
-def control():
-    directory = tempfile.mkdtemp(prefix="fc-", dir="/tmp")
-    yield os.path.join(directory, "control.sock")
 
 
 @pytest.fixture

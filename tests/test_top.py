@@ -8,19 +8,12 @@ import select
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 
 import pytest
 
 from tests.app.client import fetch
 from tests.conftest import ctrl_c_works, wait_until
-
-
-@pytest.fixture
-def control():
-    directory = tempfile.mkdtemp(prefix="fc-", dir="/tmp")
-    yield os.path.join(directory, "control.sock")
 
 
 class Terminal:

@@ -184,6 +184,9 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     procs.add_argument("--no-pin", action="store_true", help="do not pin workers to CPUs")
     procs.add_argument("--graceful-timeout", type=positive_float, default=30.0,
                        help="seconds to finish in-flight requests on stop (default 30)")
+    procs.add_argument("--drain-delay", type=non_negative_float, default=0.0, metavar="S",
+                       help="on stop, answer /healthz 503 and keep serving for S seconds before closing the "
+                            "listeners, so load balancers stop sending first (default 0)")
     procs.add_argument("--user", metavar="USER", help="workers run as USER (name or uid) after the sockets "
                        "are bound; needs root")
     procs.add_argument("--group", metavar="GROUP", help="workers run with GROUP (default: USER's group)")
@@ -414,6 +417,7 @@ def serve_config(args: argparse.Namespace) -> Config:
         balance=args.balance,
         backlog=args.backlog,
         graceful_timeout=args.graceful_timeout,
+        drain_delay=args.drain_delay,
         limits=Limits(
             max_request_line=args.max_request_line,
             max_header_bytes=args.max_header_bytes,

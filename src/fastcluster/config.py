@@ -115,6 +115,7 @@ class Config:
     balance: str = "reuseport"
     backlog: int = 2048
     graceful_timeout: float = 30.0
+    drain_delay: float = 0.0  # seconds between /healthz turning 503 and the listeners closing on stop
     limits: Limits = field(default_factory=Limits)
     app: App | None = None
     response: Response = field(default_factory=Response)

@@ -120,7 +120,8 @@ class Master:
         self.boot_errors: dict[int, tuple[str, str]] = {}  # pid -> (reason, traceback)
         self.served = False  # a worker has served: from then on, boot failures are retried, never fatal
         self.tracebacks_shown: set[str] = set()  # boot-failure tracebacks logged (each once while it lasts)
-        self.stopping = False
+        self.stopping = False  # the workers are being stopped
+        self.drain_at: float | None = None  # a stop was asked: /healthz is 503; the listeners close then
         self.started = time.monotonic()
         self.started_wall = time.time()
         self.reloads: list[Reload] = []  # the first is in progress
@@ -211,10 +212,15 @@ class Master:
             while self.signal_queue:
                 signum = self.signal_queue.pop(0)
                 if signum in (signal.SIGTERM, signal.SIGINT):
-                    return self.stop(graceful=True)
-                if signum == signal.SIGQUIT:
+                    if self.drain_at is not None:
+                        log.info("second stop signal: stopping at once")
+                        return self.stop(graceful=False)
+                    self.announce_stop()
+                elif signum == signal.SIGQUIT:
                     return self.stop(graceful=False)
-                if signum == signal.SIGHUP:
+                elif self.drain_at is not None and signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+                    log.info("ignoring %s: the server is stopping", signal.Signals(signum).name)
+                elif signum == signal.SIGHUP:
                     self.start_reload("SIGHUP")
                 elif signum == signal.SIGTTIN:
                     self.scale(self.target + 1)
@@ -229,6 +235,8 @@ class Master:
             if not self.served and self.slots and all(slot.boot_failed for slot in self.slots.values()):
                 return self.cannot_start()
             if self.stop_requested:
+                self.announce_stop()
+            if self.drain_at is not None and time.monotonic() >= self.drain_at:
                 return self.stop(graceful=True)
             self.supervise()
             self.respawn_due()
@@ -246,10 +254,24 @@ class Master:
             self.reap(block=True)
         return CANNOT_START
 
+    def announce_stop(self) -> None:
+        """A graceful stop was asked: /healthz answers 503 from now on, while the workers keep serving for
+        --drain-delay seconds so that load balancers stop sending first; then the loop calls stop()."""
+        if self.drain_at is not None:
+            return
+        delay = self.config.drain_delay
+        self.drain_at = time.monotonic() + delay
+        self.notifier.stopping()
+        if delay:
+            log.info("stop asked: /healthz answers 503; serving %gs more (--drain-delay) before closing the "
+                     "listeners", delay)
+
     def stop(self, graceful: bool) -> int:
         """Stop every worker: TERM and wait up to the graceful timeout (a second signal or QUIT: at once)."""
         self.stopping = True
-        self.notifier.stopping()
+        if self.drain_at is None:
+            self.drain_at = time.monotonic()
+            self.notifier.stopping()
         log.info("stopping (%s)", "graceful" if graceful else "immediate")
         for client, _ in self.waiters:
             self.control.answer(client, {"ok": False, "error": "the server is stopping"})
@@ -691,7 +713,7 @@ class Master:
     def health(self) -> tuple[int, str, bytes]:
         """/healthz: 200 ok; 200 degraded while a slot's worker cannot start but others serve; 503 while
         stopping or when no worker serves."""
-        if self.stopping:
+        if self.drain_at is not None:
             return 503, "text/plain", b"draining\n"
         failed = "".join(f"worker {slot.index} could not start: {slot.boot_failed}\n"
                          for slot in sorted(self.slots.values(), key=lambda slot: slot.index)
@@ -738,7 +760,7 @@ class Master:
         return {
             "master": {
                 "pid": os.getpid(), "uptime": round(now - self.started, 3), "started": self.started_wall,
-                "state": "draining" if self.stopping else ("reloading" if self.reloads else
+                "state": "draining" if self.drain_at is not None else ("reloading" if self.reloads else
                                                            "degraded" if failed else "serving"),
                 "addresses": self.balancer.addresses(), "workers": self.target, "reloads": self.reloads_done,
                 "restarts": sum(slot.restarts for slot in self.slots.values()), "control": self.control_path,
@@ -762,6 +784,8 @@ class Master:
     def next_wakeup(self) -> float:
         due = [slot.respawn_at for slot in self.slots.values()
                if slot.worker is None and (self.served or not slot.boot_failed) and not slot.removing]
+        if self.drain_at is not None:
+            due.append(self.drain_at)
         wait = max(0.0, min(due) - time.monotonic()) if due else SUPERVISE_EVERY
         return min(wait, SUPERVISE_EVERY)
 
@@ -783,7 +807,7 @@ class Master:
                 pass
         if self.control:
             for client, message in self.control.requests(ready):
-                if self.stopping and message.get("command") not in ("status", "ping"):
+                if self.drain_at is not None and message.get("command") not in ("status", "ping"):
                     self.control.answer(client, {"ok": False, "error": "the server is stopping"})
                 else:
                     self.handle_control(client, message)

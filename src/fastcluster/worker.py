@@ -89,7 +89,7 @@ def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket
     static = StaticFiles(response.static) if response.static else None
     ctx = Context(responder, limits=config.limits, stats_block=stats_block, record=record,
                   access_log=access_log, static=static)
-    server = Server(ctx, [sock.fileno() for sock in sockets],
+    server = Server(ctx, sockets,
                     exclusive_accept=config.balance == "shared", tls=tls_for(config, sockets))
     install_signals(server, config.graceful_timeout, access_log)
     return server

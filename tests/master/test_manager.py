@@ -9,11 +9,9 @@ import os
 import random
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -23,14 +21,6 @@ from tests.conftest import free_port, get, read_responses, wait_until
 from tests.master.load import Load
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-
-
-@pytest.fixture
-def control():
-    """A short control socket path (Unix socket paths are limited to 107 bytes)."""
-    directory = tempfile.mkdtemp(prefix="fc-", dir="/tmp")
-    yield os.path.join(directory, "control.sock")
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:

@@ -171,6 +171,7 @@ def run_cli(*args: str, timeout: float = 10) -> subprocess.CompletedProcess:
     ["serve", "--bind", "nowhere"],
     ["serve", "--no-such-flag"],
     ["serve", "--header-timeout", "-1"],
+    ["serve", "--drain-delay", "-1"],
     ["serve", "--response-status", "42"],
     ["serve", "--response-header", "Bad Name: x"],
     ["serve", "--response-file", "/does/not/exist"],

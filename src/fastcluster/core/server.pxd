@@ -13,6 +13,7 @@ cdef class Server:
         Context ctx
         int listeners[MAX_LISTENERS]
         int listener_count
+        list listener_sockets
         bint exclusive_accept
         # The TlsContext of each listening fd serving TLS; None when all are plain.
         dict tls
@@ -35,4 +36,5 @@ cdef class Server:
     cdef int set_accepting(self, bint accepting) except -1
     cdef int tick(self) except -1
     cdef bint finish_stop(self) except -1
+    cdef int let_go_of_listeners(self) except -1
     cdef void close_all(self) noexcept

@@ -46,14 +46,16 @@ cdef uint64_t LISTENER = 1ULL << 32
 
 
 cdef class Server:
-    def __init__(self, Context ctx, listener_fds, *, bint exclusive_accept=False, dict tls=None):
-        """tls: the TlsContext of each listening fd that serves TLS (the others are plain)."""
-        if len(listener_fds) > MAX_LISTENERS:
+    def __init__(self, Context ctx, listeners, *, bint exclusive_accept=False, dict tls=None):
+        """listeners: the worker's listening socket objects (closed when the drain starts); tls: the
+        TlsContext of each listening fd that serves TLS (the others are plain)."""
+        if len(listeners) > MAX_LISTENERS:
             raise ValueError(f"at most {MAX_LISTENERS} listening sockets per worker")
         self.ctx = ctx
-        self.listener_count = len(listener_fds)
-        for i, fd in enumerate(listener_fds):
-            self.listeners[i] = fd
+        self.listener_sockets = list(listeners)
+        self.listener_count = len(listeners)
+        for i, sock in enumerate(listeners):
+            self.listeners[i] = sock.fileno()
         self.exclusive_accept = exclusive_accept
         self.tls = tls or None
 
@@ -309,11 +311,28 @@ cdef class Server:
             ctx.draining = True
             ctx.stats.state = STATE_DRAINING
             self.set_accepting(False)
+            self.let_go_of_listeners()
             for obj in ctx.connections:
                 if obj is not None:
                     conn = <Connection>obj
                     conn.start_draining()
         return ctx.open_connections == 0 or ctx.now >= self.drain_deadline
+
+    cdef int let_go_of_listeners(self) except -1:
+        """At the start of a drain: take what is queued on our listening sockets (it is answered with
+        Connection: close like the rest), then close our copies. A socket another process still holds (the
+        master, a reload's replacement) stays open for it; once the last copy is closed the kernel refuses
+        new connections at once instead of queueing them for a worker that will never accept them, so a
+        proxy can retry them elsewhere."""
+        cdef int i
+        self.exclusive_accept = False  # take the whole queue, whatever the balance
+        for i in range(self.listener_count):
+            self.accept_all(self.listeners[i])
+        self.listener_count = 0
+        for sock in self.listener_sockets:
+            sock.close()
+        self.listener_sockets = []
+        return 0
 
     cdef void close_all(self) noexcept:
         cdef Connection conn
