@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 
 from tests.conftest import read_responses, wait_until
+from tests.core.test_connection_limit import served
 
 SLOW_HEAD = b"GET / HTTP/1.1\r\nHost: t\r\n"
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -68,11 +69,4 @@ def test_slow_heads_past_the_limit_are_closed_at_accept(serve):
     assert answered(alive[0], b"\r\n")
     for sock in held:
         sock.close()
-
-    def served() -> bool:
-        with server.connect() as sock:
-            try:
-                return answered(sock)
-            except (AssertionError, OSError):
-                return False
-    assert wait_until(served)
+    assert wait_until(lambda: served(server))
