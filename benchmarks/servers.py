@@ -85,10 +85,13 @@ def fastcluster_supports(flag: str) -> bool:
 
 class Fastcluster(Peer):
     name = "fastcluster"
+    cpu = 1  # where a one-worker scenario's worker is pinned
+    extra: list[str] = []  # flags added to every launch
 
     def launch(self, scenario, port, work):
-        base = [sys.executable, "-m", "fastcluster", "serve", "--port", str(port), "--log-level", "warning"]
-        pin = ["--workers", "1", "--cpus", "1"]
+        base = [sys.executable, "-m", "fastcluster", "serve", "--port", str(port), "--log-level", "warning",
+                *self.extra]
+        pin = ["--workers", "1", "--cpus", str(self.cpu)]
         if scenario.kind == "workers":
             return Launch(base + ["--workers", str(scenario.workers)], {})
         if scenario.kind == "builtin":
@@ -123,6 +126,8 @@ class Floor(Peer):
 
 class Nginx(Peer):
     name = "nginx"
+    worker_connections = 4096
+    http_extra = ""  # directives added to the http block
 
     def missing(self):
         return None if shutil.which("nginx") else "nginx not found (apt-get install nginx-light)"
@@ -144,11 +149,11 @@ class Nginx(Peer):
 daemon off;
 pid {work}/nginx-{port}.pid;
 error_log {work}/nginx-{port}.err;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {self.worker_connections}; }}
 http {{
   access_log off;
   sendfile on;
-  keepalive_requests 100000000;
+  keepalive_requests 100000000;{self.http_extra}
   server {{ listen 127.0.0.1:{port}; {location} }}
 }}
 """)

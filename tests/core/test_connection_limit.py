@@ -17,6 +17,15 @@ def answered(sock: socket.socket) -> bool:
     return status == 200
 
 
+def served(server) -> bool:
+    """True when a new connection gets its answer (False while the worker is still full)."""
+    with server.connect() as sock:
+        try:
+            return answered(sock)
+        except (AssertionError, OSError):
+            return False
+
+
 def closed_at_once(sock: socket.socket) -> bool:
     sock.settimeout(5)
     try:
@@ -33,15 +42,8 @@ def test_connections_past_the_limit_are_closed_at_once(serve):
     with server.connect() as extra:
         assert closed_at_once(extra)
     held.pop().close()
-
     # The worker notices the close on its next read; then a new connection is served again.
-    def served() -> bool:
-        with server.connect() as sock:
-            try:
-                return answered(sock)
-            except (AssertionError, OSError):
-                return False
-    assert wait_until(served)
+    assert wait_until(lambda: served(server))
     for sock in held:
         assert answered(sock)
         sock.close()

@@ -47,6 +47,8 @@ VALID = {
         POST + TE + b"\r\n5;a;b=c;d=e\r\nhello\r\n6;x\r\n world\r\n0\r\n\r\n", 1),
     "quoted chunk extension": (
         POST + TE + b'\r\n5;a="b \\"c\\"; d"\r\nhello\r\n0\r\n\r\n', 1),
+    "whitespace after chunk extension semicolons": (  # BWS, RFC 9112 §7.1.1; nginx takes it too
+        POST + TE + b'\r\n5; a=b\r\nhello\r\n6;\tx; y="z"\r\n world\r\n0;  \t e\r\n\r\n', 1),
     "transfer-encoding name in any case": (
         POST + b"transfer-ENCODING: Chunked\r\n\r\n0\r\n\r\n", 1),
     "chunked then pipelined": (
@@ -96,12 +98,27 @@ INVALID = {
         POST + TE + b"\r\n2 erfrferferf\r\naa\r\n0 rrrr\r\n\r\n", 400, 200),
     "nothing after the chunk extension semicolon": (
         POST + TE + b"\r\n2;\r\naa\r\n0\r\n\r\n", 400, 200),
+    "whitespace then an empty chunk extension name": (
+        POST + TE + b"\r\n5; =b\r\nhello\r\n0\r\n\r\n", 400, 200),
+    "whitespace then nothing after the semicolon": (POST + TE + b"\r\n5; \r\nhello\r\n0\r\n\r\n", 400, 200),
+    "whitespace before a chunk extension's semicolon": (
+        POST + TE + b"\r\n5 ;a=b\r\nhello\r\n0\r\n\r\n", 400, 200),
+    "whitespace around a chunk extension's equals sign": (
+        POST + TE + b"\r\n5;a = b\r\nhello\r\n0\r\n\r\n", 400, 200),
+    "tab inside a chunk extension name": (POST + TE + b"\r\n5;a\tb=c\r\nhello\r\n0\r\n\r\n", 400, 200),
+    "whitespace after a semicolon in a trailer field name": (
+        POST + TE + b"\r\n5\r\nhello\r\n0\r\nX; a: b\r\n\r\n", 400, 200),
     "unbalanced chunk extension quote": (
         POST + TE + b'\r\n5;a="abc";b="def; ghi\r\nhello\r\n0\r\n\r\n', 400, 200),
     "transfer-encoding pigeons": (POST + b"Transfer-Encoding: pigeons\r\n\r\n", 501, None),
     "identity with content-length": (
         POST + b"Transfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nWorld", 501, None),
     # gunicorn invalid/
+    "space before the method": (b" " + GET + b"\r\n", 400, None),
+    "tab before the method": (b"\t" + GET + b"\r\n", 400, None),
+    "tab in the target": (b"GET /a\tb HTTP/1.1\r\n" + H + b"\r\n", 400, None),
+    "tab after a semicolon in the target": (b"GET /;\tx HTTP/1.1\r\n" + H + b"\r\n", 400, None),
+    "obs-text in the target": (b"GET /a\x80b HTTP/1.1\r\n" + H + b"\r\n", 400, 200),
     "nul inside the method": (b"GET\x00PROXY /foo HTTP/1.1\r\n" + H + b"\r\n", 400, None),
     "proxy protocol line": (b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n" + GET + b"\r\n", 400, None),
     "http/0.1": (b"GET / HTTP/0.1\r\n" + H + b"\r\n", 505, 400),
@@ -150,6 +167,15 @@ INVALID = {
     "control byte in the method": (b"bad_method\x01 / HTTP/1.1\r\n" + H + b"\r\n", 400, None),
 }
 
+# name: (a valid request, what follows it). The request is answered, what follows gets a 400 and the
+# connection closes, as nginx does.
+FOLLOWED_BY_JUNK = {
+    "chunked body then junk": (POST + TE + b"\r\n5\r\nhello\r\n0\r\n\r\n", b"junk\r\n\r\n"),
+    "chunked body then an unknown method": (
+        POST + TE + b"\r\n5\r\nhello\r\n0\r\n\r\n", b"XXXX / HTTP/1.1\r\n" + H + b"\r\n"),
+    "content-length body then junk": (POST + CL + b"5\r\n\r\nhello", b"junk\r\n\r\n"),
+}
+
 
 @pytest.fixture(scope="module")
 def server():
@@ -191,3 +217,23 @@ def test_invalid(server, name):
     for pieces in deliveries(data):
         check(exchange(server.port, pieces, CLOSE), status)
     assert server.workers() == [server.worker]
+
+
+@pytest.mark.parametrize("name", FOLLOWED_BY_JUNK)
+def test_junk_after_a_request(server, name):
+    request, junk = FOLLOWED_BY_JUNK[name]
+    for pieces in deliveries(request + junk):
+        answer = exchange(server.port, pieces, CLOSE)
+        first, rest = answer.split(b"HTTP/1.1 400 ", 1) if b"HTTP/1.1 400 " in answer else (answer, b"")
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.count(b"HTTP/1.1 ") == 1, answer[:300]
+        check(b"HTTP/1.1 400 " + rest, 400)
+    assert server.workers() == [server.worker]
+
+
+def test_whitespace_after_chunk_extension_semicolons_keeps_the_body(server):
+    """The body read around `; ` and `;\t` is the body sent, however the request is split."""
+    data = b"POST /echo HTTP/1.1\r\n" + H + TE + b"\r\n5; a=b\r\nhello\r\n6;\t x\r\n world\r\n0; e\r\n\r\n"
+    for pieces in deliveries(data):
+        answer = exchange(server.port, pieces, CLOSE)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:300]
+        assert answer.split(b"\r\n\r\n", 1)[1].startswith(b"hello world"), answer[:300]

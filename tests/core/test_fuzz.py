@@ -27,6 +27,8 @@ SEEDS = [
     b"PUT /echo HTTP/1.1\r\n" + H + b"Connection: close\r\nContent-Length: 2\r\n\r\nok",
     b"POST /echo HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 4\r\n\r\nbody"
     b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5; a=b\r\nhello\r\n3;\t x\r\nabc"
+    b"\r\n0\r\n\r\nPOST /echo HTTP/1.1\r\n" + H + b"Content-Length: 2\r\n\r\nok",
 ]
 INSERTED_FIELDS = [b"Content-Length: 3\r\n", b"Content-Length: 3, 3\r\n", b"Transfer-Encoding: chunked\r\n",
                    b"Transfer-Encoding: identity\r\n", b"Transfer-Encoding : chunked\r\n", b" X: y\r\n",

@@ -27,6 +27,7 @@ from fastcluster.core.parser_state cimport (
     hook_on_url,
     llhttp_state,
     parser_on_url,
+    resume_after_extension_space,
     state_keeps_alive,
     state_of,
 )
@@ -108,6 +109,9 @@ cdef int refuse_empty(llhttp_state *state, const char *at, size_t length, char o
 
 
 cdef int check_extension_name(llhttp_state *state, const char *at, size_t length) noexcept:
+    cdef Connection conn = feeding
+    if length == 0 and conn is not None and at < conn.fed_end and at[0] == c'\t':
+        return 0  # a tab where the name begins: llhttp refuses the tab next (see resume_after_extension_space)
     return refuse_empty(state, at, length, c';')
 
 
@@ -697,6 +701,7 @@ cdef class Connection:
         global feeding
         cdef Context ctx = self.ctx
         cdef Py_ssize_t offset = 0, end
+        cdef const char *resumed
         cdef bint whole = self.app is None and (
             (length // 16 + 1) * ctx.responder.max_answer <= ctx.max_pending_output)
         while offset < length and self.state != CLOSING and not self.stop_parsing:
@@ -730,6 +735,17 @@ cdef class Connection:
                 self.linger_on_close = True
                 return 0
             except HttpParserError as exc:
+                resumed = NULL
+                if not self.stop_parsing and self.state != CLOSING and self.llhttp != NULL:
+                    resumed = resume_after_extension_space(self.llhttp, data + offset, data + end,
+                                                           self.fed_tail[1])
+                if resumed != NULL:
+                    # Whitespace after a chunk extension's ";": fed on from past it, as if it were not there
+                    # (so `5; =v` is still an empty name). The bytes after it were counted already.
+                    self.unaccounted -= data + end - resumed
+                    self.fed_tail[0] = self.fed_tail[1] = c';'
+                    offset = resumed - data
+                    continue
                 if self.stop_parsing:
                     pass  # an app request that ends the connection: its answer is still to come
                 elif self.state != CLOSING:

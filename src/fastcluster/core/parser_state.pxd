@@ -42,6 +42,8 @@ cdef enum:
     ERROR_USER = 24
     F_CONNECTION_KEEP_ALIVE = 0x1
     F_CONNECTION_CLOSE = 0x2
+    F_CHUNKED = 0x8
+    F_TRAILING = 0x80
 
 
 # llhttp's callback for a span of the input (on_url): the span's first byte and its length.
@@ -55,6 +57,10 @@ cdef int parser_on_url(llhttp_state *state, const char *at, size_t length) noexc
 # Sets llhttp's on_chunk_extension_name and _value callbacks (httptools leaves them unset) for this parser;
 # False when their place in the settings was not confirmed.
 cdef bint hook_chunk_extensions(llhttp_state *state, span_callback name, span_callback value) noexcept
+# After a failed feed of [start, end): when llhttp refused whitespace right after a chunk extension's ";", the
+# parser is put back after the ";" and the first byte past the whitespace is returned; otherwise NULL.
+cdef const char *resume_after_extension_space(llhttp_state *state, const char *start, const char *end,
+                                              char before) noexcept
 
 
 cdef inline bint state_keeps_alive(llhttp_state *state) noexcept:

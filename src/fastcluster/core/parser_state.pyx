@@ -21,6 +21,14 @@ cdef bytes probe_seen = None
 # on_chunk_extension_name, then _value: six and seven places after on_url in llhttp 9's settings.
 cdef Py_ssize_t EXTENSION_SLOT = -1
 cdef bytes probe_extension = b""
+# llhttp's number for the state right after a chunk extension's ";", and the reasons it gives when a space or
+# a tab comes there (see resume_after_extension_space); found and checked at import.
+cdef void *AFTER_SEMICOLON = NULL
+cdef const char *SPACE_REASON = NULL
+cdef const char *TAB_REASON = NULL
+# How far past the refused byte llhttp's error position is for each (it consumes a byte it matched).
+cdef Py_ssize_t SPACE_SHIFT = 0, TAB_SHIFT = 0
+CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
 cdef llhttp_state *candidate(object parser) noexcept:
@@ -157,8 +165,7 @@ cdef bint probe_extension_slots():
     hook_chunk_extensions(candidate(parser), probe_extension_part, probe_extension_part)
     probe_extension = b""
     try:
-        parser.feed_data(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-                         b"1;ab=cd\r\nx\r\n0\r\n\r\n")
+        parser.feed_data(CHUNKED_HEAD + b"1;ab=cd\r\nx\r\n0\r\n\r\n")
     except Exception:
         pass
     if probe_extension != b"|ab|cd":
@@ -185,11 +192,124 @@ cdef int parser_on_url(llhttp_state *state, const char *at, size_t length) noexc
     return HTTPTOOLS_ON_URL(state, at, length)
 
 
+cdef const char *resume_after_extension_space(llhttp_state *state, const char *start, const char *end,
+                                              char before) noexcept:
+    """After llhttp failed on [start, end): when what it refused is whitespace right after a chunk
+    extension's ";" (BWS, which RFC 9112 §7.1.1 allows and llhttp has no leniency for), put the parser back
+    in the state it had after the ";" and return the first byte past the whitespace (end when it runs to the
+    end), from which the caller feeds on; NULL for any other failure. `before` is the byte fed before start.
+
+    Only this one refusal is undone: the error must be the one llhttp gives in a chunked body for a space or
+    a tab in that exact place, so nothing else it refuses is ever read differently."""
+    cdef const char *at = state.error_pos
+    if AFTER_SEMICOLON == NULL or at == NULL or not (state.flags & F_CHUNKED) or (state.flags & F_TRAILING):
+        return NULL
+    if state.reason == SPACE_REASON:
+        at -= SPACE_SHIFT
+        if at < start or at >= end or at[0] != c' ':
+            return NULL
+    elif state.reason == TAB_REASON:
+        at -= TAB_SHIFT
+        if at < start or at >= end or at[0] != c'\t':
+            return NULL
+    else:
+        return NULL
+    if (at[-1] if at > start else before) != c';':
+        return NULL
+    while at < end and (at[0] == c' ' or at[0] == c'\t'):
+        at += 1
+    state.error = 0
+    state.reason = NULL
+    state.error_pos = NULL
+    state._span_pos0 = NULL  # a tab had begun the name's span; the state after ";" has none open
+    state._current = AFTER_SEMICOLON
+    return at
+
+
+class _Body:
+    def __init__(self):
+        self.body = b""
+        self.complete = False
+
+    def on_body(self, body):
+        self.body += body
+
+    def on_message_complete(self):
+        self.complete = True
+
+
+cdef Py_ssize_t whitespace_shift(bytes data, const char **reason):
+    """Feed data, which ends in a byte llhttp refuses, to a new parser: how far past that byte llhttp's error
+    position lies (0 or 1: a byte it matched is consumed), or -1; and the error's reason."""
+    parser = HttpRequestParser(_Body())
+    try:
+        parser.feed_data(data)
+    except Exception:
+        pass
+    cdef llhttp_state *state = candidate(parser)
+    if state.error == 0 or state.error_pos == NULL:
+        return -1
+    cdef Py_ssize_t shift = state.error_pos - (<const char *>data + len(data) - 1)
+    reason[0] = state.reason
+    return shift if 0 <= shift <= 1 else -1
+
+
+cdef bint probe_extension_space():
+    """Learn the state after a chunk extension's ";" and llhttp's reasons for whitespace there, then check
+    that resume_after_extension_space lets `5; a=b` and `5;\t a=b` through, sent whole and split around the
+    whitespace, with the body, the extension's name and value and the end of the message intact."""
+    global AFTER_SEMICOLON, SPACE_REASON, TAB_REASON, SPACE_SHIFT, TAB_SHIFT, probe_extension
+    parser = HttpRequestParser(_Body())
+    parser.feed_data(CHUNKED_HEAD + b"5;")
+    cdef llhttp_state *state = candidate(parser)
+    cdef const char *data
+    cdef const char *end
+    cdef const char *at
+    cdef Py_ssize_t cut
+    cdef char before
+    AFTER_SEMICOLON = state._current
+    SPACE_SHIFT = whitespace_shift(CHUNKED_HEAD + b"5; ", &SPACE_REASON)
+    TAB_SHIFT = whitespace_shift(CHUNKED_HEAD + b"5;\t", &TAB_REASON)
+    if SPACE_SHIFT < 0 or TAB_SHIFT < 0 or SPACE_REASON == TAB_REASON:
+        return False
+    for chunk in (b"5; a=b\r\nhello\r\n0\r\n\r\n", b"5;\t a=b\r\nhello\r\n0\r\n\r\n"):
+        for cut in range(len(chunk)):
+            protocol = _Body()
+            parser = HttpRequestParser(protocol)
+            state = candidate(parser)
+            hook_chunk_extensions(state, probe_extension_part, probe_extension_part)
+            probe_extension = b""
+            before = 0
+            for piece in (CHUNKED_HEAD + chunk[:cut], chunk[cut:]):
+                data = piece
+                end = data + len(piece)
+                at = data
+                while at < end:
+                    try:
+                        parser.feed_data(memoryview(piece)[at - data:])
+                        before = data[len(piece) - 1]
+                        break
+                    except Exception:
+                        at = resume_after_extension_space(state, at, end, before)
+                        if at == NULL:
+                            return False
+                        before = c';'
+            # (the hooks see a name or value cut by the split in two pieces)
+            if protocol.body != b"hello" or not protocol.complete or probe_extension.replace(b"|", b"") != b"ab":
+                return False
+    return True
+
+
 LAYOUT_OK = os.environ.get("FASTCLUSTER_PARSER_API") != "1" and probe_layout()
 if not (LAYOUT_OK and probe_url_hook()):
     URL_SLOT = -1
 elif not probe_extension_slots():
     EXTENSION_SLOT = -1
+try:
+    if not (EXTENSION_SLOT >= 0 and probe_extension_space()):
+        AFTER_SEMICOLON = NULL
+except Exception:  # another llhttp that refuses the probe's own input: whitespace there stays refused
+    AFTER_SEMICOLON = NULL
 
 
 def layout_ok() -> bool:
@@ -199,6 +319,11 @@ def layout_ok() -> bool:
 def extensions_hooked() -> bool:
     """True when empty chunk extension names and values are refused."""
     return EXTENSION_SLOT >= 0
+
+
+def extension_space_allowed() -> bool:
+    """True when whitespace after a chunk extension's ";" is taken (`5; a=b`), as RFC 9112 allows."""
+    return AFTER_SEMICOLON != NULL
 
 
 def url_hooked() -> bool:
