@@ -122,7 +122,7 @@ def kernel_tls() -> tuple[bool, str]:
             client.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
         except OSError as exc:
             if exc.errno == errno.ENOENT:
-                return False, "the kernel offers no tls module (modprobe tls)"
+                return False, "the kernel offers no tls module; modprobe tls"
             return False, f"the kernel refuses the tls module ({exc.strerror})"
         finally:
             listener.accept()[0].close()
