@@ -459,3 +459,26 @@ def test_the_built_in_websocket_echo_runs_over_tls(serve, tls_files):
                 assert await ws.recv() == message
 
     asyncio.run(talk())
+
+
+def test_decrypted_bytes_left_in_openssl_after_a_full_read_are_not_forgotten(serve, tls_files):
+    """The request reaches the socket whole while the worker is stopped: a head record, then seven 10000-byte
+    records of body. The first read fills the 64 KiB buffer partway through the seventh record, whose tail
+    stays decrypted inside OpenSSL with nothing left in the socket for epoll to report."""
+    import signal
+
+    server = tls_serve(serve, tls_files)
+    body = os.urandom(70000)
+    with tls_connect(server.port, tls_client_context(tls_files)) as sock:
+        sock.sendall(GET)
+        read_responses(sock, 1)  # the handshake is done: what follows is only records
+        worker = server.workers()[0]
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(body))
+            for start in range(0, len(body), 10000):
+                sock.sendall(body[start:start + 10000])
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        status, _, echoed = read_responses(sock, 1, timeout=5)[0]
+        assert status == 200 and echoed == body
