@@ -4,10 +4,12 @@ another, the same ECDSA P-256 certificate, and the cipher pinned for all of them
 OpenSSL configuration wrk reads): TLS 1.3 offering only TLS_AES_128_GCM_SHA256, and TLS 1.2 offering only
 ECDHE-ECDSA-AES128-GCM-SHA256. Measured with wrk over keep-alive connections and with a new connection (a
 full handshake: wrk resumes no session) per request. Prints the server's CPU time per request (user +
-system of all its processes, from /proc, over the requests wrk counted), the negotiated version and cipher,
-and the ratios the targets are set on.
+system of all its processes, from /proc, over the requests wrk counted; the median of --rounds runs taken
+in turn across the servers, which all run at once, so that a busy spell of the machine does not fall on
+one server only), the negotiated version and cipher, and the ratios the targets are set on.
 
-    python benchmarks/tls.py [--seconds 4] [--cpu 1] [--client-cpu 0] [--versions 1.3,1.2] [--only NAME,...]
+    python benchmarks/tls.py [--seconds 3] [--rounds 3] [--cpu 1] [--client-cpu 0] [--versions 1.3,1.2]
+                             [--only NAME,...]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -186,7 +189,9 @@ def measure(port: int, pids: list[int], seconds: int, client_cpu: int, new_conne
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=3, help="length of each wrk run (default 3)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs per server and mode, taken in turn across servers; the median counts")
     parser.add_argument("--cpu", type=int, default=1, help="the CPU the servers run on")
     parser.add_argument("--client-cpu", type=int, default=0, help="the CPU wrk runs on")
     parser.add_argument("--versions", default="1.3,1.2", help="TLS versions to measure (default 1.3,1.2)")
@@ -196,42 +201,60 @@ def main() -> None:
         sys.exit("wrk not found")
     work = Path(tempfile.mkdtemp(prefix="fastcluster-tls-bench-"))
     cert, key = certificate(work)
-    chosen = args.only.split(",") if args.only else list(SERVERS)
-    results: dict[tuple[str, str, str], float] = {}
-    for version in args.versions.split(","):
-        client_config = work / f"client-{version}.cnf"
-        client_config.write_text(CLIENT_CONFIG.format(version=version))
-        env = {**os.environ, "OPENSSL_CONF": str(client_config)}
-        for name in chosen:
+    running: dict[str, tuple[int, subprocess.Popen]] = {}
+    try:
+        for name in args.only.split(",") if args.only else list(SERVERS):
             needs, start = SERVERS[name]
             if why := missing(needs):
                 print(f"{name:22} skipped: {why}")
                 continue
             port = free_port()
             launch = start(port, cert, key, work)
-            process = subprocess.Popen(["taskset", "-c", str(args.cpu), *launch.command], cwd=launch.cwd,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                wait_ready(port)
-                pids = process_tree(process.pid)
-                cipher = negotiated(port, env)
-                for label, new in (("keep-alive", False), ("handshake", True)):
-                    rate, cpu = measure(port, pids, args.seconds, args.client_cpu, new, env)
-                    results[version, label, name] = cpu
-                    print(f"{name:22} {cipher:32} {label:10} {rate:9.0f} req/s {cpu:8.1f} µs CPU/request",
-                          flush=True)
-            finally:
-                process.terminate()
-                process.wait(15)
-        for label in ("keep-alive", "handshake"):
-            for first, second, target in TARGETS:
-                if (version, label, first) in results and (version, label, second) in results:
-                    ratio = results[version, label, first] / results[version, label, second]
-                    verdict = ""
-                    if target is not None:
-                        verdict = f" (target ≤ {target:.2f}: {'met' if ratio <= target else 'missed'})"
-                    print(f"TLS {version} {label:10} {first} / {second}: {ratio:.2f}×{verdict}")
+            running[name] = port, subprocess.Popen(["taskset", "-c", str(args.cpu), *launch.command],
+                                                   cwd=launch.cwd, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL)
+            wait_ready(port)
+        for version in args.versions.split(","):
+            client_config = work / f"client-{version}.cnf"
+            client_config.write_text(CLIENT_CONFIG.format(version=version))
+            measure_version(version, running, args, {**os.environ, "OPENSSL_CONF": str(client_config)})
+    finally:
+        for _, process in running.values():
+            process.terminate()
+            process.wait(15)
     shutil.rmtree(work)
+
+
+def measure_version(version: str, running: dict[str, tuple[int, subprocess.Popen]], args: argparse.Namespace,
+                    env: dict[str, str]) -> None:
+    ciphers = {name: negotiated(port, env) for name, (port, _) in running.items()}
+    served = [name for name in running if ciphers[name] != "handshake failed"]
+    for name in running:
+        if name not in served:
+            print(f"{name:22} TLS {version} with the pinned cipher: handshake failed, not measured")
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for _ in range(args.rounds):
+        for name in served:
+            port, process = running[name]
+            pids = process_tree(process.pid)
+            for label, new in (("keep-alive", False), ("handshake", True)):
+                samples.setdefault((name, label), []).append(
+                    measure(port, pids, args.seconds, args.client_cpu, new, env))
+    cpu: dict[tuple[str, str], float] = {}
+    for (name, label), runs in samples.items():
+        rate = statistics.median(run[0] for run in runs)
+        cpu[name, label] = statistics.median(run[1] for run in runs)
+        spread = ", ".join(f"{run[1]:.1f}" for run in runs)
+        print(f"{name:22} {ciphers[name]:37} {label:10} {rate:9.0f} req/s {cpu[name, label]:8.1f} µs "
+              f"CPU/request (runs: {spread})", flush=True)
+    for label in ("keep-alive", "handshake"):
+        for first, second, target in TARGETS:
+            if (first, label) in cpu and (second, label) in cpu:
+                ratio = cpu[first, label] / cpu[second, label]
+                verdict = ""
+                if target is not None:
+                    verdict = f" (target ≤ {target:.2f}: {'met' if ratio <= target else 'missed'})"
+                print(f"TLS {version} {label:10} {first} / {second}: {ratio:.2f}×{verdict}")
 
 
 if __name__ == "__main__":

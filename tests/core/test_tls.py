@@ -482,3 +482,13 @@ def test_decrypted_bytes_left_in_openssl_after_a_full_read_are_not_forgotten(ser
             os.kill(worker, signal.SIGCONT)
         status, _, echoed = read_responses(sock, 1, timeout=5)[0]
         assert status == 200 and echoed == body
+
+
+def test_sessions_are_not_stored_per_worker(serve, tls_files, tmp_path):
+    """Resumption is by tickets, which every worker opens; a TLS 1.2 client asking for none offers a
+    session id that no worker stored (as nginx by default), and gets a full handshake."""
+    server = tls_serve(serve, tls_files)
+    session = str(tmp_path / "session.pem")
+    assert "New, " in s_client(server.port, "-tls1_2", "-no_ticket", "-sess_out", session)
+    again = s_client(server.port, "-tls1_2", "-no_ticket", "-sess_in", session)
+    assert "New, " in again and "HTTP/1.1 200" in again, again

@@ -53,6 +53,8 @@ cdef extern from "<openssl/ssl.h>" nogil:
         TLS1_3_VERSION
         TLSEXT_NAMETYPE_host_name
         X509_V_OK
+        SSL_SESS_CACHE_SERVER
+        SSL_SESS_CACHE_NO_INTERNAL
 
     unsigned long long SSL_OP_NO_RENEGOTIATION
     unsigned long long SSL_OP_NO_COMPRESSION
@@ -79,6 +81,7 @@ cdef extern from "<openssl/ssl.h>" nogil:
     void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, void *callback)
     void SSL_CTX_set_alpn_select_cb(SSL_CTX *ctx, alpn_select_cb cb, void *arg)
     int SSL_CTX_set_session_id_context(SSL_CTX *ctx, const unsigned char *sid_ctx, unsigned int sid_ctx_len)
+    long SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode)
     int SSL_CTX_set_tlsext_ticket_key_evp_cb(SSL_CTX *ctx, ticket_key_cb cb)
     int SSL_CTX_set_app_data(SSL_CTX *ctx, void *arg)
     void *SSL_CTX_get_app_data(const SSL_CTX *ctx)

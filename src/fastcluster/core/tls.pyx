@@ -195,6 +195,10 @@ cdef class TlsContext:
             raise TlsError("verifying client certificates needs CA certificates (--ssl-ca-certs)")
         SSL_CTX_set_verify(self.ctx, CERT_REQS[cert_reqs], NULL)
         SSL_CTX_set_alpn_select_cb(self.ctx, select_alpn, NULL)
+        # Resumption is by tickets, which every worker opens: no per-worker store of sessions (as nginx by
+        # default), whose inserts and expiry cost every full TLS 1.2 handshake and which only the same
+        # worker could use.
+        SSL_CTX_set_session_cache_mode(self.ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL)
         SSL_CTX_set_session_id_context(self.ctx, <const unsigned char *>PyBytes_AS_STRING(SESSION_CONTEXT),
                                        PyBytes_GET_SIZE(SESSION_CONTEXT))
         if ticket_keys is not None:
