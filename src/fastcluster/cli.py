@@ -246,6 +246,12 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                      help="oldest TLS version accepted (default TLSv1.2)")
     tls.add_argument("--ssl-sni", action="append", default=[], metavar="NAME=CERT:KEY",
                      help="serve this certificate to clients asking for NAME (repeatable; *.domain too)")
+    tls.add_argument("--ssl-ticket-key-lifetime", type=positive_float, default=12 * 3600.0, metavar="SECONDS",
+                     help="how long a session ticket key opens tickets; a new key seals them every half of "
+                     "it (default 43200: 12 h)")
+    tls.add_argument("--ssl-ktls", action=argparse.BooleanOptionalAction, default=True,
+                     help="let the kernel encrypt (kernel TLS, sendfile for files) where it offers it "
+                     "(default on)")
     limits = serve.add_argument_group("limits and timeouts")
     defaults = Limits()
     limits.add_argument("--max-request-line", type=size, default=defaults.max_request_line, metavar="BYTES")
@@ -326,6 +332,9 @@ def add_control_commands(commands: argparse._SubParsersAction) -> None:
     scale.add_argument("workers", type=scale_count, help="N, +N or -N")
     stop = commands.add_parser("stop", help="stop the server gracefully")
     control_options(stop)
+    rotate = commands.add_parser("rotate-ticket-keys", help="seal TLS session tickets with a new key now "
+                                 "(tickets of the key before still resume; twice: none of the old ones)")
+    control_options(rotate)
 
 
 def scale_count(text: str) -> str:
@@ -464,7 +473,8 @@ def serve_config(args: argparse.Namespace) -> Config:
 def tls_config(args: argparse.Namespace) -> TlsSettings | None:
     """The TLS settings, checked now (a bad certificate or key is one line and exit 2, before forking)."""
     if args.ssl_certfile is None:
-        defaults = {"ssl_cert_reqs": "none", "ssl_min_version": "TLSv1.2", "ssl_sni": []}
+        defaults = {"ssl_cert_reqs": "none", "ssl_min_version": "TLSv1.2", "ssl_sni": [],
+                    "ssl_ticket_key_lifetime": 12 * 3600.0, "ssl_ktls": True}
         others = [name for name in vars(args)
                   if name.startswith("ssl_") and getattr(args, name) != defaults.get(name)]
         if others:
@@ -479,7 +489,8 @@ def tls_config(args: argparse.Namespace) -> TlsSettings | None:
     settings = TlsSettings(certfile=args.ssl_certfile, keyfile=args.ssl_keyfile,
                            password=args.ssl_keyfile_password, ca_certs=args.ssl_ca_certs,
                            cert_reqs=args.ssl_cert_reqs, ciphers=args.ssl_ciphers,
-                           min_version=args.ssl_min_version, sni=sni)
+                           min_version=args.ssl_min_version, sni=sni,
+                           ticket_key_lifetime=args.ssl_ticket_key_lifetime, ktls=args.ssl_ktls)
     problem = check_tls(settings)
     if problem:
         raise ConfigError(f"TLS: {problem}")
@@ -576,7 +587,8 @@ def until_interrupted(command: Callable[[], None]) -> int:
 
 
 def control_command(args: argparse.Namespace) -> int:
-    """status, reload, scale, stop: one request on the control socket; exit 1 if it failed."""
+    """status, reload, scale, stop, rotate-ticket-keys: one request on the control socket; exit 1 if it
+    failed."""
     message: dict = {"command": args.command}
     try:
         path = args.control or find_control_path(args.port, args.host)

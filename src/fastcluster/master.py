@@ -38,6 +38,7 @@ from fastcluster.log_file import Collector, LogFile
 from fastcluster.metrics import render_metrics
 from fastcluster.notify import Notifier
 from fastcluster.oneshot import Client
+from fastcluster.tls import kernel_tls_line
 
 log = logging.getLogger("fastcluster.master")
 
@@ -136,6 +137,8 @@ class Master:
         self.stop_requested = False  # asked through the control socket
         self.notifier = Notifier()  # systemd, when $NOTIFY_SOCKET is set
         self.ready_notified = False
+        self.ticket_keys_rotated = time.monotonic()  # when the current session ticket key began sealing
+        self.kernel_tls = ""  # what the start line said of kernel TLS
 
     # ---- life cycle ----
 
@@ -167,6 +170,9 @@ class Master:
                  if self.admin else "")
         if config.unpinned:
             log.info("workers not pinned to CPUs: %s", config.unpinned)
+        if config.tls:
+            self.kernel_tls = kernel_tls_line(config.tls)
+            log.info("TLS: %s", self.kernel_tls)
         for index in range(config.workers):
             self.slots[index] = Slot(index, config.cpu_for(index))
             self.spawn(self.slots[index])
@@ -466,10 +472,19 @@ class Master:
             self.check_heartbeat(current, record, now)
         self.advance_reload()
         self.advance_removals()
+        if self.config.tls and now - self.ticket_keys_rotated >= self.config.tls.ticket_key_lifetime / 2:
+            self.rotate_ticket_keys("its half-lifetime passed")
         if not self.reloads and self.replacing is None:
             self.check_recycling()
         self.answer_waiters()
         self.notify_progress()
+
+    def rotate_ticket_keys(self, why: str) -> int:
+        """A new session ticket key for every worker (they read it from shared memory)."""
+        self.ticket_keys_rotated = time.monotonic()
+        generation = self.config.tls.ticket_keys.rotate()
+        log.info("TLS session ticket keys rotated (%s): generation %d", why, generation)
+        return generation
 
     def notify_progress(self) -> None:
         """systemd: READY=1 once every slot's worker serves (or, after one served, could not start), then
@@ -677,6 +692,13 @@ class Master:
             reload = self.start_reload("control socket")
             self.waiters.append((client, lambda: reload.result and {"ok": reload.result[0],
                                                                     "message": reload.result[1]}))
+        elif command == "rotate-ticket-keys":
+            if not self.config.tls:
+                self.control.answer(client, {"ok": False, "error": "this server serves no https"})
+                return
+            generation = self.rotate_ticket_keys("control socket")
+            self.control.answer(client, {"ok": True,
+                                         "message": f"session ticket keys: generation {generation}"})
         elif command == "scale":
             workers = message.get("workers")
             if not isinstance(workers, int) or workers < 1:
@@ -765,6 +787,8 @@ class Master:
                 "addresses": self.balancer.addresses(), "workers": self.target, "reloads": self.reloads_done,
                 "restarts": sum(slot.restarts for slot in self.slots.values()), "control": self.control_path,
                 "log_file": self.collector.log_file.path if self.collector else None,
+                "tls": {"ticket_key_generation": self.config.tls.ticket_keys.generation,
+                        "kernel_tls": self.kernel_tls} if self.config.tls else None,
             },
             "workers": rows,
             "slots": slots,

@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from tests.conftest import free_port, read_responses, tls_client_context
+from fastcluster.tls import kernel_tls
+from tests.conftest import free_port, read_responses, tls_client_context, wait_until
 
 GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
@@ -129,6 +130,145 @@ def test_sessions_resume_on_every_worker(serve, tls_files, tmp_path, version):
     for _ in range(6):  # reuseport spreads new connections over both workers
         again = s_client(server.port, version, "-sess_in", session)
         assert "Reused, " in again and "HTTP/1.1 200" in again, again
+
+
+def control_path() -> str:
+    import tempfile
+
+    return os.path.join(tempfile.mkdtemp(prefix="fc-tls-"), "control.sock")  # short: Unix paths ≤ 107 bytes
+
+
+def control(path: str, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastcluster", *command, "--control", path],
+                          capture_output=True, text=True, timeout=30)
+
+
+def tls_status(path: str) -> dict:
+    done = control(path, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["master"]["tls"]
+
+
+def resume(port: int, context: ssl.SSLContext, session: ssl.SSLSession | None = None):
+    """One request on a new connection offering `session`: whether it resumed, and the session (with the
+    latest ticket the server sent) to offer next."""
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                             server_hostname="localhost", session=session) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert read_to_end(sock).startswith(b"HTTP/1.1 200")  # TLS 1.3 tickets arrive with the answer
+        return sock.session_reused, sock.session
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_a_ticket_resumes_after_one_key_rotation_and_not_after_two(serve, tls_files, version):
+    """Workers read the keys the master rotates from shared memory: after one rotation the key before still
+    opens tickets (on every worker) and the resumed session gets a ticket under the new key; after a second
+    rotation the first key aged out."""
+    path = control_path()
+    server = tls_serve(serve, tls_files, "--control", path, workers=2)
+    context = tls_client_context(tls_files)
+    context.maximum_version = version
+    reused, old = resume(server.port, context)
+    assert not reused
+    rotated = control(path, "rotate-ticket-keys")
+    assert rotated.returncode == 0 and "generation 1" in rotated.stdout, rotated.stderr
+    for _ in range(4):  # reuseport spreads new connections over both workers
+        assert resume(server.port, context, old)[0]
+    reused, renewed = resume(server.port, context, old)
+    assert reused
+    assert control(path, "rotate-ticket-keys").returncode == 0
+    assert not resume(server.port, context, old)[0]
+    assert resume(server.port, context, renewed)[0]
+    assert tls_status(path)["ticket_key_generation"] == 2
+
+
+def test_a_ticket_resumes_on_the_workers_of_a_reload(serve, tls_files, tmp_path):
+    path = control_path()
+    server = tls_serve(serve, tls_files, "--control", path)
+    session = str(tmp_path / "session.pem")
+    assert "New, " in s_client(server.port, "-sess_out", session)
+    before = server.workers()
+    assert control(path, "reload").returncode == 0
+    assert not set(server.workers()) & set(before)
+    assert "Reused, " in s_client(server.port, "-sess_in", session)
+
+
+def test_ticket_keys_rotate_every_half_lifetime(serve, tls_files, tmp_path):
+    path = control_path()
+    server = tls_serve(serve, tls_files, "--control", path, "--ssl-ticket-key-lifetime", "0.4")
+    session = str(tmp_path / "session.pem")
+    assert "New, " in s_client(server.port, "-sess_out", session)
+    sealed_by = tls_status(path)["ticket_key_generation"]  # the ticket's key is this one or older
+    assert wait_until(lambda: tls_status(path)["ticket_key_generation"] >= sealed_by + 2, timeout=20)
+    assert "New, " in s_client(server.port, "-sess_in", session)
+    server.stop()
+    assert "TLS session ticket keys rotated (its half-lifetime passed)" in server.read_output()
+
+
+def test_rotating_ticket_keys_needs_https(serve):
+    path = control_path()
+    serve("--control", path)
+    refused = control(path, "rotate-ticket-keys")
+    assert refused.returncode == 1 and "serves no https" in refused.stderr
+
+
+def test_kernel_tls_state_is_one_line_at_start_and_in_the_status(serve, tls_files):
+    usable, why = kernel_tls()
+    path = control_path()
+    server = tls_serve(serve, tls_files, "--control", path)
+    state = tls_status(path)["kernel_tls"]
+    assert state.startswith("kernel TLS on" if usable else f"kernel TLS unavailable ({why})")
+    server.stop()
+    assert f"TLS: {state}" in server.read_output()
+    switched_off = tls_serve(serve, tls_files, "--no-ssl-ktls", "--control", path)
+    assert tls_status(path)["kernel_tls"].startswith("kernel TLS off (--no-ssl-ktls)")
+    switched_off.stop()
+
+
+def aes_gcm_context(tls_files, version: ssl.TLSVersion) -> ssl.SSLContext:
+    """A client taking only AES-GCM, the records the kernel can encrypt (TLS 1.3 suites are all AEAD;
+    OpenSSL's server prefers AES-256-GCM among them)."""
+    context = tls_client_context(tls_files)
+    context.minimum_version = context.maximum_version = version
+    context.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+    return context
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_files_over_aes_gcm_arrive_whole_with_or_without_kernel_tls(serve, tls_files, tmp_path, version):
+    """AES-GCM is what the kernel can take over; where it cannot (no tls module), the worker encrypts."""
+    data = os.urandom(3 << 20)
+    (tmp_path / "big.bin").write_bytes(data)
+    server = tls_serve(serve, tls_files, "--static", str(tmp_path))
+    with tls_connect(server.port, aes_gcm_context(tls_files, version)) as sock:
+        assert "GCM" in sock.cipher()[0]
+        for _ in range(2):
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            status, _, body = read_responses(sock, 1, timeout=20)[0]
+            assert status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+
+
+@pytest.mark.skipif(not kernel_tls()[0], reason=f"kernel TLS unavailable here: {kernel_tls()[1]}")
+def test_kernel_tls_sends_files_by_sendfile(serve, tls_files, tmp_path):
+    """Where the kernel takes AES-GCM records, a static file leaves by sendfile: the worker reads none of
+    it (its read syscalls stay far below one per 16 KiB record)."""
+    data = os.urandom(8 << 20)
+    (tmp_path / "big.bin").write_bytes(data)
+    path = control_path()
+    server = tls_serve(serve, tls_files, "--static", str(tmp_path), "--control", path)
+    assert tls_status(path)["kernel_tls"].startswith("kernel TLS on")
+    worker = server.workers()[0]
+    reads_before = proc_io(worker)["syscr"]
+    with tls_connect(server.port, aes_gcm_context(tls_files, ssl.TLSVersion.TLSv1_2)) as sock:
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        status, _, body = read_responses(sock, 1, timeout=20)[0]
+    assert status == 200 and body == data
+    assert proc_io(worker)["syscr"] - reads_before < len(data) // 16384 // 2
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    with open(f"/proc/{pid}/io") as handle:
+        return {name: int(value) for name, value in (line.split(": ") for line in handle)}
 
 
 def test_minimum_version_and_ciphers(serve, tls_files):
@@ -319,3 +459,36 @@ def test_the_built_in_websocket_echo_runs_over_tls(serve, tls_files):
                 assert await ws.recv() == message
 
     asyncio.run(talk())
+
+
+def test_decrypted_bytes_left_in_openssl_after_a_full_read_are_not_forgotten(serve, tls_files):
+    """The request reaches the socket whole while the worker is stopped: a head record, then seven 10000-byte
+    records of body. The first read fills the 64 KiB buffer partway through the seventh record, whose tail
+    stays decrypted inside OpenSSL with nothing left in the socket for epoll to report."""
+    import signal
+
+    server = tls_serve(serve, tls_files)
+    body = os.urandom(70000)
+    with tls_connect(server.port, tls_client_context(tls_files)) as sock:
+        sock.sendall(GET)
+        read_responses(sock, 1)  # the handshake is done: what follows is only records
+        worker = server.workers()[0]
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(body))
+            for start in range(0, len(body), 10000):
+                sock.sendall(body[start:start + 10000])
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        status, _, echoed = read_responses(sock, 1, timeout=5)[0]
+        assert status == 200 and echoed == body
+
+
+def test_sessions_are_not_stored_per_worker(serve, tls_files, tmp_path):
+    """Resumption is by tickets, which every worker opens; a TLS 1.2 client asking for none offers a
+    session id that no worker stored (as nginx by default), and gets a full handshake."""
+    server = tls_serve(serve, tls_files)
+    session = str(tmp_path / "session.pem")
+    assert "New, " in s_client(server.port, "-tls1_2", "-no_ticket", "-sess_out", session)
+    again = s_client(server.port, "-tls1_2", "-no_ticket", "-sess_in", session)
+    assert "New, " in again and "HTTP/1.1 200" in again, again

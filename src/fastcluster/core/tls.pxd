@@ -26,6 +26,12 @@ cdef extern from "<openssl/ssl.h>" nogil:
     ctypedef int (*alpn_select_cb)(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                                    const unsigned char *in_, unsigned int inlen, void *arg)
     ctypedef int (*servername_cb)(SSL *ssl, int *alert, void *arg)
+    ctypedef struct EVP_CIPHER_CTX:
+        pass
+    ctypedef struct EVP_MAC_CTX:
+        pass
+    ctypedef int (*ticket_key_cb)(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cipher,
+                                  EVP_MAC_CTX *mac, int encrypt)
 
     enum:
         SSL_ERROR_NONE
@@ -46,13 +52,15 @@ cdef extern from "<openssl/ssl.h>" nogil:
         TLS1_2_VERSION
         TLS1_3_VERSION
         TLSEXT_NAMETYPE_host_name
-        SSL_CTRL_SET_TLSEXT_TICKET_KEYS
         X509_V_OK
+        SSL_SESS_CACHE_SERVER
+        SSL_SESS_CACHE_NO_INTERNAL
 
     unsigned long long SSL_OP_NO_RENEGOTIATION
     unsigned long long SSL_OP_NO_COMPRESSION
     unsigned long long SSL_OP_CIPHER_SERVER_PREFERENCE
     unsigned long long SSL_OP_IGNORE_UNEXPECTED_EOF
+    unsigned long long SSL_OP_ENABLE_KTLS
     long SSL_MODE_ENABLE_PARTIAL_WRITE
     long SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
     long SSL_MODE_RELEASE_BUFFERS
@@ -73,7 +81,13 @@ cdef extern from "<openssl/ssl.h>" nogil:
     void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, void *callback)
     void SSL_CTX_set_alpn_select_cb(SSL_CTX *ctx, alpn_select_cb cb, void *arg)
     int SSL_CTX_set_session_id_context(SSL_CTX *ctx, const unsigned char *sid_ctx, unsigned int sid_ctx_len)
-    long SSL_CTX_ctrl(SSL_CTX *ctx, int cmd, long larg, void *parg)
+    long SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode)
+    int SSL_CTX_set_tlsext_ticket_key_evp_cb(SSL_CTX *ctx, ticket_key_cb cb)
+    int SSL_CTX_set_app_data(SSL_CTX *ctx, void *arg)
+    void *SSL_CTX_get_app_data(const SSL_CTX *ctx)
+    SSL_CTX *SSL_get_SSL_CTX(const SSL *ssl)
+    BIO *SSL_get_wbio(const SSL *ssl)
+    ssize_t SSL_sendfile(SSL *ssl, int fd, long offset, size_t size, int flags)
     void SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, servername_cb cb)
     void SSL_CTX_set_tlsext_servername_arg(SSL_CTX *ctx, void *arg)
     int SSL_select_next_proto(unsigned char **out, unsigned char *outlen, const unsigned char *server,
@@ -131,16 +145,36 @@ cdef extern from "<openssl/bio.h>" nogil:
     BIO *BIO_new(const BIO_METHOD *method)
     int BIO_free(BIO *bio)
     long BIO_get_mem_data(BIO *bio, char **data)
+    int BIO_get_ktls_send(BIO *bio)
+
+
+cdef extern from "<openssl/evp.h>" nogil:
+    ctypedef struct EVP_CIPHER:
+        pass
+    ctypedef struct ENGINE:
+        pass
+    const EVP_CIPHER *EVP_aes_256_cbc()
+    int EVP_EncryptInit_ex(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, ENGINE *engine,
+                           const unsigned char *key, const unsigned char *iv)
+    int EVP_DecryptInit_ex(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, ENGINE *engine,
+                           const unsigned char *key, const unsigned char *iv)
+
+
+cdef extern from "<openssl/rand.h>" nogil:
+    int RAND_bytes(unsigned char *buf, int num)
 
 
 cdef class TlsContext:
     cdef:
         SSL_CTX *ctx
         bytes password
+        # The session ticket keys, in memory the master shares with every worker and rotates.
+        object ticket_keys
         # SNI: other certificates by lower-cased server name ("*.example.com" for a wildcard).
         dict by_name
 
     cdef TlsTransport transport(self, int fd)
+    cdef void use_ticket_keys(self, ticket_keys) except *
 
 
 cdef class TlsTransport(Transport):

@@ -2,11 +2,12 @@
 # certificate and the server's TLS settings (built in each worker at boot, so a reload reads renewed files);
 # a TlsTransport is one connection's SSL object driving the non-blocking socket: the handshake happens
 # inside the first reads, WANT_READ/WANT_WRITE become EAGAIN (and, for a read that must write first,
-# EPOLLOUT interest), files are read and encrypted here since sendfile cannot encrypt, and close sends
-# close_notify.
+# EPOLLOUT interest), files go out by sendfile when kernel TLS encrypts, else are read and encrypted here,
+# and close sends close_notify. Session tickets are sealed with the keys the master shares and rotates.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, ECONNRESET, EPIPE, errno
-from libc.string cimport memcpy, strlen
+from libc.stdint cimport uint64_t
+from libc.string cimport memcmp, memcpy, strlen
 from posix.unistd cimport pread
 
 from fastcluster.core.syscalls cimport EPOLLOUT, MSG_NOSIGNAL, SHUT_WR, iovec, recv, send, shutdown
@@ -14,9 +15,29 @@ from fastcluster.core.syscalls cimport EPOLLOUT, MSG_NOSIGNAL, SHUT_WR, iovec, r
 cdef extern from *:
     """
     #include <errno.h>
+    #include <openssl/core_names.h>
+    #include <openssl/params.h>
     static inline void fastcluster_set_errno(int value) { errno = value; }
+    static inline int fastcluster_ticket_mac(EVP_MAC_CTX *mac, unsigned char *key) {
+        OSSL_PARAM params[3];
+        params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key, 32);
+        params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+        params[2] = OSSL_PARAM_construct_end();
+        return EVP_MAC_CTX_set_params(mac, params);
+    }
+    static inline uint64_t fastcluster_load_generation(const unsigned char *ring) {
+        return __atomic_load_n((const uint64_t *)ring, __ATOMIC_ACQUIRE);
+    }
+    #ifdef OPENSSL_NO_KTLS
+    #define FASTCLUSTER_OPENSSL_KTLS 0
+    #else
+    #define FASTCLUSTER_OPENSSL_KTLS 1
+    #endif
     """
     void set_errno "fastcluster_set_errno"(int value) nogil
+    int ticket_mac "fastcluster_ticket_mac"(EVP_MAC_CTX *mac, unsigned char *key) nogil
+    uint64_t load_generation "fastcluster_load_generation"(const unsigned char *ring) nogil
+    int OPENSSL_KTLS "FASTCLUSTER_OPENSSL_KTLS"
 
 # One TLS record's plaintext at most: a file is read and encrypted a record at a time.
 DEF RECORD = 16384
@@ -30,8 +51,18 @@ cdef bytes SESSION_CONTEXT = b"fastcluster"
 MIN_VERSIONS = {"TLSv1.2": TLS1_2_VERSION, "TLSv1.3": TLS1_3_VERSION}
 CERT_REQS = {"none": SSL_VERIFY_NONE, "optional": SSL_VERIFY_PEER,
              "required": SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT}
-#: The size OpenSSL expects of session ticket keys: a 16-byte name, a 32-byte HMAC key, a 32-byte AES key.
-TICKET_KEYS_SIZE = 80
+# Session ticket keys, as tls.TicketKeys lays them out in shared memory: the generation (a uint64), then
+# TICKET_KEY_SLOTS keys; generation g is in slot g % TICKET_KEY_SLOTS. A key is a 16-byte name, a 32-byte
+# HMAC-SHA256 key and a 32-byte AES-256 key.
+cdef enum:
+    KEY_SIZE = 80
+    KEY_SLOTS = 3
+    KEYS_ACCEPTED = 2  # generations that open tickets: the current one and the one before
+TICKET_KEY_SIZE = KEY_SIZE
+TICKET_KEY_SLOTS = KEY_SLOTS
+TICKET_KEYS_ACCEPTED = KEYS_ACCEPTED
+#: Whether the linked OpenSSL was built with kernel TLS.
+OPENSSL_HAS_KTLS = bool(OPENSSL_KTLS)
 # What a plain-HTTP request on a TLS port is answered with (as nginx does), before the connection closes.
 cdef bytes PLAIN_HTTP_ANSWER = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 46\r\nConnection: close\r\n\r\n"
@@ -91,11 +122,44 @@ cdef int choose_certificate(SSL *ssl, int *alert, void *arg) noexcept with gil:
     return SSL_TLSEXT_ERR_OK
 
 
+cdef inline const unsigned char *ticket_key(const unsigned char *ring, uint64_t generation) noexcept nogil:
+    return ring + 8 + (generation % KEY_SLOTS) * KEY_SIZE
+
+
+cdef int seal_ticket(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cipher,
+                     EVP_MAC_CTX *mac, int encrypt) noexcept nogil:
+    """Session tickets: sealed with the current generation's key; opened with the current one or the one
+    before (then 2: OpenSSL issues a fresh ticket under the current key); any other is refused (0: a full
+    handshake). The keys are read from shared memory at each call, so a rotation reaches every worker at
+    once."""
+    cdef const unsigned char *ring = <const unsigned char *>SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl))
+    cdef uint64_t generation = load_generation(ring), age
+    cdef const unsigned char *key
+    if encrypt:
+        key = ticket_key(ring, generation)
+        if RAND_bytes(iv, 16) != 1:
+            return -1
+        memcpy(name, key, 16)
+        if (EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, key + 48, iv) != 1
+                or ticket_mac(mac, <unsigned char *>key + 16) != 1):
+            return -1
+        return 1
+    for age in range(min(<uint64_t>KEYS_ACCEPTED, generation + 1)):
+        key = ticket_key(ring, generation - age)
+        if memcmp(name, key, 16) == 0:
+            if (EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, key + 48, iv) != 1
+                    or ticket_mac(mac, <unsigned char *>key + 16) != 1):
+                return -1
+            return 1 if age == 0 else 2
+    return 0
+
+
 cdef class TlsContext:
     """One certificate with the server's TLS settings (an SSL_CTX)."""
 
     def __cinit__(self, str certfile, str keyfile=None, *, str password=None, str ca_certs=None,
-                  str cert_reqs="none", str ciphers=None, str min_version="TLSv1.2", bytes ticket_keys=None):
+                  str cert_reqs="none", str ciphers=None, str min_version="TLSv1.2", ticket_keys=None,
+                  bint ktls=False):
         self.by_name = {}
         self.ctx = SSL_CTX_new(TLS_server_method())
         if self.ctx == NULL:
@@ -131,13 +195,28 @@ cdef class TlsContext:
             raise TlsError("verifying client certificates needs CA certificates (--ssl-ca-certs)")
         SSL_CTX_set_verify(self.ctx, CERT_REQS[cert_reqs], NULL)
         SSL_CTX_set_alpn_select_cb(self.ctx, select_alpn, NULL)
+        # Resumption is by tickets, which every worker opens: no per-worker store of sessions (as nginx by
+        # default), whose inserts and expiry cost every full TLS 1.2 handshake and which only the same
+        # worker could use.
+        SSL_CTX_set_session_cache_mode(self.ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL)
         SSL_CTX_set_session_id_context(self.ctx, <const unsigned char *>PyBytes_AS_STRING(SESSION_CONTEXT),
                                        PyBytes_GET_SIZE(SESSION_CONTEXT))
         if ticket_keys is not None:
-            if PyBytes_GET_SIZE(ticket_keys) != TICKET_KEYS_SIZE:
-                raise TlsError(f"session ticket keys must be {TICKET_KEYS_SIZE} bytes")
-            SSL_CTX_ctrl(self.ctx, SSL_CTRL_SET_TLSEXT_TICKET_KEYS, TICKET_KEYS_SIZE,
-                         <void *>PyBytes_AS_STRING(ticket_keys))
+            self.use_ticket_keys(ticket_keys)
+        if ktls:
+            # OpenSSL hands the keys to the kernel after the handshake when it takes the cipher (AES-GCM);
+            # otherwise the connection simply stays in user space.
+            SSL_CTX_set_options(self.ctx, SSL_OP_ENABLE_KTLS)
+
+    cdef void use_ticket_keys(self, ticket_keys) except *:
+        """Seal tickets with the keys in `ticket_keys`, writable shared memory laid out as described at
+        TICKET_KEY_SIZE (kept referenced: the callback reads it for the life of the context)."""
+        cdef unsigned char[::1] ring = ticket_keys
+        if ring.shape[0] < 8 + KEY_SLOTS * KEY_SIZE:
+            raise TlsError("session ticket key memory is too small")
+        self.ticket_keys = ring
+        SSL_CTX_set_app_data(self.ctx, <void *>&ring[0])
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(self.ctx, seal_ticket)
 
     def __dealloc__(self):
         if self.ctx != NULL:
@@ -212,10 +291,17 @@ cdef class TlsTransport(Transport):
         return total
 
     cdef ssize_t send_file(self, int fd, int file_fd, long *offset, size_t count) noexcept:
-        """sendfile's contract, by reading the file a record at a time and encrypting it. A write that must
-        be retried reads the same bytes again from the same offset."""
+        """sendfile's contract: sendfile itself when kernel TLS encrypts this connection's output, else by
+        reading the file a record at a time and encrypting it (a write that must be retried reads the same
+        bytes again from the same offset)."""
         cdef char chunk[RECORD]
         cdef ssize_t total = 0, got, done
+        if BIO_get_ktls_send(SSL_get_wbio(self.ssl)):
+            done = SSL_sendfile(self.ssl, file_fd, offset[0], count, 0)
+            if done <= 0:
+                return self.failed(SSL_get_error(self.ssl, <int>done))
+            offset[0] += done
+            return done
         while <size_t>total < count:
             got = pread(file_fd, chunk, min(count - total, RECORD), offset[0])
             if got <= 0:
