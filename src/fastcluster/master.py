@@ -38,6 +38,7 @@ from fastcluster.log_file import Collector, LogFile
 from fastcluster.metrics import render_metrics
 from fastcluster.notify import Notifier
 from fastcluster.oneshot import Client
+from fastcluster.reloader import FileFilter, Watcher
 
 log = logging.getLogger("fastcluster.master")
 
@@ -135,6 +136,7 @@ class Master:
         self.stop_requested = False  # asked through the control socket
         self.notifier = Notifier()  # systemd, when $NOTIFY_SOCKET is set
         self.ready_notified = False
+        self.watcher: Watcher | None = None  # --reload
 
     # ---- life cycle ----
 
@@ -169,9 +171,12 @@ class Master:
         for index in range(config.workers):
             self.slots[index] = Slot(index, config.cpu_for(index))
             self.spawn(self.slots[index])
+        self.start_watching()
         try:
             return self.loop()
         finally:
+            if self.watcher:
+                self.watcher.close()
             for signum in HANDLED_SIGNALS:
                 signal.signal(signum, signal.SIG_IGN)  # stopped: a late signal must not kill the exit
             self.balancer.close()
@@ -179,6 +184,27 @@ class Master:
             self.boot_errors_r.close()
             self.boot_errors_w.close()
             self.notifier.close()
+
+    def start_watching(self) -> None:
+        """--reload: a thread watches the files and wakes this loop; reload_changed() reloads."""
+        watch = self.manager.reload
+        if watch is None:
+            return
+        self.watcher = Watcher(watch.dirs, FileFilter(watch.dirs, watch.includes, watch.excludes), self.wake)
+        self.watcher.start()
+        log.info("reloading the workers when files change in %s", ", ".join(watch.dirs))
+
+    def reload_changed(self) -> None:
+        """Changed files (--reload): one rolling reload for them, unless one is already waiting to start."""
+        changed = self.watcher.changed()
+        if not changed:
+            return
+        names = ", ".join(changed[:5]) + (", ..." if changed[5:] else "")
+        if any(reload.reason == "reloaded" and not reload.retired and reload is not self.reloads[0]
+               for reload in self.reloads):
+            log.info("changed: %s; a reload is already waiting", names)
+            return
+        self.start_reload(f"changed: {names}")
 
     def open_management(self) -> None:
         self.control_path = self.manager.control or default_control_path(self.balancer.all_sockets())
@@ -225,6 +251,8 @@ class Master:
                     if self.collector:
                         self.collector.log_file.open()
                     self.signal_workers(signal.SIGUSR1)
+            if self.watcher:
+                self.reload_changed()
             self.reap()
             if not self.served and self.slots and all(slot.boot_failed for slot in self.slots.values()):
                 return self.cannot_start()
@@ -575,17 +603,19 @@ class Master:
     def replacement_failed(self, slot: Slot, new: Worker, code: int, how: str) -> None:
         """A replacement died before serving: stop this reload, keep the old workers serving."""
         self.replacing = None
-        reason = (self.boot_error_for(new.pid)[0] if code == worker.WORKER_BOOT_ERROR else "") or \
-            new.reason or how
+        reason, details = self.boot_error_for(new.pid) if code == worker.WORKER_BOOT_ERROR else ("", "")
+        reason = reason or new.reason or how
+        # The app's traceback, once per failed reload: the one new worker that tried is the only one.
+        details = f"\n{details.rstrip()}" if details else ""
         reload = self.reloads.pop(0) if self.reloads else None
         if reload is not None and reload.reason == "recycled":
             if slot.worker is not None:
                 slot.worker.recycle_failed = True
-            log.error("the replacement of worker %d could not start (%s); the old worker keeps serving",
-                      slot.index, reason)
+            log.error("the replacement of worker %d could not start (%s); the old worker keeps serving%s",
+                      slot.index, reason, details)
             return
-        log.error("reload aborted: the new worker %d could not start (%s); the old workers keep serving",
-                  slot.index, reason)
+        log.error("reload aborted: the new worker %d could not start (%s); the old workers keep serving%s",
+                  slot.index, reason, details)
         if reload is not None:
             reload.result = (False, f"worker {slot.index} could not start: {reason}")
             self.notifier.ready(f"reload failed, the old workers serve: {reload.result[1]}")
@@ -754,6 +784,10 @@ class Master:
     def queue_signal(self, signum: int, frame) -> None:
         if signum != signal.SIGCHLD and len(self.signal_queue) < 16:
             self.signal_queue.append(signum)
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the loop's wait return (from a signal handler or the --reload watcher's thread)."""
         try:
             os.write(self.wake_w, b".")
         except OSError:

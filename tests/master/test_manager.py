@@ -196,6 +196,7 @@ def test_reload_with_an_app_whose_new_version_fails_to_import(serve, control, tm
     module = tmp_path / "versioned.py"
     module.write_text(APP_VERSION.format(version="app 1"))
     server = serve("versioned:app", "--app-dir", str(tmp_path), "--control", control, workers=2)
+    server.tracebacks_expected = True  # the aborted reload shows the app's traceback
     before = serving_pids(control)
     load = Load(server.port, 2)
     time.sleep(0.5)
