@@ -404,12 +404,12 @@ def test_access_log_response_headers_of_built_in_answers(serve, tmp_path):
     path = tmp_path / "access.log"
     server = serve("--access-log", str(path), "--access-log-format", "%(U)s %({content-type}o)s %({X-Tag}o)s",
                    "--response-header", "X-Tag: blue")
-    for target in ("/", "/json", "/bytes/200000", "/delay/0.1"):  # prebuilt answers and producers
+    for target in ("/", "/json", "/bytes/200000", "/delay/50"):  # prebuilt answers and producers
         assert get(server.port, target)[0] == 200
-    assert wait_until(lambda: path.exists() and "/delay" in path.read_text(), 3)
+    assert wait_until(lambda: path.exists() and "/delay/50" in path.read_text(), 3)
     lines = dict(line.split(" ", 1) for line in path.read_text().splitlines())
     assert lines["/"] == "text/plain blue" and lines["/json"] == "application/json -", lines
-    assert lines["/bytes/200000"] != "- -" and lines["/delay/0.1"] != "- -", lines
+    assert lines["/bytes/200000"] != "- -" and lines["/delay/50"] != "- -", lines
 
 
 @pytest.mark.parametrize("args", [
