@@ -54,6 +54,19 @@ def test_a_syntax_error_keeps_the_old_workers_and_shows_its_traceback_once(serve
     assert "(importing 'webapp' failed: SyntaxError: '(' was never closed)" in server.output
 
 
+def test_an_app_broken_from_the_start_is_waited_for(serve, tmp_path):
+    (tmp_path / "webapp.py").write_text("import no_such_module_here\n")
+    server = serve("webapp:app", "--app-dir", str(tmp_path), "--reload", workers=2, ready=False)
+    server.tracebacks_expected = True
+    assert wait_until(lambda: "waiting for a change" in read_some(server), 20), server.output
+    assert server.proc.poll() is None
+    (tmp_path / "webapp.py").write_text(APP.format(body=b"works now"))
+    assert wait_until(lambda: answer(server.port) == b"works now", 20), read_some(server)
+    server.stop()
+    # once in the reason, once at the traceback's end
+    assert server.output.count("No module named 'no_such_module_here'") == 2, server.output
+
+
 def read_some(server) -> str:
     """What the server printed so far (its output is a pipe: read what is there without blocking)."""
     stream = server.proc.stdout

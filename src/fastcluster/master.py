@@ -137,6 +137,7 @@ class Master:
         self.notifier = Notifier()  # systemd, when $NOTIFY_SOCKET is set
         self.ready_notified = False
         self.watcher: Watcher | None = None  # --reload
+        self.broken_shown = False  # --reload: the first start failed and the reason was shown
 
     # ---- life cycle ----
 
@@ -200,6 +201,14 @@ class Master:
         if not changed:
             return
         names = ", ".join(changed[:5]) + (", ..." if changed[5:] else "")
+        if self.broken_shown:  # nothing ever served: start every slot again with the changed files
+            log.info("changed: %s; starting the workers again", names)
+            self.broken_shown = False
+            for slot in self.slots.values():
+                slot.boot_failed = slot.boot_details = ""
+                slot.failed_tries = 0
+                slot.respawn_at = 0.0
+            return
         if any(reload.reason == "reloaded" and not reload.retired and reload is not self.reloads[0]
                for reload in self.reloads):
             log.info("changed: %s; a reload is already waiting", names)
@@ -255,7 +264,9 @@ class Master:
                 self.reload_changed()
             self.reap()
             if not self.served and self.slots and all(slot.boot_failed for slot in self.slots.values()):
-                return self.cannot_start()
+                if self.watcher is None:
+                    return self.cannot_start()
+                self.wait_for_a_fix()
             if self.stop_requested:
                 return self.stop(graceful=True)
             self.supervise()
@@ -273,6 +284,18 @@ class Master:
         while self.workers:
             self.reap(block=True)
         return CANNOT_START
+
+    def wait_for_a_fix(self) -> None:
+        """--reload, and no worker of the first start could start: say why once, then wait for a change
+        (reload_changed() starts them again) instead of exiting."""
+        if self.broken_shown:
+            return
+        self.broken_shown = True
+        failed = sorted(self.slots.values(), key=lambda slot: slot.index)
+        details = "".join(dict.fromkeys(slot.boot_details for slot in failed if slot.boot_details))
+        reasons = "; ".join(dict.fromkeys(slot.boot_failed for slot in failed))
+        log.error("no worker could start: %s; waiting for a change to start them again%s", reasons,
+                  f"\n{details.rstrip()}" if details else "")
 
     def stop(self, graceful: bool) -> int:
         """Stop every worker: TERM and wait up to the graceful timeout (a second signal or QUIT: at once)."""
