@@ -274,10 +274,8 @@ class Master:
 
     def cannot_start(self) -> int:
         """No worker of the first start could start: show each distinct traceback once, then the reason."""
-        failed = sorted(self.slots.values(), key=lambda slot: slot.index)
-        for details in dict.fromkeys(slot.boot_details for slot in failed if slot.boot_details):
-            sys.stderr.write(details)
-        reasons = "; ".join(dict.fromkeys(slot.boot_failed for slot in failed))
+        reasons, details = self.first_start_failure()
+        sys.stderr.write(details)
         print(f"fastcluster: error: no worker could start: {reasons}", file=sys.stderr)
         self.stopping = True
         self.signal_workers(signal.SIGKILL)  # none should be left; a reload may have started one
@@ -285,15 +283,19 @@ class Master:
             self.reap(block=True)
         return CANNOT_START
 
+    def first_start_failure(self) -> tuple[str, str]:
+        """Why the slots could not start, and each distinct traceback once."""
+        failed = sorted(self.slots.values(), key=lambda slot: slot.index)
+        details = "".join(dict.fromkeys(slot.boot_details for slot in failed if slot.boot_details))
+        return "; ".join(dict.fromkeys(slot.boot_failed for slot in failed)), details
+
     def wait_for_a_fix(self) -> None:
         """--reload, and no worker of the first start could start: say why once, then wait for a change
         (reload_changed() starts them again) instead of exiting."""
         if self.broken_shown:
             return
         self.broken_shown = True
-        failed = sorted(self.slots.values(), key=lambda slot: slot.index)
-        details = "".join(dict.fromkeys(slot.boot_details for slot in failed if slot.boot_details))
-        reasons = "; ".join(dict.fromkeys(slot.boot_failed for slot in failed))
+        reasons, details = self.first_start_failure()
         log.error("no worker could start: %s; waiting for a change to start them again%s", reasons,
                   f"\n{details.rstrip()}" if details else "")
 
