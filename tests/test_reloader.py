@@ -115,7 +115,7 @@ def test_reload_without_watchfiles_is_one_line_and_status_2(tmp_path):
     (shadow / "__init__.py").write_text("raise ImportError('not installed')\n")
     result = run("--reload", env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 2
-    hint = "--reload needs watchfiles: pip install 'fastcluster[reload]'"
+    hint = "--reload needs watchfiles: pip install 'fastcluster-server[reload]'"
     assert result.stderr == f"fastcluster: error: {hint}\n"
 
 

@@ -58,11 +58,10 @@ class Entry:
     def user(self) -> str:
         """The user name of Basic authentication, as gunicorn logs it."""
         given = self.headers.get(b"authorization") if self.headers is not None else None
-        scheme, _, credentials = (given or b"").partition(b" ")
-        if scheme.lower() != b"basic":
+        if not given or given[:6].lower() != b"basic ":
             return "-"
         try:
-            name = binascii.a2b_base64(credentials.strip()).partition(b":")[0]
+            name = binascii.a2b_base64(given[6:].strip()).partition(b":")[0]
         except binascii.Error:
             return "-"
         return printable(name) if name else "-"

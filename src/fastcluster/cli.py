@@ -277,7 +277,7 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
 
 def add_reload_flags(serve: argparse.ArgumentParser) -> None:
     development = serve.add_argument_group(
-        "development (needs watchfiles: pip install 'fastcluster[reload]')")
+        "development (needs watchfiles: pip install 'fastcluster-server[reload]')")
     development.add_argument("--reload", action="store_true",
                              help="reload the workers (rolling) when the app's files change; a change that "
                              "does not import keeps the old workers serving and shows its traceback")

@@ -5,6 +5,7 @@ first new worker imports the changed app before any old worker stops (a syntax e
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -13,7 +14,10 @@ from pathlib import Path
 #: uvicorn's defaults: Python sources count; hidden files, bytecode, editor swap and backup files do not.
 DEFAULT_INCLUDES = ("*.py",)
 DEFAULT_EXCLUDES = (".*", ".py[cod]", ".sw.*", "~*")
-INSTALL_HINT = "--reload needs watchfiles: pip install 'fastcluster[reload]'"
+#: The distribution's name, not the import name: `fastcluster` on PyPI is an unrelated library.
+INSTALL_HINT = "--reload needs watchfiles: pip install 'fastcluster-server[reload]'"
+
+log = logging.getLogger("fastcluster.master")
 
 
 def watchfiles_missing() -> bool:
@@ -87,11 +91,14 @@ class Watcher:
     def watch(self) -> None:
         from watchfiles import watch
 
-        for changes in watch(*self.dirs, watch_filter=lambda change, path: self.filter(path),
-                             stop_event=self.stop_event, raise_interrupt=False):
-            with self.lock:
-                self.pending.extend(sorted({path for _, path in changes}))
-            self.wake()
+        try:
+            for changes in watch(*self.dirs, watch_filter=lambda change, path: self.filter(path),
+                                 stop_event=self.stop_event, raise_interrupt=False):
+                with self.lock:
+                    self.pending.extend(sorted({path for _, path in changes}))
+                self.wake()
+        except Exception as exc:  # a watched directory removed, inotify limits: say so, keep serving
+            log.error("--reload: watching files stopped: %s", exc)
 
     def changed(self) -> list[str]:
         with self.lock:
