@@ -55,16 +55,6 @@ class Entry:
         value = self.headers.environ.get(name) if isinstance(self.headers, EnvironHeaders) else None
         return printable(str(value).encode("latin-1", "replace")) if value is not None else "-"
 
-    def user(self) -> str:
-        """The user name of Basic authentication, as gunicorn logs it."""
-        given = self.headers.get(b"authorization") if self.headers is not None else None
-        if not given or given[:6].lower() != b"basic ":
-            return "-"
-        try:
-            name = binascii.a2b_base64(given[6:].strip()).partition(b":")[0]
-        except binascii.Error:
-            return "-"
-        return printable(name) if name else "-"
 
 
 Getter = Callable[[Entry], str]
@@ -205,7 +195,7 @@ def atom_getter(log: AccessLog | None, atom: str) -> tuple[Getter | str, bytes |
             return (lambda entry: entry.response_header(header)), None
         return (lambda entry: entry.header(header)), header
     if atom == "u":
-        return Entry.user, b"authorization"
+        return basic_user, b"authorization"
     if atom == "f":
         return (lambda entry: entry.header(b"referer")), b"referer"
     if atom == "a":
@@ -217,6 +207,19 @@ def atom_getter(log: AccessLog | None, atom: str) -> tuple[Getter | str, bytes |
     if atom not in ATOMS:
         raise FormatError(f"unknown access log atom %({atom})s (known: {' '.join(ATOM_NAMES)})")
     return ATOMS[atom], None
+
+
+def basic_user(entry: Entry) -> str:
+    """The user name of Basic authentication, as gunicorn logs it (`-` without)."""
+    headers = entry.headers
+    given = headers.get(b"authorization") if headers is not None else None
+    if not given or given[:6].lower() != b"basic ":
+        return "-"
+    try:
+        name = binascii.a2b_base64(given[6:].strip()).partition(b":")[0]
+    except binascii.Error:
+        return "-"
+    return printable(name) if name else "-"
 
 
 def request_line(entry: Entry) -> str:
