@@ -26,8 +26,11 @@ def answer(port: int) -> bytes:
 
 
 def serve_reloading(serve, tmp_path, *flags: str, workers: int = 1):
+    """A server on webapp.py, once its watcher sees changes (the master says so)."""
     (tmp_path / "webapp.py").write_text(APP.format(body=b"version one"))
-    return serve("webapp:app", "--app-dir", str(tmp_path), "--reload", *flags, workers=workers)
+    server = serve("webapp:app", "--app-dir", str(tmp_path), "--reload", *flags, workers=workers)
+    assert wait_until(lambda: "when files change in" in read_some(server), 10), server.output
+    return server
 
 
 def test_an_edited_app_is_served_by_new_workers(serve, tmp_path):
@@ -58,7 +61,8 @@ def test_an_app_broken_from_the_start_is_waited_for(serve, tmp_path):
     (tmp_path / "webapp.py").write_text("import no_such_module_here\n")
     server = serve("webapp:app", "--app-dir", str(tmp_path), "--reload", workers=2, ready=False)
     server.tracebacks_expected = True
-    assert wait_until(lambda: "waiting for a change" in read_some(server), 20), server.output
+    assert wait_until(lambda: "waiting for a change" in read_some(server) and "when files change in" in
+                      server.output, 20), server.output
     assert server.proc.poll() is None
     (tmp_path / "webapp.py").write_text(APP.format(body=b"works now"))
     assert wait_until(lambda: answer(server.port) == b"works now", 20), read_some(server)

@@ -193,10 +193,11 @@ class Master:
             return
         self.watcher = Watcher(watch.dirs, FileFilter(watch.dirs, watch.includes, watch.excludes), self.wake)
         self.watcher.start()
-        log.info("reloading the workers when files change in %s", ", ".join(watch.dirs))
 
     def reload_changed(self) -> None:
         """Changed files (--reload): one rolling reload for them, unless one is already waiting to start."""
+        if self.watcher.newly_watching():
+            log.info("reloading the workers when files change in %s", ", ".join(self.manager.reload.dirs))
         changed = self.watcher.changed()
         if not changed:
             return

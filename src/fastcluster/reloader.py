@@ -17,6 +17,9 @@ DEFAULT_EXCLUDES = (".*", ".py[cod]", ".sw.*", "~*")
 #: The distribution's name, not the import name: `fastcluster` on PyPI is an unrelated library.
 INSTALL_HINT = "--reload needs watchfiles: pip install 'fastcluster-server[reload]'"
 
+#: How long watchfiles waits for changes before answering "none" (which tells that it watches).
+WATCH_TIMEOUT_MS = 500
+
 log = logging.getLogger("fastcluster.master")
 
 
@@ -83,6 +86,10 @@ class Watcher:
         self.lock = threading.Lock()
         self.pending: list[str] = []
         self.stop_event = threading.Event()
+        # Set at watchfiles' first answer (changes, or none within WATCH_TIMEOUT_MS): from then on every
+        # change is seen, which the master says once (newly_watching) so nobody edits before it.
+        self.watching = threading.Event()
+        self.announced = False
         self.thread = threading.Thread(target=self.watch, name="fastcluster reload watcher", daemon=True)
 
     def start(self) -> None:
@@ -93,12 +100,25 @@ class Watcher:
 
         try:
             for changes in watch(*self.dirs, watch_filter=lambda change, path: self.filter(path),
-                                 stop_event=self.stop_event, raise_interrupt=False):
+                                 stop_event=self.stop_event, raise_interrupt=False,
+                                 rust_timeout=WATCH_TIMEOUT_MS, yield_on_timeout=True):
+                if not self.watching.is_set():
+                    self.watching.set()
+                    self.wake()
+                if not changes:
+                    continue
                 with self.lock:
                     self.pending.extend(sorted({path for _, path in changes}))
                 self.wake()
         except Exception as exc:  # a watched directory removed, inotify limits: say so, keep serving
             log.error("--reload: watching files stopped: %s", exc)
+
+    def newly_watching(self) -> bool:
+        """True once: the first time it is asked after the watch began."""
+        if self.announced or not self.watching.is_set():
+            return False
+        self.announced = True
+        return True
 
     def changed(self) -> list[str]:
         with self.lock:
