@@ -152,7 +152,9 @@ def markdown(rows: list[dict], app_alone: dict[str, dict], machine: dict, comman
 COLORS = {"fastcluster": "tab:orange", "floor (C epoll)": "tab:blue", "nginx": "tab:green"}
 
 
-def chart(rows: list[dict], path: Path) -> bool:
+def chart(rows: list[dict], path: Path, machine: dict) -> bool:
+    """The PNG of the results: a panel per scenario, under a title with the date and the machine, and a
+    legend of the colours (and of the hatched part: the app alone)."""
     try:
         import matplotlib
 
@@ -161,35 +163,56 @@ def chart(rows: list[dict], path: Path) -> bool:
     except ImportError:
         print("matplotlib not installed: no chart (pip install matplotlib)", file=sys.stderr)
         return False
+    figure = draw(plt, rows, machine)
+    if figure is None:
+        return False
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return True
+
+
+def draw(plt, rows: list[dict], machine: dict):
+    from matplotlib.patches import Patch
+
     scenarios = [s for s in dict.fromkeys(row["scenario"] for row in rows)
                  if any("us_per_request" in row for row in rows if row["scenario"] == s)]
     if not scenarios:
-        return False
+        return None
     columns = min(3, len(scenarios))
     height = (len(scenarios) + columns - 1) // columns
-    figure, axes = plt.subplots(height, columns, figsize=(5 * columns, 3.2 * height), squeeze=False)
+    figure, axes = plt.subplots(height, columns, figsize=(5 * columns, 3.2 * height + 1.0), squeeze=False)
+    servers: dict[str, str] = {}
+    hatched = False
     for axis, scenario in zip(axes.flat, scenarios):
         group = sorted((row for row in rows if row["scenario"] == scenario and "us_per_request" in row),
                        key=lambda row: row["us_per_request"], reverse=True)
         names = [row["server"] for row in group]
         values = [row["us_per_request"] for row in group]
         colors = [COLORS.get(name, "tab:gray") for name in names]
+        servers.update(zip(names, colors))
         axis.barh(names, values, color=colors)
         alone = [row.get("app_alone_us") for row in group]
         if any(alone):  # the app's own part of each bar, so what is left is the server's share
+            hatched = True
             axis.barh(names, [min(part or 0, value) for part, value in zip(alone, values)], color="white",
                       alpha=0.5, hatch="//", edgecolor="black", linewidth=0)
         for index, value in enumerate(values):
             axis.text(value, index, f" {value:.2f}", va="center", fontsize=8)
-        axis.set_title(f"{scenario} (hatched: the app alone)" if any(alone) else scenario)
+        axis.set_title(scenario)
         axis.set_xlabel("server CPU µs per request (lower is better)")
         axis.set_xlim(0, max(values) * 1.25)
     for axis in list(axes.flat)[len(scenarios):]:
         axis.axis("off")
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return True
+    figure.suptitle(f"CPU per request, lower is better — {machine.get('date', '')}, "
+                    f"{machine.get('cores', '?')} cores, {machine.get('cpu', '')}", fontsize=10)
+    handles = [Patch(color=color, label=name) for name, color in servers.items() if color != "tab:gray"]
+    if any(color == "tab:gray" for color in servers.values()):
+        handles.append(Patch(color="tab:gray", label="other servers"))
+    if hatched:
+        handles.append(Patch(facecolor="white", hatch="//", edgecolor="black", label="the app alone"))
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.06, 1, 0.95))
+    return figure
 
 
 def write_reports(rows: list[dict], app_alone: dict[str, dict], out: Path, machine: dict, charts: bool,
@@ -201,6 +224,6 @@ def write_reports(rows: list[dict], app_alone: dict[str, dict], out: Path, machi
     document = {"command": command, "machine": machine, "app_alone": app_alone, "results": rows}
     written[0].write_text(json.dumps(document, indent=2) + "\n")
     written[1].write_text(markdown(rows, app_alone, machine, command) + "\n")
-    if charts and chart(rows, out / "results.png"):
+    if charts and chart(rows, out / "results.png", machine):
         written.append(out / "results.png")
     return written

@@ -55,7 +55,7 @@ def test_an_alias_checks_its_value_as_our_flag_does():
 @pytest.mark.parametrize(("args", "message"), [
     (["-k", "uvicorn.workers.UvicornWorker"], "-k: not supported: ASGI and WSGI apps run natively"),
     (["--worker-class", "gevent"], "--worker-class: not supported"),
-    (["--reload"], "--reload: not supported: no development reload yet"),
+    (["--reload-delay", "1"], "--reload-delay: not supported: --reload reloads once a batch"),
     (["--cert-reqs", "2"], "--cert-reqs: fastcluster's spelling is --ssl-cert-reqs"),
     (["--ssl-version", "5"], "--ssl-version: fastcluster's spelling is --ssl-min-version"),
     (["--loop", "uvloop"], "--loop: not supported"),

@@ -39,3 +39,8 @@ def test_wheels_cover_both_linux_architectures_and_the_sdist():
     assert "pypa/cibuildwheel@" in wheels
     assert "arch: [x86_64, aarch64]" in wheels
     assert "python -m build --sdist" in wheels
+    # OpenSSL 3 to build core/tls.pyx against (auditwheel bundles it), and the suite run against each wheel
+    assert "CIBW_MANYLINUX_X86_64_IMAGE: manylinux_2_34" in wheels
+    assert "CIBW_MANYLINUX_AARCH64_IMAGE: manylinux_2_34" in wheels
+    assert "CIBW_TEST_COMMAND: bash {project}/.ci/test-wheel {project}" in wheels
+    assert (ROOT / ".ci" / "test-wheel").stat().st_mode & 0o111

@@ -5,6 +5,7 @@ given; SIGUSR1 reopens the file (for logrotate). A format (common, combined, or 
 
 from __future__ import annotations
 
+import binascii
 import json
 import os
 import re
@@ -26,10 +27,11 @@ class FormatError(ValueError):
 class Entry:
     """The facts of one answered request that the atoms of a format read."""
 
-    __slots__ = ("peer", "method", "target", "version", "status", "body_size", "duration", "headers")
+    __slots__ = ("peer", "method", "target", "version", "status", "body_size", "duration", "headers",
+                 "response_headers")
 
     def __init__(self, peer: str, method: bytes, target: bytes, version: str, status: int, body_size: int,
-                 duration: float, headers: Mapping[bytes, bytes] | None) -> None:
+                 duration: float, headers: Mapping[bytes, bytes] | None, response_headers=None) -> None:
         self.peer = peer
         self.method = method
         self.target = target
@@ -38,10 +40,21 @@ class Entry:
         self.body_size = body_size
         self.duration = duration
         self.headers = headers
+        self.response_headers = response_headers
 
     def header(self, name: bytes) -> str:
         value = self.headers.get(name) if self.headers is not None else None
         return printable(value) if value else "-"
+
+    def response_header(self, name: bytes) -> str:
+        value = response_header(self.response_headers, name)
+        return printable(value) if value else "-"
+
+    def environ(self, name: str) -> str:
+        """A WSGI environ value (only a WSGI app's requests have an environ)."""
+        value = self.headers.environ.get(name) if isinstance(self.headers, EnvironHeaders) else None
+        return printable(str(value).encode("latin-1", "replace")) if value is not None else "-"
+
 
 
 Getter = Callable[[Entry], str]
@@ -73,17 +86,20 @@ class AccessLog:
         self.fd = fd
 
     def log(self, conn, method: bytes, target: bytes, version: str, status: int, body_size: int,
-            started: float, headers: Mapping[bytes, bytes] | None, remote: str | None = None) -> None:
+            started: float, headers: Mapping[bytes, bytes] | None, remote: str | None = None,
+            response_headers=None) -> None:
         """One answered request; started is its CLOCK_MONOTONIC start, headers the request headers by
         lower-cased name (only those in header_names are read), remote the client as the app's adapter
-        resolved it from proxy headers (None: the peer)."""
+        resolved it from proxy headers (None: the peer), response_headers the app's (name, value) pairs or
+        the head of a built-in answer as bytes (read only by %({name}o)s atoms)."""
         if remote is not None:
             peer = printable(remote.encode("latin-1", "replace"))
         else:
             if conn.peer is None:
                 conn.client_address()  # looks the peer up once per connection
             peer = conn.peer
-        entry = Entry(peer, method, target, version, status, body_size, time.monotonic() - started, headers)
+        entry = Entry(peer, method, target, version, status, body_size, time.monotonic() - started, headers,
+                      response_headers)
         if self.getters is None:
             line = self.json_line(entry)
         else:
@@ -168,11 +184,18 @@ def literal(text: str) -> str:
 def atom_getter(log: AccessLog | None, atom: str) -> tuple[Getter | str, bytes | None]:
     """The getter of one atom (or its text, when it never changes), and the request header it reads."""
     if atom.startswith("{"):
-        name, kind = atom[1:-2].lower(), atom[-1]
-        if kind != "i" or not name:
-            raise FormatError(f"access log atom %({atom})s: only request headers, %({{name}}i)s, are logged")
-        header = name.encode("latin-1")
+        name, kind = atom[1:-2], atom[-1]
+        if kind not in "ioe" or not name:
+            raise FormatError(f"access log atom %({atom})s: give %({{header}}i)s (request header), "
+                              "%({header}o)s (response header) or %({variable}e)s (WSGI environ)")
+        if kind == "e":
+            return (lambda entry: entry.environ(name)), None
+        header = name.lower().encode("latin-1")
+        if kind == "o":
+            return (lambda entry: entry.response_header(header)), None
         return (lambda entry: entry.header(header)), header
+    if atom == "u":
+        return basic_user, b"authorization"
     if atom == "f":
         return (lambda entry: entry.header(b"referer")), b"referer"
     if atom == "a":
@@ -186,6 +209,19 @@ def atom_getter(log: AccessLog | None, atom: str) -> tuple[Getter | str, bytes |
     return ATOMS[atom], None
 
 
+def basic_user(entry: Entry) -> str:
+    """The user name of Basic authentication, as gunicorn logs it (`-` without)."""
+    headers = entry.headers
+    given = headers.get(b"authorization") if headers is not None else None
+    if not given or given[:6].lower() != b"basic ":
+        return "-"
+    try:
+        name = binascii.a2b_base64(given[6:].strip()).partition(b":")[0]
+    except binascii.Error:
+        return "-"
+    return printable(name) if name else "-"
+
+
 def request_line(entry: Entry) -> str:
     return f"{entry.method.decode('latin-1')} {printable(entry.target)} HTTP/{entry.version}"
 
@@ -193,7 +229,6 @@ def request_line(entry: Entry) -> str:
 ATOMS: dict[str, Getter | str] = {
     "h": lambda entry: entry.peer,
     "l": "-",
-    "u": "-",  # no authentication is decoded
     "r": request_line,
     "m": lambda entry: entry.method.decode("latin-1"),
     "U": lambda entry: printable(entry.target.partition(b"?")[0]),
@@ -208,7 +243,26 @@ ATOMS: dict[str, Getter | str] = {
     "L": lambda entry: f"{entry.duration:.6f}",
 }
 ATOM_NAMES = ("h", "l", "u", "t", "r", "m", "U", "q", "H", "s", "B", "b", "f", "a", "T", "M", "D", "L", "p",
-              "{header}i")
+              "{header}i", "{header}o", "{variable}e")
+
+
+def response_header(headers, name: bytes) -> bytes | None:
+    """The value of response header `name` (lower-cased) in an app's (name, value) pairs (bytes for ASGI,
+    str for WSGI) or in the head of an answer written as bytes; None when absent."""
+    if headers is None:
+        return None
+    if isinstance(headers, bytes):
+        for line in headers.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+            key, _, value = line.partition(b":")
+            if key.strip().lower() == name:
+                return value.strip()
+        return None
+    for key, value in headers:
+        if isinstance(key, str):
+            key, value = key.encode("latin-1", "replace"), str(value).encode("latin-1", "replace")
+        if key.lower() == name:
+            return value
+    return None
 
 
 class EnvironHeaders:

@@ -19,6 +19,7 @@ from fastcluster.config import (
     ConfigError,
     Limits,
     Manager,
+    Watch,
     build_response,
     choose_identity,
     choose_pinning,
@@ -280,6 +281,45 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     limits.add_argument("--ws-ping-timeout", type=positive_float, default=defaults.ws_ping_timeout,
                         metavar="S", help="close a WebSocket whose pong is S seconds late (default 20)")
     add_log_file_flags(serve)
+    add_reload_flags(serve)
+
+
+def add_reload_flags(serve: argparse.ArgumentParser) -> None:
+    development = serve.add_argument_group(
+        "development (needs watchfiles: pip install 'fastcluster-server[reload]')")
+    development.add_argument("--reload", action="store_true",
+                             help="reload the workers (rolling) when the app's files change; a change that "
+                             "does not import keeps the old workers serving and shows its traceback")
+    development.add_argument("--reload-dir", action="append", default=[], metavar="DIR",
+                             help="a directory to watch (repeatable; default: --app-dir, so the current one)")
+    development.add_argument("--reload-include", action="append", default=[], metavar="GLOB",
+                             help="files that count besides *.py (repeatable)")
+    development.add_argument("--reload-exclude", action="append", default=[], metavar="GLOB",
+                             help="files (or a directory) that do not count, besides .*, .py[cod], .sw.* "
+                             "and ~* (repeatable)")
+
+
+def watch_config(args: argparse.Namespace) -> Watch | None:
+    """--reload's settings, checked: a directory that is not one, or --reload-* without --reload, is an
+    error; so is a missing watchfiles."""
+    from fastcluster.reloader import INSTALL_HINT, watchfiles_missing
+
+    if not args.reload:
+        given = next((name for name in ("reload_dir", "reload_include", "reload_exclude")
+                      if getattr(args, name)), None)
+        if given:
+            raise ConfigError(f"--{given.replace('_', '-')} needs --reload")
+        return None
+    if args.preload:
+        raise ConfigError("--reload needs every new worker to import the app: drop --preload")
+    if watchfiles_missing():
+        raise ConfigError(INSTALL_HINT)
+    dirs = args.reload_dir or [args.app_dir]
+    for folder in dirs:
+        if not os.path.isdir(folder):
+            raise ConfigError(f"--reload-dir: {folder} is not a directory")
+    return Watch(dirs=tuple(dict.fromkeys(os.path.abspath(folder) for folder in dirs)),
+                 includes=tuple(args.reload_include), excludes=tuple(args.reload_exclude))
 
 
 def add_log_file_flags(serve: argparse.ArgumentParser) -> None:
@@ -466,6 +506,7 @@ def serve_config(args: argparse.Namespace) -> Config:
             log_file=args.log_file,
             log_max_size=args.log_max_size,
             log_backups=args.log_backups,
+            reload=watch_config(args),
         ),
     )
 

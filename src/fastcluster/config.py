@@ -87,6 +87,16 @@ class Manager:
     log_file: str | None = None  # the workers' output and the master's logs; None: stderr, untouched
     log_max_size: int = 10 << 20  # rotate the log file when it would pass this many bytes
     log_backups: int = 5
+    reload: Watch | None = None  # --reload: watch these files and reload the workers when they change
+
+
+@dataclass(frozen=True)
+class Watch:
+    """--reload: the directories watched and the globs of the files that count (see reloader.FileFilter)."""
+
+    dirs: tuple[str, ...]
+    includes: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ def unsupported(note: str, value: bool = True) -> Habit:
     return Habit(note=note, value=value)
 
 
-NO_RELOAD = unsupported("no development reload yet")
 NATIVE = unsupported("ASGI and WSGI apps run natively in fastcluster's own workers")
 NO_DAEMON = unsupported("run it under systemd, a container or a supervisor", value=False)
 NO_STATSD = unsupported("scrape /metrics (Prometheus) from --admin-port")
@@ -82,14 +81,9 @@ ALIASES: dict[str, Habit] = {
     "--ws": unsupported("there is one WebSocket implementation"),
     "--ws-per-message-deflate": unsupported("WebSocket messages are not compressed yet"),
     "--ws-max-queue": unsupported("an app that does not receive() stops the socket being read instead"),
-    "--reload": unsupported("no development reload yet; `fastcluster reload` replaces the workers",
-                            value=False),
-    "--reload-dir": NO_RELOAD,
-    "--reload-include": NO_RELOAD,
-    "--reload-exclude": NO_RELOAD,
-    "--reload-delay": NO_RELOAD,
-    "--reload-engine": NO_RELOAD,
-    "--reload-extra-file": NO_RELOAD,
+    "--reload-delay": unsupported("--reload reloads once a batch of changes has settled"),
+    "--reload-engine": unsupported("--reload watches with watchfiles"),
+    "--reload-extra-file": spelled("--reload-include", "a glob, with --reload-dir for a directory outside"),
     "--ssl-version": spelled("--ssl-min-version", "TLSv1.2 or TLSv1.3"),
     "--keyfile": alias("--ssl-keyfile"),
     "--certfile": alias("--ssl-certfile"),

@@ -39,6 +39,7 @@ from fastcluster.metrics import render_metrics
 from fastcluster.notify import Notifier
 from fastcluster.oneshot import Client
 from fastcluster.tls import kernel_tls_line
+from fastcluster.reloader import FileFilter, Watcher
 
 log = logging.getLogger("fastcluster.master")
 
@@ -139,6 +140,8 @@ class Master:
         self.ready_notified = False
         self.ticket_keys_rotated = time.monotonic()  # when the current session ticket key began sealing
         self.kernel_tls = ""  # what the start line said of kernel TLS
+        self.watcher: Watcher | None = None  # --reload
+        self.broken_shown = False  # --reload: the first start failed and the reason was shown
 
     # ---- life cycle ----
 
@@ -176,9 +179,12 @@ class Master:
         for index in range(config.workers):
             self.slots[index] = Slot(index, config.cpu_for(index))
             self.spawn(self.slots[index])
+        self.start_watching()
         try:
             return self.loop()
         finally:
+            if self.watcher:
+                self.watcher.close()
             for signum in HANDLED_SIGNALS:
                 signal.signal(signum, signal.SIG_IGN)  # stopped: a late signal must not kill the exit
             self.balancer.close()
@@ -186,6 +192,36 @@ class Master:
             self.boot_errors_r.close()
             self.boot_errors_w.close()
             self.notifier.close()
+
+    def start_watching(self) -> None:
+        """--reload: a thread watches the files and wakes this loop; reload_changed() reloads."""
+        watch = self.manager.reload
+        if watch is None:
+            return
+        self.watcher = Watcher(watch.dirs, FileFilter(watch.dirs, watch.includes, watch.excludes), self.wake)
+        self.watcher.start()
+
+    def reload_changed(self) -> None:
+        """Changed files (--reload): one rolling reload for them, unless one is already waiting to start."""
+        if self.watcher.newly_watching():
+            log.info("reloading the workers when files change in %s", ", ".join(self.manager.reload.dirs))
+        changed = self.watcher.changed()
+        if not changed:
+            return
+        names = ", ".join(changed[:5]) + (", ..." if changed[5:] else "")
+        if self.broken_shown:  # nothing ever served: start every slot again with the changed files
+            log.info("changed: %s; starting the workers again", names)
+            self.broken_shown = False
+            for slot in self.slots.values():
+                slot.boot_failed = slot.boot_details = ""
+                slot.failed_tries = 0
+                slot.respawn_at = 0.0
+            return
+        if any(reload.reason == "reloaded" and not reload.retired and reload is not self.reloads[0]
+               for reload in self.reloads):
+            log.info("changed: %s; a reload is already waiting", names)
+            return
+        self.start_reload(f"changed: {names}")
 
     def open_management(self) -> None:
         self.control_path = self.manager.control or default_control_path(self.balancer.all_sockets())
@@ -237,9 +273,13 @@ class Master:
                     if self.collector:
                         self.collector.log_file.open()
                     self.signal_workers(signal.SIGUSR1)
+            if self.watcher:
+                self.reload_changed()
             self.reap()
             if not self.served and self.slots and all(slot.boot_failed for slot in self.slots.values()):
-                return self.cannot_start()
+                if self.watcher is None:
+                    return self.cannot_start()
+                self.wait_for_a_fix()
             if self.stop_requested:
                 self.announce_stop()
             if self.drain_at is not None and time.monotonic() >= self.drain_at:
@@ -249,10 +289,8 @@ class Master:
 
     def cannot_start(self) -> int:
         """No worker of the first start could start: show each distinct traceback once, then the reason."""
-        failed = sorted(self.slots.values(), key=lambda slot: slot.index)
-        for details in dict.fromkeys(slot.boot_details for slot in failed if slot.boot_details):
-            sys.stderr.write(details)
-        reasons = "; ".join(dict.fromkeys(slot.boot_failed for slot in failed))
+        reasons, details = self.first_start_failure()
+        sys.stderr.write(details)
         print(f"fastcluster: error: no worker could start: {reasons}", file=sys.stderr)
         self.stopping = True
         self.signal_workers(signal.SIGKILL)  # none should be left; a reload may have started one
@@ -271,6 +309,22 @@ class Master:
         if delay:
             log.info("stop asked: /healthz answers 503; serving %gs more (--drain-delay) before closing the "
                      "listeners", delay)
+
+    def first_start_failure(self) -> tuple[str, str]:
+        """Why the slots could not start, and each distinct traceback once."""
+        failed = sorted(self.slots.values(), key=lambda slot: slot.index)
+        details = "".join(dict.fromkeys(slot.boot_details for slot in failed if slot.boot_details))
+        return "; ".join(dict.fromkeys(slot.boot_failed for slot in failed)), details
+
+    def wait_for_a_fix(self) -> None:
+        """--reload, and no worker of the first start could start: say why once, then wait for a change
+        (reload_changed() starts them again) instead of exiting."""
+        if self.broken_shown:
+            return
+        self.broken_shown = True
+        reasons, details = self.first_start_failure()
+        log.error("no worker could start: %s; waiting for a change to start them again%s", reasons,
+                  f"\n{details.rstrip()}" if details else "")
 
     def stop(self, graceful: bool) -> int:
         """Stop every worker: TERM and wait up to the graceful timeout (a second signal or QUIT: at once)."""
@@ -612,17 +666,19 @@ class Master:
     def replacement_failed(self, slot: Slot, new: Worker, code: int, how: str) -> None:
         """A replacement died before serving: stop this reload, keep the old workers serving."""
         self.replacing = None
-        reason = (self.boot_error_for(new.pid)[0] if code == worker.WORKER_BOOT_ERROR else "") or \
-            new.reason or how
+        reason, details = self.boot_error_for(new.pid) if code == worker.WORKER_BOOT_ERROR else ("", "")
+        reason = reason or new.reason or how
+        # The app's traceback, once per failed reload: the one new worker that tried is the only one.
+        details = f"\n{details.rstrip()}" if details else ""
         reload = self.reloads.pop(0) if self.reloads else None
         if reload is not None and reload.reason == "recycled":
             if slot.worker is not None:
                 slot.worker.recycle_failed = True
-            log.error("the replacement of worker %d could not start (%s); the old worker keeps serving",
-                      slot.index, reason)
+            log.error("the replacement of worker %d could not start (%s); the old worker keeps serving%s",
+                      slot.index, reason, details)
             return
-        log.error("reload aborted: the new worker %d could not start (%s); the old workers keep serving",
-                  slot.index, reason)
+        log.error("reload aborted: the new worker %d could not start (%s); the old workers keep serving%s",
+                  slot.index, reason, details)
         if reload is not None:
             reload.result = (False, f"worker {slot.index} could not start: {reason}")
             self.notifier.ready(f"reload failed, the old workers serve: {reload.result[1]}")
@@ -800,6 +856,10 @@ class Master:
     def queue_signal(self, signum: int, frame) -> None:
         if signum != signal.SIGCHLD and len(self.signal_queue) < 16:
             self.signal_queue.append(signum)
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the loop's wait return (from a signal handler or the --reload watcher's thread)."""
         try:
             os.write(self.wake_w, b".")
         except OSError:

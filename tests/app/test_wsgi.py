@@ -137,6 +137,20 @@ def test_the_access_log_has_the_app_s_duration_body_bytes_and_headers(serve, tmp
     assert 290_000 <= int(micros) < 5_000_000 and abs(int(micros) / 1e6 - float(seconds)) < 1e-5
 
 
+@pytest.mark.parametrize("app", ["apps:hello", "apps:wsgi_echo"])
+def test_the_access_log_has_response_headers_environ_values_and_the_basic_user(serve, tmp_path, app):
+    path = tmp_path / "access.log"
+    log_format = "%(U)s|%({Content-Type}o)s|%({X-None}o)s|%({SERVER_PROTOCOL}e)s|%({wsgi.url_scheme}e)s|%(u)s"
+    server = serve(app, "--app-dir", APPS, "--access-log", str(path), "--access-log-format", log_format)
+    get(server.port, "GET", "/logged", headers={"Authorization": "Basic YWxpY2U6c2VjcmV0"})  # alice:secret
+    get(server.port, "GET", "/other", headers={"Authorization": "Bearer abc"})
+    assert wait_until(lambda: path.exists() and "/other" in path.read_text(), 3)
+    lines = dict(line.split("|", 1) for line in path.read_text().splitlines())
+    environ = "HTTP/1.1|http" if app == "apps:wsgi_echo" else "-|-"  # an ASGI app has no environ
+    assert lines["/logged"] == f"text/plain|-|{environ}|alice"
+    assert lines["/other"] == f"text/plain|-|{environ}|-"
+
+
 def test_path_info_loses_a_script_name_prefix_the_proxy_passed_on(serve):
     server = serve("apps:wsgi_echo", "--app-dir", APPS, "--root-path", "/base")
     assert get(server.port, "GET", "/base/inner")[2].split(b"|")[1:3] == [b"/base", b"/inner"]

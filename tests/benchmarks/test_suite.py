@@ -96,3 +96,21 @@ def test_a_wrong_framework_answer_is_refused():
     no_query = json.dumps({**ITEM, "q": None}).encode()
     assert "'q': None" in scenario.wrong_answer(200, "application/json", no_query)
     assert "not {" in scenario.wrong_answer(200, "application/json", b"<html>")
+
+
+def test_the_chart_has_a_title_with_the_date_and_a_legend():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from report import draw
+
+    rows = [{"scenario": "flask", "server": "fastcluster", "us_per_request": 90.0, "app_alone_us": 60.0},
+            {"scenario": "flask", "server": "granian", "us_per_request": 95.0, "app_alone_us": 60.0},
+            {"scenario": "plaintext", "server": "nginx", "us_per_request": 5.0}]
+    figure = draw(plt, rows, {"date": "2026-01-02 03:04 UTC", "cores": 2, "cpu": "Test CPU"})
+    assert "2026-01-02 03:04 UTC" in figure._suptitle.get_text()
+    [legend] = figure.legends
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels == ["fastcluster", "nginx", "other servers", "the app alone"]
+    plt.close(figure)

@@ -186,6 +186,7 @@ def test_reload_with_an_app_whose_new_version_fails_to_import(serve, control, tm
     module = tmp_path / "versioned.py"
     module.write_text(APP_VERSION.format(version="app 1"))
     server = serve("versioned:app", "--app-dir", str(tmp_path), "--control", control, workers=2)
+    server.tracebacks_expected = True  # the aborted reload shows the app's traceback
     before = serving_pids(control)
     load = Load(server.port, 2)
     time.sleep(0.5)
@@ -389,9 +390,21 @@ def test_access_log_custom_format_logs_the_atoms_asked_for(serve, tmp_path):
     assert by_path["/json"][1] == "HEAD" and by_path["/json"][6:8] == ["0", "-"]  # a HEAD answer has no body
 
 
+def test_access_log_response_headers_of_built_in_answers(serve, tmp_path):
+    path = tmp_path / "access.log"
+    server = serve("--access-log", str(path), "--access-log-format", "%(U)s %({content-type}o)s %({X-Tag}o)s",
+                   "--response-header", "X-Tag: blue")
+    for target in ("/", "/json", "/bytes/200000", "/delay/50"):  # prebuilt answers and producers
+        assert get(server.port, target)[0] == 200
+    assert wait_until(lambda: path.exists() and "/delay/50" in path.read_text(), 3)
+    lines = dict(line.split(" ", 1) for line in path.read_text().splitlines())
+    assert lines["/"] == "text/plain blue" and lines["/json"] == "application/json -", lines
+    assert lines["/bytes/200000"] != "- -" and lines["/delay/50"] != "- -", lines
+
+
 @pytest.mark.parametrize("args", [
     ["serve", "--access-log-format", "%(h)s %(Z)s"],
-    ["serve", "--access-log-format", "%({Content-Type}o)s"],
+    ["serve", "--access-log-format", "%({Content-Type}x)s"],
     ["serve", "--max-requests", "0"],
     ["serve", "--max-requests-jitter", "-3"],
     ["serve", "--access-log-format", "apache"],

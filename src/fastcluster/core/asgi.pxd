@@ -44,8 +44,9 @@ cdef class Exchange:
         object task
 
         bint response_started
-        # The head the app started, until its first body frames it (None after).
+        # The head the app started, until its first body frames it (None after); its headers (the access log's).
         Head head
+        object response_headers
         int status
         bint chunked
         bint trailers

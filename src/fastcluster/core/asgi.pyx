@@ -170,7 +170,8 @@ cdef class Exchange:
         elif is_text(kind, "http.response.start"):
             if self.response_started:
                 raise BadResponse("http.response.start sent twice")
-            self.head = asgi_head(message["status"], field(message, "headers", ()))
+            self.response_headers = field(message, "headers", ())
+            self.head = asgi_head(message["status"], self.response_headers)
             self.status = self.head.status
             self.declared = self.head.length
             self.trailers = bool(field(message, "trailers", False))
@@ -714,7 +715,9 @@ cdef class AsgiConnection(AppAdapter):
         client = scope["client"]
         self.conn.log_access(scope["method"].encode("latin-1"), target, scope["http_version"], exchange.status,
                              0 if exchange.head_only else exchange.body_sent, exchange.started_at,
-                             dict(scope["headers"]), str(client[0]) if type(client) is tuple and client else None)
+                             dict(scope["headers"]),
+                             str(client[0]) if type(client) is tuple and client else None,
+                             exchange.response_headers)
         return 0
 
     cdef int finished(self, Exchange exchange, bint keep_alive) except -1:

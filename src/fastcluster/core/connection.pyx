@@ -445,6 +445,9 @@ cdef class Connection:
                 if ctx.responder.answered_close:
                     keep_alive = False
             self.request_headers = self.request_body = None
+        logged_head = None
+        if ctx.access_log is not None:  # for the log's response-header atoms (a producer drops it once sent)
+            logged_head = answer if PyBytes_CheckExact(answer) else (<Producer>answer).head
         if self.producer is None and PyBytes_CheckExact(answer):
             self.write(<bytes>answer)
         else:
@@ -455,7 +458,8 @@ cdef class Connection:
         if ctx.access_log is not None:
             ctx.access_log.log(self, self.method(), self.url, self.http_version(), status,
                                body_length(<bytes>answer) if PyBytes_CheckExact(answer) else
-                               (<Producer>answer).total, self.request_start, self.logged_headers)
+                               (<Producer>answer).total, self.request_start, self.logged_headers, None,
+                               logged_head)
         self.unaccounted = 0
         if self.upgraded is not None:
             return  # the parser stops at the upgrade: parse() hands the rest of the read over
@@ -618,12 +622,13 @@ cdef class Connection:
         return self.ctx.access_log is not None
 
     def log_access(self, bytes method, bytes target, str version, int status, Py_ssize_t body_size,
-                   double started, headers, str remote=None) -> None:
+                   double started, headers, str remote=None, response_headers=None) -> None:
         """An app's answer to the access log (the adapter calls it, before answered(), when logs_access);
         headers: anything with get(lower-cased name) -> bytes or None; remote: the client the adapter
-        resolved (None: the peer)."""
+        resolved (None: the peer); response_headers: the app's (name, value) pairs."""
         if self.ctx.access_log is not None and self.fd >= 0:
-            self.ctx.access_log.log(self, method, target, version, status, body_size, started, headers, remote)
+            self.ctx.access_log.log(self, method, target, version, status, body_size, started, headers,
+                                    remote, response_headers)
 
     @property
     def output_waiting(self) -> int:

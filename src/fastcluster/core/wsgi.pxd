@@ -42,8 +42,9 @@ cdef class Call:
         bint head_only
         bint http10
         double started_at
-        # What start_response and write() received.
+        # What start_response and write() received (the headers as given, for the access log).
         Head head
+        object response_headers
         list written
         bint head_sent
         # Its body failed (the connection answers it with an error): nothing of the app's answer is sent.

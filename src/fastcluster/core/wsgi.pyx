@@ -306,6 +306,7 @@ cdef class Call:
         elif self.head is not None:
             raise BadResponse("start_response called twice without exc_info")
         self.head = wsgi_head(status, headers)
+        self.response_headers = headers
         return self.write
 
     def write(self, data):
@@ -578,7 +579,8 @@ cdef class WsgiConnection(AppAdapter):
             remote = environ.get("REMOTE_ADDR")  # as the proxy headers (or the app) left it
             conn.log_access(environ["REQUEST_METHOD"].encode("latin-1"), environ["RAW_URI"].encode("latin-1"),
                             environ["SERVER_PROTOCOL"][5:], status, body_size, call.started_at,
-                            EnvironHeaders(environ), remote if type(remote) is str and remote else None)
+                            EnvironHeaders(environ), remote if type(remote) is str and remote else None,
+                            call.response_headers)
         return conn.answered(status, call.started_at, keep_alive)
 
     def stream_soon(self, Call call, Streaming out) -> None:
