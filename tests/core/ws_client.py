@@ -117,6 +117,27 @@ def parse_frames(data: bytes, inflate: Inflater | None = None) -> list[tuple[int
     return frames
 
 
+def read_frames(sock: socket.socket, data: bytes, count: int) -> bytes:
+    """data and what more is read until it holds count complete frames of the server's."""
+    while True:
+        at, complete = 0, 0
+        while len(data) >= at + 2:
+            size, offset = data[at + 1] & 0x7F, 2
+            if size >= 126:
+                offset = 4 if size == 126 else 10
+                if len(data) < at + offset:
+                    break
+                size = int.from_bytes(data[at + 2:at + offset], "big")
+            if len(data) < at + offset + size:
+                break
+            at, complete = at + offset + size, complete + 1
+        if complete >= count:
+            return data
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {complete} frames"
+        data += chunk
+
+
 def read_until_closed(sock: socket.socket, initial: bytes = b"", timeout: float = 5.0) -> bytes:
     return initial + http_exchange(sock, b"", timeout)
 
