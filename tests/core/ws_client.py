@@ -63,8 +63,10 @@ class Inflater:
 
 
 def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, mask: bool = True,
-          length: int | None = None, wide: int = 0) -> bytes:
-    """A client frame; `length` overrides the length field, `wide` forces the 16 (2) or 64-bit (8) form."""
+          length: int | None = None, wide: int = 0, key: bytes | None = None) -> bytes:
+    """A client frame; `length` overrides the length field, `wide` forces the 16 (2) or 64-bit (8) form,
+    `key` is the masking key (random by default; four zero bytes leave the payload as it is, quick to make
+    for large ones)."""
     size = len(payload) if length is None else length
     head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
     mask_bit = 0x80 if mask else 0
@@ -76,7 +78,9 @@ def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, 
         head += bytes([mask_bit | size])
     if not mask:
         return head + payload
-    key = os.urandom(4)
+    key = os.urandom(4) if key is None else key
+    if key == bytes(4):
+        return head + key + payload
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
@@ -119,23 +123,24 @@ def parse_frames(data: bytes, inflate: Inflater | None = None) -> list[tuple[int
 
 def read_frames(sock: socket.socket, data: bytes, count: int) -> bytes:
     """data and what more is read until it holds count complete frames of the server's."""
+    buffer = bytearray(data)
+    at = complete = 0
     while True:
-        at, complete = 0, 0
-        while len(data) >= at + 2:
-            size, offset = data[at + 1] & 0x7F, 2
+        while complete < count and len(buffer) >= at + 2:
+            size, offset = buffer[at + 1] & 0x7F, 2
             if size >= 126:
                 offset = 4 if size == 126 else 10
-                if len(data) < at + offset:
+                if len(buffer) < at + offset:
                     break
-                size = int.from_bytes(data[at + 2:at + offset], "big")
-            if len(data) < at + offset + size:
+                size = int.from_bytes(buffer[at + 2:at + offset], "big")
+            if len(buffer) < at + offset + size:
                 break
             at, complete = at + offset + size, complete + 1
         if complete >= count:
-            return data
-        chunk = sock.recv(65536)
+            return bytes(buffer)
+        chunk = sock.recv(1 << 20)
         assert chunk, f"closed after {complete} frames"
-        data += chunk
+        buffer += chunk
 
 
 def read_until_closed(sock: socket.socket, initial: bytes = b"", timeout: float = 5.0) -> bytes:

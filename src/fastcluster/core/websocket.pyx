@@ -254,8 +254,10 @@ cdef class WebSocket(UpgradedProtocol):
         grow(&self.input, &self.input_capacity, self.input_length + length)
         memcpy(self.input + self.input_length, data, length)
         self.input_length += length
-        if self.input_length > self.max_size + 14 + 65536 and self.holding:
-            self.conn.set_reading(False)  # the receiver is full and the peer keeps sending: stop reading
+        if self.holding and not self.conn.reading_paused:
+            # The receiver is full: what came is kept (at most a read), and nothing more is read until it
+            # takes some, so the peer's sends block once the kernel's buffers are full.
+            self.conn.set_reading(False)
         return 0
 
     cdef int resume(self) except -1:
@@ -266,8 +268,8 @@ cdef class WebSocket(UpgradedProtocol):
         if used:
             memmove(self.input, self.input + used, self.input_length - used)
             self.input_length -= used
-        if not self.holding and self.conn.reading_paused and self.conn.fd >= 0:
-            self.conn.set_reading(True)
+        if not self.holding and self.conn.reading_paused and self.conn.state == UPGRADED:
+            self.conn.set_reading(True)  # (once closing, the connection settles its own interest after a flush)
         return 0
 
     cdef Py_ssize_t parse(self, const char *data, Py_ssize_t length) except -1:
@@ -532,6 +534,9 @@ cdef class WebSocket(UpgradedProtocol):
                 self.ended()
             return 0
         if self.ping_interval <= 0:
+            return 0
+        if self.holding:  # reading waits for the receiver, not for the peer: no keep-alive meanwhile
+            self.last_input = now
             return 0
         if self.ping_sent_at:
             if now - self.ping_sent_at >= self.ping_timeout:
