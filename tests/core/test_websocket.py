@@ -12,8 +12,10 @@ import pytest
 from tests.core.ws_client import (
     ACCEPT,
     BINARY,
+    BYE,
     CLOSE,
     CONTINUATION,
+    OK,
     PING,
     PONG,
     TEXT,
@@ -27,9 +29,6 @@ from tests.core.ws_client import (
     run_case,
     upgrade_request,
 )
-
-BYE = close_frame(1000)
-OK = (CLOSE, 1000)
 
 # name: (what the client sends after the handshake, what the server must answer, then it closes)
 CASES = {

@@ -18,17 +18,18 @@ import pytest
 
 from tests.core.ws_client import (
     BINARY,
+    BYE,
     CLOSE,
     CONTINUATION,
     DEFLATED_BINARY,
     DEFLATED_TEXT,
+    OK,
     PING,
     PONG,
     TEXT,
     Deflater,
     Inflater,
     check_everywhere,
-    close_frame,
     frame,
     read_head,
     read_until_closed,
@@ -36,8 +37,6 @@ from tests.core.ws_client import (
     upgrade_request,
 )
 
-BYE = close_frame(1000)
-OK = (CLOSE, 1000)
 COMPRESSED = 4  # frame()'s rsv for RSV1
 DEFAULT_OFFER = b"permessage-deflate"
 DEFAULT_ANSWER = b"permessage-deflate; server_max_window_bits=12"

@@ -88,6 +88,10 @@ def close_frame(code: int | None = None, reason: bytes = b"") -> bytes:
     return frame(CLOSE, b"" if code is None else struct.pack("!H", code) + reason)
 
 
+BYE = close_frame(1000)  # the client's close, and the server's answer to it once normalized()
+OK = (CLOSE, 1000)
+
+
 def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
     """(the HTTP head, the bytes read after it)."""
     data = b""

@@ -268,8 +268,10 @@ cdef class WebSocket(UpgradedProtocol):
         if used:
             memmove(self.input, self.input + used, self.input_length - used)
             self.input_length -= used
+        # (Once closing, the connection settles its interest after its flush: set_reading() would do it
+        # before the frames just written are sent.)
         if not self.holding and self.conn.reading_paused and self.conn.state == UPGRADED:
-            self.conn.set_reading(True)  # (once closing, the connection settles its own interest after a flush)
+            self.conn.set_reading(True)
         return 0
 
     cdef Py_ssize_t parse(self, const char *data, Py_ssize_t length) except -1:
