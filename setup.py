@@ -11,9 +11,9 @@ MODULES = ["fastcluster.core.server", "fastcluster.core.connection", "fastcluste
            "fastcluster.core.static", "fastcluster.core.heads", "fastcluster.core.asgi",
            "fastcluster.core.wsgi", "fastcluster.core.forwarded", "fastcluster.core.transport",
            "fastcluster.core.tls", "fastcluster.core.websocket", "fastcluster.core.websocket_echo",
-           "fastcluster.core.asgi_websocket"]
-# Modules calling OpenSSL (libssl-dev 3 at build time).
-WITH_OPENSSL = {"fastcluster.core.tls"}
+           "fastcluster.core.asgi_websocket", "fastcluster.core.deflate"]
+# The C libraries some modules call: OpenSSL (libssl-dev 3 at build time), zlib (zlib1g-dev).
+LIBRARIES = {"fastcluster.core.tls": ["ssl", "crypto"], "fastcluster.core.deflate": ["z"]}
 
 
 def extension(name: str) -> Extension:
@@ -21,7 +21,7 @@ def extension(name: str) -> Extension:
         name,
         [os.path.join("src", *name.split(".")) + ".pyx"],
         extra_compile_args=["-O2"],
-        libraries=["ssl", "crypto"] if name in WITH_OPENSSL else [],
+        libraries=LIBRARIES.get(name, []),
     )
 
 

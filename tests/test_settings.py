@@ -196,3 +196,30 @@ def test_the_environment_can_choose_the_file_and_its_server(tmp_path):
     config = write(tmp_path / "fc.toml", "[servers.api]\nbacklog = 64\n[servers.web]\nbacklog = 128\n")
     settings = shown(cli("config", "--show", env={"FASTCLUSTER_CONFIG": config, "FASTCLUSTER_SERVER": "web"}))
     assert settings["backlog"] == ("128", f"{config} [servers.web]")
+
+
+@pytest.mark.parametrize(("text", "env", "value"), [
+    ("ws-per-message-deflate = false\n", {}, "false"),
+    ("no-ws-per-message-deflate = true\n", {}, "false"),
+    ("no-ws-per-message-deflate = false\n", {}, "true"),
+    ("", {"FASTCLUSTER_WS_PER_MESSAGE_DEFLATE": "0"}, "false"),
+    ("", {"FASTCLUSTER_NO_WS_PER_MESSAGE_DEFLATE": "yes"}, "false"),
+])
+def test_an_on_off_flag_is_set_either_way_from_a_file_or_the_environment(tmp_path, text, env, value):
+    config = write(tmp_path / "fc.toml", text + "[app]\nproxy-headers = false\n")
+    settings = shown(cli("config", "--show", "--config", config, env=env))
+    assert settings["ws-per-message-deflate"][0] == value
+    assert settings["proxy-headers"] == ("false", config)
+    assert shown(cli("config", "--show"))["ws-per-message-deflate"] == ("true", "default")
+
+
+def test_a_server_without_per_message_deflate_from_its_file(serve, tmp_path):
+    from tests.core.ws_client import read_head, upgrade_request
+
+    port = free_port()
+    config = write(tmp_path / "fc.toml", f"port = {port}\nws-per-message-deflate = false\n")
+    server = start_from_file(serve, config, port)
+    with server.connect() as sock:
+        sock.sendall(upgrade_request(offer=b"permessage-deflate"))
+        head, _ = read_head(sock)
+    assert head.startswith(b"HTTP/1.1 101 ") and b"Sec-WebSocket-Extensions" not in head

@@ -280,6 +280,10 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                         metavar="S", help="ping an idle WebSocket after S seconds (default 20; 0: never)")
     limits.add_argument("--ws-ping-timeout", type=positive_float, default=defaults.ws_ping_timeout,
                         metavar="S", help="close a WebSocket whose pong is S seconds late (default 20)")
+    limits.add_argument("--ws-per-message-deflate", action=argparse.BooleanOptionalAction,
+                        default=defaults.ws_per_message_deflate,
+                        help="compress WebSocket messages when the client offers permessage-deflate "
+                        "(default on)")
     add_log_file_flags(serve)
     add_reload_flags(serve)
 
@@ -480,6 +484,7 @@ def serve_config(args: argparse.Namespace) -> Config:
             ws_max_size=args.ws_max_size,
             ws_ping_interval=args.ws_ping_interval,
             ws_ping_timeout=args.ws_ping_timeout,
+            ws_per_message_deflate=args.ws_per_message_deflate,
             max_connections=args.limit_connections,
         ),
         response=build_response(

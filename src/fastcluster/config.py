@@ -43,6 +43,7 @@ class Limits:
     ws_max_size: int = 16 * 1024 * 1024
     ws_ping_interval: float = 20.0  # 0: no keep-alive pings
     ws_ping_timeout: float = 20.0
+    ws_per_message_deflate: bool = True  # offer-driven permessage-deflate (RFC 7692)
     # Open connections per worker past which new ones are closed as soon as accepted (0: no limit).
     max_connections: int = 0
 

@@ -79,7 +79,6 @@ ALIASES: dict[str, Habit] = {
     "--loop": unsupported("workers run fastcluster's epoll loop (inside asyncio, uvloop when installed)"),
     "--http": unsupported("requests are parsed by fastcluster with httptools"),
     "--ws": unsupported("there is one WebSocket implementation"),
-    "--ws-per-message-deflate": unsupported("WebSocket messages are not compressed yet"),
     "--ws-max-queue": unsupported("an app that does not receive() stops the socket being read instead"),
     "--reload-delay": unsupported("--reload reloads once a batch of changes has settled"),
     "--reload-engine": unsupported("--reload watches with watchfiles"),

@@ -129,11 +129,13 @@ SKIP = object()  # a false no-value flag (`no-server-header = false`): leaves th
 def convert(action: argparse.Action, value: object, origin: str, key: str, from_env: bool) -> object:
     """A file or environment value, checked and converted as the flag's own value would be."""
     where = origin if from_env else f"{origin}: {key}"
-    if action.nargs == 0:  # a flag without a value: store_true, store_const
+    if action.nargs == 0:  # a flag without a value: store_true, store_const, --x/--no-x
         flag = value if isinstance(value, bool) else str(value).strip().lower()
         if flag not in (True, False, *TRUE, *FALSE):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         on = flag is True or flag in TRUE
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return on != key.startswith("no-")  # `no-x = true` is x = false
         if action.const is True:
             return on
         return action.const if on else SKIP
@@ -271,7 +273,7 @@ def render(serve: argparse.ArgumentParser, args: argparse.Namespace, sources: di
         if key in OUTSIDE_FILE or f"--{key}" != (action.option_strings or ["--" + key])[0]:
             continue
         value = getattr(args, action.dest)
-        if action.nargs == 0:
+        if action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction):
             value = value == action.const
         source = ("command line" if action.dest in given else sources.get(action.dest, "default"))
         if getattr(action.type, "octal", False) and value is not None:

@@ -12,22 +12,23 @@ import pytest
 from tests.core.ws_client import (
     ACCEPT,
     BINARY,
+    BYE,
     CLOSE,
     CONTINUATION,
+    OK,
     PING,
     PONG,
     TEXT,
-    close_code,
+    check_everywhere,
     close_frame,
     frame,
+    normalized,
     parse_frames,
     read_head,
     read_until_closed,
+    run_case,
     upgrade_request,
 )
-
-BYE = close_frame(1000)
-OK = (CLOSE, 1000)
 
 # name: (what the client sends after the handshake, what the server must answer, then it closes)
 CASES = {
@@ -101,48 +102,9 @@ CASES = {
 }
 
 
-def normalized(frames: list[tuple[int, bytes]]) -> list[tuple[int, object]]:
-    return [(opcode, close_code(payload) if opcode == CLOSE else payload) for opcode, payload in frames]
-
-
-def run_case(port: int, data: bytes, pieces: list[bytes] | None = None) -> list[tuple[int, object]]:
-    """Handshake, then data (whole in the handshake's own send, or in the given pieces); the frames the
-    server sent until it closed."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if pieces is None:
-            sock.sendall(upgrade_request() + data)
-        else:
-            sock.sendall(upgrade_request())
-            for piece in pieces:
-                try:
-                    sock.sendall(piece)
-                except OSError:
-                    break  # the server may close as soon as it has seen the error
-        head, rest = read_head(sock)
-        assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), head
-        return normalized(parse_frames(read_until_closed(sock, rest)))
-
-
-@pytest.fixture(scope="module")
-def ws_server():
-    from tests.conftest import Server, free_port
-
-    server = Server(["--workers", "1"], free_port()).wait_ready()
-    yield server
-    assert server.stop() == 0, server.read_output()
-    assert "Traceback" not in server.read_output() and "still counted" not in server.read_output()
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_case_whole_split_and_byte_by_byte(ws_server, name):
-    data, expected = CASES[name]
-    workers = ws_server.workers()
-    assert run_case(ws_server.port, data) == expected, "whole"
-    for cut in range(1, len(data)):
-        assert run_case(ws_server.port, data, [data[:cut], data[cut:]]) == expected, f"split at {cut}"
-    assert run_case(ws_server.port, data, [data[i:i + 1] for i in range(len(data))]) == expected, "bytewise"
-    assert ws_server.workers() == workers  # no worker died on the way
+    check_everywhere(ws_server, *CASES[name])
 
 
 @pytest.mark.parametrize("size", [65535, 65536, 1 << 20])

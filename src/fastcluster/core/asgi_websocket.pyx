@@ -120,7 +120,7 @@ cdef class WebSocketExchange(Exchange):
 
     cdef object accept(self, object subprotocol, object headers):
         cdef Connection conn = self.owner.conn
-        extra = b""
+        extra = self.protocol.extensions
         if subprotocol is not None:
             extra += b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1") + b"\r\n"
         for name, value in headers:
@@ -180,8 +180,11 @@ def websocket_exchange(AsgiConnection owner, str method, bint http11, list heade
     than 13) and never reaches the app."""
     cdef Connection conn = owner.conn
     cdef WebSocketExchange exchange
+    cdef AsgiWebSocket protocol
     try:
         accept_key = check_handshake(method, http11, headers)
+        protocol = AsgiWebSocket(conn)
+        protocol.negotiate(headers)
     except HandshakeError as error:
         if not any(name.lower() == b"upgrade" and b"websocket" in header_tokens(value)
                    for name, value in headers):
@@ -191,8 +194,8 @@ def websocket_exchange(AsgiConnection owner, str method, bint http11, list heade
     exchange = WebSocketExchange.__new__(WebSocketExchange)
     exchange.accept_key = accept_key
     exchange.incoming = []
-    exchange.protocol = AsgiWebSocket(conn)
-    exchange.protocol.exchange = exchange
+    exchange.protocol = protocol
+    protocol.exchange = exchange
     conn.upgrade(exchange.protocol)
     return exchange
 

@@ -38,10 +38,12 @@ cdef class Context:
         # adapter and not answered, built-in answers still being produced (delays, streams).
         int limit_concurrency
         readonly int in_flight
-        # WebSocket (core/websocket.pyx): the largest message, and the keep-alive ping's interval and timeout.
+        # WebSocket (core/websocket.pyx): the largest message, the keep-alive ping's interval and timeout,
+        # and whether permessage-deflate may be agreed.
         Py_ssize_t ws_max_size
         double ws_ping_interval
         double ws_ping_timeout
+        bint ws_per_message_deflate
 
         bytearray read_buffer
         object read_view

@@ -42,6 +42,7 @@ cdef class Context:
         self.ws_max_size = limits.ws_max_size
         self.ws_ping_interval = limits.ws_ping_interval
         self.ws_ping_timeout = limits.ws_ping_timeout
+        self.ws_per_message_deflate = limits.ws_per_message_deflate
         self.max_connections = limits.max_connections
         self.read_buffer = bytearray(READ_SIZE)
         self.read_view = memoryview(self.read_buffer)

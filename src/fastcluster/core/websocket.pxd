@@ -1,6 +1,7 @@
 from libc.stdint cimport uint8_t
 
 from fastcluster.core.connection cimport UpgradedProtocol
+from fastcluster.core.deflate cimport PerMessageDeflate
 
 
 cdef enum Opcode:
@@ -10,6 +11,12 @@ cdef enum Opcode:
     OP_CLOSE = 8
     OP_PING = 9
     OP_PONG = 10
+
+
+cdef enum:
+    # The reserved bit of a frame's first byte that permessage-deflate sets on a compressed message's first
+    # frame (RFC 7692 6).
+    RSV1 = 0x40
 
 
 cdef struct Utf8State:
@@ -53,12 +60,22 @@ cdef class WebSocket(UpgradedProtocol):
         double close_deadline
         # Counted in the stats' open WebSockets.
         bint counted
+        # permessage-deflate: allowed (--ws-per-message-deflate), agreed in the handshake (None: not), the
+        # 101's Sec-WebSocket-Extensions line (b"" for none), and whether the message being received is
+        # compressed.
+        bint deflate_allowed
+        PerMessageDeflate deflate
+        readonly bytes extensions
+        bint compressed
 
     cdef int on_message(self, int opcode, bytes payload) except -1
     cdef int on_closed(self) except -1
     cdef bint wants_more(self) noexcept
     cdef Py_ssize_t parse(self, const char *data, Py_ssize_t length) except -1
+    cdef bytes negotiate(self, list headers)
     cdef int frame_payload(self, int opcode, bint fin, const char *masked, Py_ssize_t size,
+                           const char *key) except -1
+    cdef int inflate_frame(self, int opcode, bint fin, const char *masked, Py_ssize_t size,
                            const char *key) except -1
     cdef int whole(self, int opcode, bytes payload) except -1
     cdef int frame(self, int opcode, bint fin, const char *payload, Py_ssize_t length) except -1

@@ -1,8 +1,9 @@
 # RFC 6455 WebSocket: the opening handshake's checks and answer, and the protocol a connection switches to
 # after it: frames parsed and built in C (client frames masked, 7/16/64-bit lengths, fragmentation with
 # control frames between fragments, UTF-8 checked incrementally across fragments, --ws-max-size), pings
-# answered, idle peers pinged, and the closing handshake. What a message means is a subclass's business
-# (the built-in echo in core/websocket_echo.pyx, ASGI apps in core/asgi_websocket.pyx).
+# answered, idle peers pinged, and the closing handshake; permessage-deflate (RFC 7692, core/deflate.pyx)
+# when agreed. What a message means is a subclass's business (the built-in echo in
+# core/websocket_echo.pyx, ASGI apps in core/asgi_websocket.pyx).
 from base64 import b64decode, b64encode
 from binascii import Error as Base64Error
 from hashlib import sha1
@@ -13,12 +14,20 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memmove
 
 from fastcluster.core.connection cimport UPGRADED, Connection, UpgradedProtocol
+from fastcluster.core.deflate cimport PerMessageDeflate
+
+from fastcluster.core.deflate import negotiate
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Seconds we wait for the peer's close frame after sending ours.
 DEF CLOSE_TIMEOUT = 5.0
 # Payloads this large are sent as their own object (by reference); smaller ones are copied with the head.
 DEF DIRECT_PAYLOAD = 16384
+# Messages shorter than this are sent uncompressed even when permessage-deflate is agreed (RFC 7692 lets
+# each message choose): below a kilobyte the bytes saved rarely save a packet (the ws library's threshold).
+DEF COMPRESS_FROM = 1024
+# A compressed frame is unmasked this much at a time on its way to the inflater.
+DEF INFLATE_PIECE = 16384
 
 
 class HandshakeError(ValueError):
@@ -188,6 +197,8 @@ cdef class WebSocket(UpgradedProtocol):
         self.last_input = conn.ctx.now
         self.close_code = 1006
         self.close_reason = ""
+        self.deflate_allowed = conn.ctx.ws_per_message_deflate
+        self.extensions = b""
 
     def __dealloc__(self):
         free(self.input)
@@ -206,6 +217,21 @@ cdef class WebSocket(UpgradedProtocol):
     cdef bint wants_more(self) noexcept:
         """False while the receiver holds too much: parsing waits for resume()."""
         return True
+
+    # ---- the handshake ----
+
+    cdef bytes negotiate(self, list headers):
+        """Take permessage-deflate when the server allows it and the client offers it acceptably: the 101's
+        Sec-WebSocket-Extensions line (b"" for none), also kept in `extensions`. HandshakeError(400) when
+        the client's header does not parse."""
+        if self.deflate_allowed:
+            try:
+                self.deflate = negotiate(headers)
+            except ValueError as error:
+                raise HandshakeError(400, f"Sec-WebSocket-Extensions: {error}") from None
+            if self.deflate is not None:
+                self.extensions = self.deflate.answer
+        return self.extensions
 
     # ---- input ----
 
@@ -228,8 +254,10 @@ cdef class WebSocket(UpgradedProtocol):
         grow(&self.input, &self.input_capacity, self.input_length + length)
         memcpy(self.input + self.input_length, data, length)
         self.input_length += length
-        if self.input_length > self.max_size + 14 + 65536 and self.holding:
-            self.conn.set_reading(False)  # the receiver is full and the peer keeps sending: stop reading
+        if self.holding and not self.conn.reading_paused:
+            # The receiver is full: what came is kept (at most a read), and nothing more is read until it
+            # takes some, so the peer's sends block once the kernel's buffers are full.
+            self.conn.set_reading(False)
         return 0
 
     cdef int resume(self) except -1:
@@ -240,7 +268,9 @@ cdef class WebSocket(UpgradedProtocol):
         if used:
             memmove(self.input, self.input + used, self.input_length - used)
             self.input_length -= used
-        if not self.holding and self.conn.reading_paused and self.conn.fd >= 0:
+        # (Once closing, the connection settles its interest after its flush: set_reading() would do it
+        # before the frames just written are sent.)
+        if not self.holding and self.conn.reading_paused and self.conn.state == UPGRADED:
             self.conn.set_reading(True)
         return 0
 
@@ -263,8 +293,9 @@ cdef class WebSocket(UpgradedProtocol):
             second = <uint8_t>data[position + 1]
             fin = first & 0x80
             opcode = first & 0x0F
-            if first & 0x70:  # reserved bits: no extension is negotiated
-                return self.fail(1002) or length
+            if first & 0x70:  # reserved bits: only RSV1, on the first frame of a message, if compressing
+                if (first & 0x70) != RSV1 or self.deflate is None or not (OP_TEXT <= opcode <= OP_BINARY):
+                    return self.fail(1002) or length
             if opcode >= 8:
                 if opcode > OP_PONG or not fin or (second & 0x7F) > 125:
                     return self.fail(1002) or length
@@ -294,10 +325,14 @@ cdef class WebSocket(UpgradedProtocol):
                     return self.fail(1009) or length
                 size = <Py_ssize_t>size64
                 head = 14
-            if opcode < 8 and size + (self.message_length if opcode == OP_CONTINUATION else 0) > self.max_size:
+            # (a compressed message's size is known only as it is inflated: deflate.pyx checks it then)
+            if opcode < 8 and size + (self.message_length if opcode == OP_CONTINUATION and not self.compressed
+                                      else 0) > self.max_size:
                 return self.fail(1009) or length
             if available < head + size:
                 break
+            if first & RSV1:
+                self.compressed = True
             self.frame_payload(opcode, fin, data + position + head, size, data + position + head - 4)
             position += head + size
         return position
@@ -309,6 +344,8 @@ cdef class WebSocket(UpgradedProtocol):
         if opcode >= 8:
             unmask(control_payload, masked, size, key)
             return self.control(opcode, control_payload, size)
+        if self.compressed:
+            return self.inflate_frame(opcode, fin, masked, size, key)
         if fin and opcode != OP_CONTINUATION:  # a whole message in one frame: unmasked into its bytes
             payload = PyBytes_FromStringAndSize(NULL, size)
             unmask(PyBytes_AS_STRING(payload), masked, size, key)
@@ -316,6 +353,26 @@ cdef class WebSocket(UpgradedProtocol):
         grow(&self.message, &self.message_capacity, self.message_length + size)
         unmask(self.message + self.message_length, masked, size, key)
         return self.frame(opcode, fin, self.message + self.message_length, size)
+
+    cdef int inflate_frame(self, int opcode, bint fin, const char *masked, Py_ssize_t size,
+                           const char *key) except -1:
+        """A frame of a compressed message: unmasked a piece at a time and inflated onto the end of the
+        message buffer, then taken as an uncompressed fragment would be."""
+        cdef char piece[INFLATE_PIECE]
+        cdef Py_ssize_t done = 0, length, end = self.message_length
+        cdef int code = 0
+        while done < size and not code:  # (pieces of a multiple of 4 bytes keep the mask key's phase)
+            length = min(size - done, INFLATE_PIECE)
+            unmask(piece, masked + done, length, key)
+            code = self.deflate.decompress(piece, length, &self.message, &self.message_capacity, &end,
+                                           self.max_size)
+            done += length
+        if fin and not code:
+            code = self.deflate.end_message(&self.message, &self.message_capacity, &end, self.max_size)
+            self.compressed = False
+        if code:
+            return self.fail(code)
+        return self.frame(opcode, fin, self.message + self.message_length, end - self.message_length)
 
     cdef int whole(self, int opcode, bytes payload) except -1:
         if self.close_sent:
@@ -400,7 +457,8 @@ cdef class WebSocket(UpgradedProtocol):
     # ---- output ----
 
     cdef int send_frame(self, int opcode, const char *data, Py_ssize_t length) except -1:
-        """One final frame, unmasked (servers do not mask), written behind everything before it."""
+        """One final frame, unmasked (servers do not mask), written behind everything before it (opcode:
+        with RSV1 for a compressed message)."""
         self.send_head(opcode, length)
         if length:
             self.conn.write_bytes(data, length)
@@ -426,14 +484,19 @@ cdef class WebSocket(UpgradedProtocol):
         return self.conn.write_bytes(head, head_length)
 
     cpdef int send_message(self, bint text, bytes payload) except -1:
-        """Send a message (written; it leaves with the connection's next flush)."""
+        """Send a message (written; it leaves with the connection's next flush), compressed if agreed."""
         cdef Py_ssize_t length = PyBytes_GET_SIZE(payload)
+        cdef int first = OP_TEXT if text else OP_BINARY
         if self.close_sent or self.conn is None or self.conn.fd < 0:
             return 0
         self.conn.ctx.stats.websocket_messages += 1
+        if self.deflate is not None and length >= COMPRESS_FROM:
+            payload = self.deflate.compress(PyBytes_AS_STRING(payload), length)
+            length = PyBytes_GET_SIZE(payload)
+            first |= RSV1
         if length < DIRECT_PAYLOAD:
-            return self.send_frame(OP_TEXT if text else OP_BINARY, PyBytes_AS_STRING(payload), length)
-        self.send_head(OP_TEXT if text else OP_BINARY, length)
+            return self.send_frame(first, PyBytes_AS_STRING(payload), length)
+        self.send_head(first, length)
         return self.conn.write(payload)
 
     cpdef int close(self, int code=1000, bytes reason=b"") except -1:
@@ -473,6 +536,9 @@ cdef class WebSocket(UpgradedProtocol):
                 self.ended()
             return 0
         if self.ping_interval <= 0:
+            return 0
+        if self.holding:  # reading waits for the receiver, not for the peer: no keep-alive meanwhile
+            self.last_input = now
             return 0
         if self.ping_sent_at:
             if now - self.ping_sent_at >= self.ping_timeout:

@@ -76,16 +76,18 @@ cdef class EchoWebSocket(WebSocket):
 def accept_builtin(Connection conn, bytes url, list headers) -> tuple:
     """Answer a request for `/ws`: (101, the handshake) with the connection switched to an echo, or
     (status, the refusal) when the request cannot have a WebSocket or its query is not understood."""
+    cdef EchoWebSocket echo
     server_and_date = conn.ctx.responder.server_line + conn.ctx.responder.date_line
     try:
         accept = check_handshake(conn.method_name(), conn.http_version() == "1.1", headers)
         delay, size, close_after = echo_controls(split_target(url)[1])
+        echo = EchoWebSocket(conn, delay, size, close_after)
+        extensions = echo.negotiate(headers)
     except HandshakeError as error:
         return error.status, refusal(error, server_and_date)
-    cdef EchoWebSocket echo = EchoWebSocket(conn, delay, size, close_after)
     conn.upgrade(echo)
     echo.opened()
-    return 101, switching_protocols(accept, server_and_date)
+    return 101, switching_protocols(accept, server_and_date, extensions)
 
 
 def echo_controls(bytes query) -> tuple:
