@@ -68,6 +68,13 @@ cdef class Exchange:
     cdef int app_ended(self, object exc) except -1
 
 
+# What a resume returns once the app has ended; what AppRun.waiting_on holds when it waits on nothing.
+cdef object DONE
+cdef object NOTHING
+
+cdef bint in_a_task(object loop) except -1
+
+
 cdef class Steppable:
     cdef object resume(self, object value, object error)
 
