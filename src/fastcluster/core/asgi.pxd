@@ -73,6 +73,7 @@ cdef object DONE
 cdef object NOTHING
 
 cdef bint in_a_task(object loop) except -1
+cdef object field(object message, str key, object default)
 
 
 cdef class Steppable:

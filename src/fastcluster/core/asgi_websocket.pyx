@@ -9,8 +9,18 @@ from asyncio.tasks import _leave_task as leave_task
 cimport cython
 from cpython.bytes cimport PyBytes_GET_SIZE
 from cpython.object cimport PyTypeObject
+from cpython.unicode cimport PyUnicode_AsUTF8String
 
-from fastcluster.core.asgi cimport DONE, NOTHING, AppRun, AsgiConnection, ConnectionRunner, Exchange, in_a_task
+from fastcluster.core.asgi cimport (
+    DONE,
+    NOTHING,
+    AppRun,
+    AsgiConnection,
+    ConnectionRunner,
+    Exchange,
+    field,
+    in_a_task,
+)
 from fastcluster.core.connection cimport Connection
 from fastcluster.core.heads cimport error_answer
 from fastcluster.core.websocket cimport OP_TEXT, WebSocket
@@ -201,11 +211,13 @@ cdef class WebSocketExchange(Exchange):
                 raise BadResponse("websocket.send before websocket.accept")
             if self.disconnected or protocol.close_sent:
                 raise ClientDisconnected("the WebSocket is closed")
-            text = message.get("text")
-            if text is not None:
+            text = field(message, "text", None)
+            if type(text) is str:
+                protocol.send_message(True, PyUnicode_AsUTF8String(text))
+            elif text is not None:
                 protocol.send_message(True, text.encode("utf-8"))
             else:
-                protocol.send_message(False, bytes(message.get("bytes") or b""))
+                protocol.send_message(False, bytes(field(message, "bytes", None) or b""))
             return self.flushed()
         if kind == "websocket.accept":
             if self.accepted or self.response_started:
