@@ -1,5 +1,5 @@
 """WebSocket echo cost per message: fastcluster's built-in /ws and a FastAPI echo app under fastcluster,
-uvicorn (websockets and wsproto) and granian, with fastcluster's HTTP keep-alive request beside them.
+uvicorn (websockets, wsproto, websockets-sansio) and granian, beside fastcluster's HTTP keep-alive request.
 
     python benchmarks/websocket.py [--rounds 3] [--duration 4] [--connections 64] [--runs a,b]
                                    [--baseline SRC]
@@ -18,12 +18,10 @@ import argparse
 import importlib.util
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import cpu_seconds, process_tree, run_wrk  # noqa: E402
-from run import SERVER_CPU, WRK_CPU, free_port, stop  # noqa: E402
+from run import SERVER_CPU, WRK_CPU, free_port, stop, wait_listening  # noqa: E402
 from servers import HERE, Fastcluster, Granian, Launch, Scenario, Uvicorn  # noqa: E402
 
 BUILTIN = Scenario("websocket")
@@ -64,12 +62,14 @@ RUNS = [
     Run("FastAPI fastcluster", fastcluster(ECHO_APP), needs="fastapi"),
     Run("FastAPI uvicorn websockets", uvicorn_with("websockets"), needs="websockets"),
     Run("FastAPI uvicorn wsproto", uvicorn_with("wsproto"), needs="wsproto"),
+    Run("FastAPI uvicorn websockets-sansio", uvicorn_with("websockets-sansio"), needs="websockets"),
     Run("FastAPI granian", lambda port, work: Granian().launch(ECHO_APP, port, work), needs="granian"),
 ]
 # (what, over what, at most): the targets, each a ratio of CPU per message within a round
 TARGETS: list[tuple[str, str, float | None]] = [
     ("FastAPI fastcluster", "FastAPI uvicorn websockets", 0.3),
     ("FastAPI fastcluster", "FastAPI uvicorn wsproto", 0.3),
+    ("FastAPI fastcluster", "FastAPI uvicorn websockets-sansio", 0.3),
     ("FastAPI fastcluster", "FastAPI granian", 0.6),
     ("fastcluster /ws", "fastcluster HTTP", 1.2),
 ]
@@ -89,19 +89,6 @@ def ws_load(binary: Path, port: int, path: str, connections: int, seconds: float
     return messages
 
 
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with status {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("did not start listening")
-
-
 def measure(run: Run, args: argparse.Namespace, work: Path, binary: Path) -> tuple[float, float]:
     """Server CPU µs per message (or per request), and messages per second, for one run of one server."""
     port = free_port()
@@ -110,7 +97,7 @@ def measure(run: Run, args: argparse.Namespace, work: Path, binary: Path) -> tup
     proc = subprocess.Popen(["taskset", "-c", str(SERVER_CPU), *launch.command], env=env, cwd=launch.cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        wait_listening(port, proc)
+        wait_listening(port, proc, timeout=20)
         if run.path:
             def load(seconds: float) -> int:
                 return ws_load(binary, port, run.path, args.connections, seconds)
