@@ -162,12 +162,13 @@ cdef class WebSocketExchange(Exchange):
                 self.flush()
             return message
         if self.disconnected:
-            return {"type": "websocket.disconnect", "code": protocol.close_code, "reason": protocol.close_reason}
+            return {"type": "websocket.disconnect", "code": protocol.close_code,
+                    "reason": protocol.close_reason}
         return None
 
     cdef object park(self):
         """The future a receive() with nothing to give waits on: the same one until it is woken, so that
-        the app stepped inline (step_inline) goes back to waiting on what its task already waits on."""
+        the app stepped inside a read (arrived) goes back to waiting on what its task already waits on."""
         wakeup = self.wakeup
         if wakeup is None or wakeup.done():
             wakeup = self.wakeup = self.owner.shared.loop.create_future()
