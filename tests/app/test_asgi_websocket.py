@@ -114,6 +114,10 @@ def test_messages_reach_an_app_that_waits_elsewhere_or_receives_in_another_task(
             await ws.send("task")
             await ws.send("c")
             assert await ws.recv() == "c True"
+            await ws.send("timeout")
+            assert await ws.recv() == "timeout True"
+            await ws.send("e")
+            assert await ws.recv() == "e True"
             for text in [str(n) for n in range(20)] + ["sleep", "d"]:  # sent together
                 await ws.send(text)
             assert [await ws.recv() for _ in range(22)] == [f"{n} True" for n in range(20)] + [

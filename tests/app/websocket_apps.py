@@ -86,8 +86,8 @@ started_in = contextvars.ContextVar("started_in")
 
 async def detours(scope, receive, send):
     """Echoes each text after the detour it names: `sleep` waits on the loop first, `task` echoes the next
-    message, received by a task of its own. Each echo says whether the app still runs as the task and in
-    the context it started in."""
+    message, received by a task of its own, `timeout` first gives up on a receive() after 50 ms. Each echo
+    says whether the app still runs as the task and in the context it started in."""
     if scope["type"] != "websocket":
         return await not_found(scope, receive, send)
     await receive()
@@ -102,5 +102,10 @@ async def detours(scope, receive, send):
             await asyncio.sleep(0.01)
         elif message["text"] == "task":
             message = await asyncio.create_task(receive())
+        elif message["text"] == "timeout":
+            try:
+                message = await asyncio.wait_for(receive(), 0.05)
+            except asyncio.TimeoutError:
+                pass
         same = asyncio.current_task() is task and started_in.get(None) is task
         await send({"type": "websocket.send", "text": f"{message['text']} {same}"})
