@@ -62,20 +62,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_answering(port: int, scenario: Scenario, proc: subprocess.Popen, timeout: float = 15) -> None:
-    """Wait for the server to listen, and refuse to measure one whose answer is not the scenario's 200."""
-    path = scenario.path
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with status {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
+                return
         except OSError:
             time.sleep(0.05)
-    else:
-        raise RuntimeError("did not start listening")
+    raise RuntimeError("did not start listening")
+
+
+def wait_until_answering(port: int, scenario: Scenario, proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Wait for the server to listen, and refuse to measure one whose answer is not the scenario's 200."""
+    path = scenario.path
+    wait_listening(port, proc, timeout)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         connection.request("GET", path)

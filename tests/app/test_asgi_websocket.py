@@ -101,6 +101,32 @@ def test_an_app_that_ends_closes_its_websocket(serve, text, code):
     assert server.workers()
 
 
+def test_messages_reach_an_app_that_waits_elsewhere_or_receives_in_another_task(serve):
+    # An app waiting in receive() is stepped as soon as a message is read; these are the ways it can wait
+    # on something else in between.
+    server = app_server(serve, "websocket_apps:detours")
+
+    async def talk() -> None:
+        async with connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            for text in ("a", "sleep", "b"):
+                await ws.send(text)
+                assert await ws.recv() == f"{text} True"
+            await ws.send("task")
+            await ws.send("c")
+            assert await ws.recv() == "c True"
+            await ws.send("timeout")
+            assert await ws.recv() == "timeout True"
+            await ws.send("e")
+            assert await ws.recv() == "e True"
+            for text in [str(n) for n in range(20)] + ["sleep", "d"]:  # sent together
+                await ws.send(text)
+            assert [await ws.recv() for _ in range(22)] == [f"{n} True" for n in range(20)] + [
+                "sleep True", "d True"]
+
+    asyncio.run(talk())
+    assert server.stop() == 0
+
+
 def test_closing_before_accepting_is_a_403(serve):
     server = app_server(serve, "websocket_apps:deny")
 

@@ -1,6 +1,8 @@
 """ASGI WebSocket apps served by tests/app/test_asgi_websocket.py: raw ones for each edge, and a FastAPI-like
 Starlette app."""
 
+import asyncio
+import contextvars
 import json
 
 from starlette.applications import Starlette
@@ -77,3 +79,33 @@ async def ends(scope, receive, send):
     message = await receive()
     if message.get("text") == "raise":
         raise RuntimeError("the app broke")
+
+
+started_in = contextvars.ContextVar("started_in")
+
+
+async def detours(scope, receive, send):
+    """Echoes each text after the detour it names: `sleep` waits on the loop first, `task` echoes the next
+    message, received by a task of its own, `timeout` first gives up on a receive() after 50 ms. Each echo
+    says whether the app still runs as the task and in the context it started in."""
+    if scope["type"] != "websocket":
+        return await not_found(scope, receive, send)
+    await receive()
+    await send({"type": "websocket.accept"})
+    task = asyncio.current_task()
+    started_in.set(task)
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message["text"] == "sleep":
+            await asyncio.sleep(0.01)
+        elif message["text"] == "task":
+            message = await asyncio.create_task(receive())
+        elif message["text"] == "timeout":
+            try:
+                message = await asyncio.wait_for(receive(), 0.05)
+            except asyncio.TimeoutError:
+                pass
+        same = asyncio.current_task() is task and started_in.get(None) is task
+        await send({"type": "websocket.send", "text": f"{message['text']} {same}"})

@@ -114,3 +114,31 @@ def test_the_chart_has_a_title_with_the_date_and_a_legend():
     labels = [text.get_text() for text in legend.get_texts()]
     assert labels == ["fastcluster", "nginx", "other servers", "the app alone"]
     plt.close(figure)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+def test_ws_load_counts_echoes_and_an_echo_that_differs_is_an_error(serve, tmp_path):
+    binary = tmp_path / "ws_load"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(ROOT / "benchmarks" / "ws_load.c")], check=True)
+    server = serve()
+
+    def load(path: str) -> list[str]:
+        done = subprocess.run([str(binary), str(server.port), path, "4", "0.5"], capture_output=True,
+                              text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    fields = load("/ws")
+    assert fields[0] == "messages" and int(fields[1]) > 10 and fields[2:4] == ["errors", "0"]
+    fields = load("/ws?size=3")  # three pattern bytes come back instead of the message
+    assert fields[:4] == ["messages", "0", "errors", "4"]
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("gcc") is None, reason="needs wrk and gcc")
+def test_websocket_benchmark_compares_ws_with_http():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "websocket.py"), "--rounds", "1",
+                           "--duration", "1", "--runs", "fastcluster /ws,fastcluster HTTP"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "round 1  fastcluster /ws" in done.stdout and "round 1  fastcluster HTTP" in done.stdout
+    assert "fastcluster /ws / fastcluster HTTP: " in done.stdout and "target ≤ 1.2×" in done.stdout

@@ -69,6 +69,14 @@ cdef class Exchange:
     cdef int app_ended(self, object exc) except -1
 
 
+# What a resume returns once the app has ended; what AppRun.waiting_on holds when it waits on nothing.
+cdef object DONE
+cdef object NOTHING
+
+cdef bint in_a_task(object loop) except -1
+cdef object field(object message, str key, object default)
+
+
 cdef class Steppable:
     cdef object resume(self, object value, object error)
 

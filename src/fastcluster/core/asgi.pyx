@@ -375,9 +375,8 @@ cdef bint in_a_task(object loop) except -1:
     return current_task(loop) is not None
 
 
-# What a resume returns once the app has ended; what AppRun.waiting_on holds when it waits on nothing.
-cdef object DONE = object()
-cdef object NOTHING = object()
+DONE = object()
+NOTHING = object()
 # The app's receive and send for an exchange are bound from these, without a lookup on the type.
 cdef object RECEIVE = Exchange.receive
 cdef object SEND = Exchange.send

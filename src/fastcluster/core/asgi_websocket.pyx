@@ -3,10 +3,24 @@
 # request) whose app gets websocket.connect, accepts with a subprotocol and headers or denies (403, or its
 # own websocket.http.response), then receives and sends text and bytes until either side closes.
 import logging
+from asyncio.tasks import _enter_task as enter_task
+from asyncio.tasks import _leave_task as leave_task
 
+cimport cython
 from cpython.bytes cimport PyBytes_GET_SIZE
+from cpython.object cimport PyTypeObject
+from cpython.unicode cimport PyUnicode_AsUTF8String
 
-from fastcluster.core.asgi cimport AsgiConnection, Exchange
+from fastcluster.core.asgi cimport (
+    DONE,
+    NOTHING,
+    AppRun,
+    AsgiConnection,
+    ConnectionRunner,
+    Exchange,
+    field,
+    in_a_task,
+)
 from fastcluster.core.connection cimport Connection
 from fastcluster.core.heads cimport error_answer
 from fastcluster.core.websocket cimport OP_TEXT, WebSocket
@@ -29,6 +43,29 @@ DEF RECEIVE_QUEUE = 16
 cdef dict CONNECT = {"type": "websocket.connect"}
 cdef bytes TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
+cdef extern from *:
+    """
+    /* The am_send slot (3.10+) of Receiving: its end is a return value (the message), not a
+       StopIteration raised and caught. */
+    static PyObject *(*fastcluster_receiving_step)(PyObject *, int *);
+    #if PY_VERSION_HEX >= 0x030A0000
+    static PySendResult fastcluster_receiving_send(PyObject *awaitable, PyObject *value, PyObject **result) {
+        int finished = 0;
+        *result = fastcluster_receiving_step(awaitable, &finished);
+        if (*result == NULL) return PYGEN_ERROR;
+        return finished ? PYGEN_RETURN : PYGEN_NEXT;
+    }
+    #endif
+    static void fastcluster_give_receiving_slot(PyTypeObject *type) {
+    #if PY_VERSION_HEX >= 0x030A0000
+        if (type->tp_as_async != NULL) type->tp_as_async->am_send = fastcluster_receiving_send;
+    #endif
+    }
+    """
+    ctypedef object (*StepFunction)(object, int *)
+    StepFunction fastcluster_receiving_step
+    void fastcluster_give_receiving_slot(PyTypeObject *type)
+
 
 cdef class AsgiWebSocket(WebSocket):
     """The frames of an accepted WebSocket, turned into the app's messages."""
@@ -40,7 +77,7 @@ cdef class AsgiWebSocket(WebSocket):
         else:
             message = {"type": "websocket.receive", "bytes": payload}
         self.exchange.incoming.append(message)
-        return self.exchange.wake()
+        return self.exchange.arrived()
 
     cdef bint wants_more(self) noexcept:
         return self.exchange.accepted and len(self.exchange.incoming) < RECEIVE_QUEUE
@@ -55,6 +92,48 @@ cdef class AsgiWebSocket(WebSocket):
         return WebSocket.on_tick(self, now)
 
 
+@cython.freelist(4)
+cdef class Receiving:
+    """What receive() returns: no coroutine per call. Stepped, it finishes with the next message, or
+    yields the exchange's wake-up future while there is none."""
+    cdef WebSocketExchange exchange
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        cdef int finished = 0
+        result = receiving_step(self, &finished)
+        if finished:
+            raise StopIteration(result)
+        return result
+
+    def throw(self, exc, value=None, traceback=None):
+        raise exc if value is None else value
+
+    def close(self):
+        pass
+
+
+cdef object receiving_step(object awaitable, int *finished):
+    cdef WebSocketExchange exchange = (<Receiving>awaitable).exchange
+    message = exchange.next_message()
+    if message is None:
+        return exchange.park()
+    finished[0] = 1
+    return message
+
+
+fastcluster_receiving_step = receiving_step
+fastcluster_give_receiving_slot(<PyTypeObject *>Receiving)
+
+
 cdef class WebSocketExchange(Exchange):
     """One WebSocket: the upgrade request's scope, the app's receive and send."""
     cdef:
@@ -64,24 +143,66 @@ cdef class WebSocketExchange(Exchange):
         bint connect_delivered
         bint accepted
 
-    async def receive(self):
+    def receive(self):
+        """The app's receive: an awaitable done at once with the next message, or waiting for one."""
+        cdef Receiving receiving = Receiving.__new__(Receiving)
+        receiving.exchange = self
+        return receiving
+
+    cdef object next_message(self):
+        """The next message for the app, or None when there is none yet."""
         cdef AsgiWebSocket protocol = self.protocol
-        while True:
-            if not self.connect_delivered:
-                self.connect_delivered = True
-                return CONNECT
-            if self.incoming:
-                message = self.incoming.pop(0)
-                if protocol.holding and len(self.incoming) < RECEIVE_QUEUE and protocol.conn is not None:
-                    protocol.resume()  # the app caught up: parse the frames held back
-                    self.flush()
-                return message
-            if self.disconnected:
-                return {"type": "websocket.disconnect", "code": protocol.close_code,
-                        "reason": protocol.close_reason}
-            self.wakeup = self.owner.shared.loop.create_future()
-            await self.wakeup
-            self.wakeup = None
+        if not self.connect_delivered:
+            self.connect_delivered = True
+            return CONNECT
+        if self.incoming:
+            message = self.incoming.pop(0)
+            if protocol.holding and len(self.incoming) < RECEIVE_QUEUE and protocol.conn is not None:
+                protocol.resume()  # the app caught up: parse the frames held back
+                self.flush()
+            return message
+        if self.disconnected:
+            return {"type": "websocket.disconnect", "code": protocol.close_code,
+                    "reason": protocol.close_reason}
+        return None
+
+    cdef object park(self):
+        """The future a receive() with nothing to give waits on: the same one until it is woken, so that
+        the app stepped inside a read (arrived) goes back to waiting on what its task already waits on."""
+        wakeup = self.wakeup
+        if wakeup is None or wakeup.done():
+            wakeup = self.wakeup = self.owner.shared.loop.create_future()
+        wakeup._asyncio_future_blocking = True
+        return wakeup
+
+    cdef int arrived(self) except -1:
+        """A message (or the end) is there for the app: step the app now, inside the read, when it waits
+        for one in receive() as the connection's task; else wake the task that waits."""
+        cdef AsgiConnection owner = self.owner
+        cdef ConnectionRunner runner = owner.runner
+        cdef AppRun run = <AppRun>self.task if type(self.task) is AppRun else None
+        wakeup = self.wakeup
+        if (run is None or runner is None or runner.current is not run or run.waiting_on is not NOTHING
+                or wakeup is None or runner.task is None or runner.task._fut_waiter is not wakeup
+                or wakeup.done() or in_a_task(owner.shared.loop)):
+            return self.wake()
+        loop = owner.shared.loop
+        enter_task(loop, runner.task)
+        owner.parsing = True  # what the app sends leaves with the read's output
+        try:
+            yielded = run.resume(None, None)
+        finally:
+            owner.parsing = False
+            leave_task(loop, runner.task)
+        if yielded is wakeup:
+            return 0  # waiting for the next message, as its task already is
+        # It ended, or waits on something else: wake its task, which takes that from here.
+        if yielded is DONE:
+            runner.current = None
+        else:
+            run.waiting_on = yielded
+        wakeup.set_result(None)
+        return 0
 
     def send(self, message):
         cdef AsgiWebSocket protocol = self.protocol
@@ -91,11 +212,13 @@ cdef class WebSocketExchange(Exchange):
                 raise BadResponse("websocket.send before websocket.accept")
             if self.disconnected or protocol.close_sent:
                 raise ClientDisconnected("the WebSocket is closed")
-            text = message.get("text")
-            if text is not None:
+            text = field(message, "text", None)
+            if type(text) is str:
+                protocol.send_message(True, PyUnicode_AsUTF8String(text))
+            elif text is not None:
                 protocol.send_message(True, text.encode("utf-8"))
             else:
-                protocol.send_message(False, bytes(message.get("bytes") or b""))
+                protocol.send_message(False, bytes(field(message, "bytes", None) or b""))
             return self.flushed()
         if kind == "websocket.accept":
             if self.accepted or self.response_started:
