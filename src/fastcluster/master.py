@@ -38,6 +38,7 @@ from fastcluster.log_file import Collector, LogFile
 from fastcluster.metrics import render_metrics
 from fastcluster.notify import Notifier
 from fastcluster.oneshot import Client
+from fastcluster.open_files import raise_open_files_limit
 
 log = logging.getLogger("fastcluster.master")
 
@@ -166,6 +167,7 @@ class Master:
                  if self.admin else "")
         if config.unpinned:
             log.info("workers not pinned to CPUs: %s", config.unpinned)
+        raise_open_files_limit(config.limits.max_connections)
         for index in range(config.workers):
             self.slots[index] = Slot(index, config.cpu_for(index))
             self.spawn(self.slots[index])
