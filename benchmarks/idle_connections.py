@@ -9,15 +9,20 @@ second one. Prints a table and the limits used.
 
 Loopback gives about 28k ephemeral ports per source address, so the connections come from 127.0.0.2,
 127.0.0.3, ... (bound before connect, with IP_BIND_ADDRESS_NO_PORT so the port is chosen per destination).
-The open-files limit (hard and soft) is raised to fit N plus a margin, which needs root beyond the hard
-limit; servers inherit it. Servers: builtin (fastcluster's responder), asgi (the hello ASGI app on
-fastcluster), nginx, uvicorn; each runs one worker with a keep-alive timeout longer than the run.
+Every connection is a descriptor at both ends and RLIMIT_NOFILE counts per process: the limit is raised to
+fit one worker's share (hard too, which needs CAP_SYS_RESOURCE); when the hard limit cannot be raised,
+the connections are spread over enough server workers and client processes to stay under it. Servers:
+builtin (fastcluster's responder), asgi (the hello ASGI app on fastcluster), nginx, uvicorn; each with
+the same worker count, a keep-alive timeout longer than the run, and the figure is the sum over its
+workers.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import math
+import multiprocessing
 import os
 import random
 import resource
@@ -35,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 PER_SOURCE = 20000  # connections per source address, under the ~28k ephemeral ports
+SPARE_FDS = 2000  # descriptors a process needs besides its connections, and room for uneven spreading
 IN_FLIGHT = 500  # connections being opened at once
 IP_BIND_ADDRESS_NO_PORT = 24
 KEEPALIVE = 900  # seconds: longer than any run
@@ -46,9 +52,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch(server: str, port: int, work: Path, connections: int) -> list[str] | None:
-    fastcluster = [sys.executable, "-m", "fastcluster", "serve", "--port", str(port), "--workers", "1",
-                   "--log-level", "warning", "--keepalive-timeout", str(KEEPALIVE), "--backlog", "4096"]
+def launch(server: str, port: int, work: Path, connections: int, workers: int) -> list[str] | None:
+    fastcluster = [sys.executable, "-m", "fastcluster", "serve", "--port", str(port), "--workers",
+                   str(workers), "--log-level", "warning", "--keepalive-timeout", str(KEEPALIVE),
+                   "--backlog", "4096"]
     if server == "builtin":
         return fastcluster
     if server == "asgi":
@@ -57,17 +64,18 @@ def launch(server: str, port: int, work: Path, connections: int) -> list[str] | 
         if not shutil.which("nginx"):
             return None
         config = work / "nginx.conf"
-        config.write_text(f"""worker_processes 1;
-worker_rlimit_nofile {connections + 1000};
+        per_worker = connections // workers + SPARE_FDS
+        config.write_text(f"""worker_processes {workers};
+worker_rlimit_nofile {per_worker};
 daemon off;
 pid {work}/nginx.pid;
 error_log {work}/nginx.err;
-events {{ worker_connections {connections + 1000}; }}
+events {{ worker_connections {per_worker}; }}
 http {{
   access_log off;
   keepalive_timeout {KEEPALIVE}s;
   keepalive_requests 100000000;
-  server {{ listen 127.0.0.1:{port} backlog=4096;
+  server {{ listen 127.0.0.1:{port} backlog=4096 reuseport;
     location / {{ default_type text/plain; return 200 "Hello, World!"; }} }}
 }}
 """)
@@ -78,9 +86,9 @@ http {{
         except ImportError:
             return None
         loop = "uvloop" if _importable("uvloop") else "asyncio"
-        return [sys.executable, "-m", "uvicorn", "hello_asgi:app", "--app-dir", str(APPS), "--port", str(port),
-                "--http", "httptools", "--loop", loop, "--no-access-log", "--log-level", "warning",
-                "--timeout-keep-alive", str(KEEPALIVE), "--backlog", "4096"]
+        return [sys.executable, "-m", "uvicorn", "hello_asgi:app", "--app-dir", str(APPS), "--port",
+                str(port), "--http", "httptools", "--loop", loop, "--no-access-log", "--log-level", "warning",
+                "--timeout-keep-alive", str(KEEPALIVE), "--backlog", "4096", "--workers", str(workers)]
     raise SystemExit(f"unknown server {server!r}")
 
 
@@ -93,12 +101,10 @@ def _importable(module: str) -> bool:
 
 
 def worker_pids(proc: subprocess.Popen, server: str) -> list[int]:
-    """The processes that hold the connections: the children (fastcluster's worker, nginx's worker), or
-    the server itself (uvicorn with one worker)."""
-    if server == "uvicorn":
-        return [proc.pid]
+    """The processes that hold the connections: the children (fastcluster's and nginx's workers,
+    uvicorn's when it has several), or the server itself (uvicorn with one worker)."""
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    return [int(pid) for pid in children]
+    return [int(pid) for pid in children] or [proc.pid]
 
 
 def private_dirty_kb(pids: list[int]) -> int:
@@ -150,8 +156,9 @@ def answer_complete(data: bytes) -> bool:
     return True
 
 
-def open_idle(port: int, count: int) -> list[socket.socket]:
-    """count connections, each having sent one request and read its answer, left open."""
+def open_idle(port: int, count: int, first: int) -> list[socket.socket]:
+    """count connections, each having sent one request and read its answer, left open; first: the index
+    of the first (it chooses the source address)."""
     epoll = select.epoll()
     opened: list[socket.socket] = []
     waiting: dict[int, tuple[socket.socket, bytearray]] = {}
@@ -163,7 +170,7 @@ def open_idle(port: int, count: int) -> list[socket.socket]:
         while started < count and len(waiting) < IN_FLIGHT:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((f"127.0.0.{2 + started // PER_SOURCE}", 0))
+            sock.bind((f"127.0.0.{2 + (first + started) // PER_SOURCE}", 0))
             sock.setblocking(False)
             sock.connect_ex(("127.0.0.1", port))
             waiting[sock.fileno()] = (sock, bytearray())
@@ -222,14 +229,46 @@ def close_all(sockets: list[socket.socket]) -> None:
         sock.close()
 
 
-def measure(server: str, connections: int, work: Path) -> dict:
+def client(port: int, count: int, first: int, pipe) -> None:
+    """A client process: opens its share of the connections, says so, then on request asks a sample of
+    them again, and closes them when told."""
+    try:
+        sockets = open_idle(port, count, first)
+    except (RuntimeError, OSError) as exc:
+        pipe.send(str(exc))
+        return
+    pipe.send("ready")
+    pipe.send(ask_again(sockets, int(pipe.recv())))
+    pipe.recv()
+    close_all(sockets)
+
+
+def open_spread(port: int, connections: int, processes: int) -> list:
+    """Open the connections from several client processes (RLIMIT_NOFILE is per process); returns their
+    pipes once every one holds its share."""
+    share = math.ceil(connections / processes)
+    pipes = []
+    for index in range(processes):
+        mine, theirs = multiprocessing.Pipe()
+        count = min(share, connections - index * share)
+        multiprocessing.Process(target=client, args=(port, count, index * share, theirs), daemon=True).start()
+        pipes.append(mine)
+    failures = [answer for answer in (pipe.recv() for pipe in pipes) if answer != "ready"]
+    if failures:
+        for pipe in pipes:
+            pipe.close()
+        raise RuntimeError(failures[0])
+    return pipes
+
+
+def measure(server: str, connections: int, workers: int, clients: int, work: Path) -> dict:
     port = free_port()
-    command = launch(server, port, work, connections)
+    command = launch(server, port, work, connections, workers)
     if command is None:
         return {"server": server, "skipped": "not installed"}
     proc = subprocess.Popen(command, cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    sockets: list[socket.socket] = []
+    pipes: list = []
     try:
         wait_answering(port, proc)
         for _ in range(50):  # the first requests load what every later one uses
@@ -239,20 +278,26 @@ def measure(server: str, connections: int, work: Path) -> dict:
         before = private_dirty_kb(pids)
         fds_before = open_fds(pids)
         started = time.monotonic()
-        sockets = open_idle(port, connections)
+        pipes = open_spread(port, connections, clients)
         opening = time.monotonic() - started
         time.sleep(1.0)
         after = private_dirty_kb(pids)
         fds = open_fds(pids) - fds_before
         new_client = ask(port)
-        again = ask_again(sockets, 100)
+        for pipe in pipes:
+            pipe.send(100 // clients)
+        again = sum(pipe.recv() for pipe in pipes)
         return {"server": server, "connections": connections, "bytes": (after - before) * 1024 / connections,
                 "before_mb": before / 1024, "after_mb": after / 1024, "fds": fds, "open_s": opening,
-                "new_client": new_client, "again": again}
+                "new_client": new_client, "again": again, "asked_again": 100 // clients * clients,
+                "workers": workers}
     except RuntimeError as exc:
         return {"server": server, "skipped": str(exc)}
     finally:
-        close_all(sockets)
+        for pipe in pipes:
+            pipe.send("close")
+        while multiprocessing.active_children():
+            time.sleep(0.1)
         if proc.poll() is None:
             proc.send_signal(signal.SIGQUIT if server == "nginx" else signal.SIGTERM)
             try:
@@ -262,36 +307,44 @@ def measure(server: str, connections: int, work: Path) -> dict:
                 proc.wait()
 
 
-def raise_limit(connections: int) -> tuple[int, int]:
-    """Raise this process's open-files limit (soft and hard, inherited by the servers) to fit the run."""
-    wanted = connections + 2000
+def raise_limit(wanted: int) -> str:
+    """Raise this process's open-files limit (soft and hard, inherited by the servers and the clients)
+    towards wanted; says what happened."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
-        except (ValueError, OSError) as exc:
-            raise SystemExit(f"cannot raise the open files limit to {wanted} (hard {hard}): {exc}; "
-                             "run as root or raise it first (prlimit, ulimit -Hn)") from exc
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return f"RLIMIT_NOFILE {soft}/{hard}"
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+        return f"RLIMIT_NOFILE raised from {soft}/{hard} to {wanted}/{max(hard, wanted)}"
+    except (ValueError, OSError) as exc:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return f"RLIMIT_NOFILE hard {hard} could not be raised to {wanted} ({exc}): soft raised to {hard}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=100000)
     parser.add_argument("--servers", default="builtin,asgi,nginx,uvicorn")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="server workers (default: 1, or as many as the open files limit needs)")
     args = parser.parse_args()
-    soft, hard = raise_limit(args.connections)
+    said = raise_limit(args.connections + SPARE_FDS)
+    room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - SPARE_FDS
+    # Workers share the connections unevenly (the kernel's reuseport hash): leave a quarter spare.
+    workers = args.workers or math.ceil(args.connections / (room * 3 // 4))
+    clients = math.ceil(args.connections / room)
     sources = (args.connections + PER_SOURCE - 1) // PER_SOURCE
-    print(f"limits: RLIMIT_NOFILE soft {soft} hard {hard} (fs.nr_open "
+    print(f"limits: {said} (fs.nr_open "
           f"{Path('/proc/sys/fs/nr_open').read_text().strip()}); {sources} source addresses 127.0.0.2.."
           f"127.0.0.{1 + sources}, {PER_SOURCE} connections each (ephemeral ports "
           f"{' to '.join(Path('/proc/sys/net/ipv4/ip_local_port_range').read_text().split())}); "
-          f"somaxconn {Path('/proc/sys/net/core/somaxconn').read_text().strip()}", flush=True)
+          f"somaxconn {Path('/proc/sys/net/core/somaxconn').read_text().strip()}; {workers} server workers, "
+          f"{clients} client processes", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for server in args.servers.split(","):
             print(f"{server}: opening {args.connections} idle connections ...", file=sys.stderr, flush=True)
-            rows.append(measure(server, args.connections, Path(work)))
+            rows.append(measure(server, args.connections, workers, clients, Path(work)))
     print("\n| server | idle connections | bytes per connection | worker private dirty before → after "
           "| fds added | new client | idle ones asked again | open time |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -300,8 +353,8 @@ def main() -> None:
             print(f"| {row['server']} | skipped: {row['skipped']} | | | | | | |")
             continue
         print(f"| {row['server']} | {row['connections']} | {row['bytes']:.0f} | {row['before_mb']:.1f} → "
-              f"{row['after_mb']:.1f} MB | {row['fds']} | {row['new_client']} | {row['again']}/100 | "
-              f"{row['open_s']:.1f} s |")
+              f"{row['after_mb']:.1f} MB | {row['fds']} | {row['new_client']} | "
+              f"{row['again']}/{row['asked_again']} | {row['open_s']:.1f} s |")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from fastcluster.core.transport cimport Transport
 
 cdef class AppAdapter
 cdef class UpgradedProtocol
+cdef class RequestParser
 
 
 cdef tuple split_target(bytes url)
@@ -31,11 +32,8 @@ cdef class Connection:
         # The peer as the access log writes it (its host, "unix" or "-"), set by client_address().
         public object peer
         Context ctx
-        object parser
-        object feed_data
-        object http_version
-        object keeps_alive
-        object method
+        # The parser, lent while a request is being received (None between requests: RequestParser).
+        RequestParser parser
         # llhttp's own state inside the parser, when its layout checked out (else NULL: use the methods).
         llhttp_state *llhttp
         ConnectionState state
@@ -115,6 +113,18 @@ cdef class Connection:
         # The protocol this connection switched to (None: HTTP/1.1), fed every read while UPGRADED.
         UpgradedProtocol upgraded
 
+    cdef int on_message_begin(self) except -1
+    cdef int on_url(self, bytes url) except -1
+    cdef int on_header(self, bytes name, bytes value) except -1
+    cdef int on_headers_complete(self) except -1
+    cdef int on_body(self, bytes body) except -1
+    cdef int on_message_complete(self) except -1
+    cdef int borrow_parser(self) except -1
+    cdef void return_parser(self) noexcept
+    cdef void drop_parser(self) noexcept
+    cdef object method(self)
+    cdef object http_version(self)
+    cdef object keeps_alive(self)
     cdef int log_header(self, bytes name, bytes value) except -1
     cdef int app_message_complete(self) except -1
     cdef int upgrade(self, UpgradedProtocol protocol) except -1
@@ -158,6 +168,21 @@ cdef class Connection:
     cdef void set_events(self, uint32_t events) noexcept
     cdef void abort(self) noexcept
     cdef void close(self) noexcept
+
+
+cdef class RequestParser:
+    cdef:
+        # The connection it is lent to (None while spare).
+        Connection conn
+        object parser
+        # The parser's methods, bound once.
+        object feed_data
+        object get_http_version
+        object should_keep_alive
+        object get_method
+        llhttp_state *llhttp
+
+    cdef void discard(self) noexcept
 
 
 cdef class AppAdapter:

@@ -69,6 +69,10 @@ cdef class Context:
         Py_ssize_t max_connections
         Py_ssize_t refused_connections
         readonly Py_ssize_t pending_buffers  # connections holding a pending output queue
+        # Parsers between requests, for any connection's next one (connection.pyx: RequestParser), and
+        # the parsers lent to connections receiving a request.
+        list spare_parsers
+        readonly Py_ssize_t parsers_lent
 
     cdef object read_prefix(self, Py_ssize_t length)
     cdef int out_reserve(self, Py_ssize_t extra) except -1
