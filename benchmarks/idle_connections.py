@@ -280,7 +280,7 @@ def measure(server: str, connections: int, workers: int, clients: int, work: Pat
         started = time.monotonic()
         pipes = open_spread(port, connections, clients)
         opening = time.monotonic() - started
-        time.sleep(1.0)
+        time.sleep(2.5)  # fastcluster lets go of an idle connection's parser after a second idle (its sweep)
         after = private_dirty_kb(pids)
         fds = open_fds(pids) - fds_before
         new_client = ask(port)

@@ -64,6 +64,9 @@ CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 log = logging.getLogger("fastcluster.worker")
 #: Seconds an idle keep-alive connection may stay open once its worker drains.
 DEF DRAIN_IDLE_GRACE = 1.0
+# Seconds idle after which a connection lets go of its per-request state (release_idle): long enough that
+# a client busy with requests never pays for making it again.
+DEF IDLE_RELEASE = 1.0
 # Writes this large skip the shared buffer (no copy); smaller ones gather there into one send.
 DEF DIRECT_WRITE = 16384
 DEF MAX_IOV = 64
@@ -103,7 +106,7 @@ cdef int refuse_empty(llhttp_state *state, const char *at, size_t length, char o
     the end of one that the input's end cut)."""
     cdef Connection conn = feeding
     if length == 0 and conn is not None and conn.llhttp == state:
-        if (at[-1] if at > conn.fed_start else conn.fed_tail[1]) == opener:
+        if (at[-1] if at > conn.parser.fed_start else conn.parser.fed_tail[1]) == opener:
             state.reason = "Empty chunk extension name or value"
             return ERROR_USER
     return 0
@@ -185,7 +188,6 @@ cdef class Connection:
         self.fd = fd
         self.transport = PLAIN if transport is None else transport
         if ctx.app_factory is not None:
-            self.headers = []
             self.app = <AppAdapter?>ctx.app_factory(self)
             self.app.conn = self
         self.client = False
@@ -219,6 +221,8 @@ cdef class Connection:
         self.control = None
         self.request_headers = self.request_body = None
         self.logged_headers = None
+        if self.app is not None:
+            self.headers = []
         return 0
 
     cdef int on_url(self, bytes url) except -1:
@@ -338,7 +342,7 @@ cdef class Connection:
                 self.ctx.in_flight -= 1
                 raise
             self.app_request_open = True
-            self.headers = []
+            self.headers = None
         if self.upgrade_asked and self.upgraded is None and not (self.app is None and self.route == ROUTE_WEBSOCKET):
             # No protocol switch for this one (the ASGI adapter and /ws take WebSocket handshakes as they
             # are parsed): it is answered as a plain request, then the connection closes. Its body is read as
@@ -368,14 +372,15 @@ cdef class Connection:
         space on each side and then the protocol's first letter, as far as the input fed so far shows."""
         cdef const char *after = at + length
         cdef char before
+        cdef RequestParser parser = self.parser
         if self.url is None:  # the target's first piece: llhttp has skipped the spaces before it
-            before = at[-2] if at - 2 >= self.fed_start else self.fed_tail[at - self.fed_start]
+            before = at[-2] if at - 2 >= parser.fed_start else parser.fed_tail[at - parser.fed_start]
             if before == c' ':
                 return False
-        if after < self.fed_end and after[0] == c' ':  # the target ends here
-            if after + 1 < self.fed_end:
+        if after < parser.fed_end and after[0] == c' ':  # the target ends here
+            if after + 1 < parser.fed_end:
                 return after[1] == c'H'
-            self.version_due = True
+            parser.version_due = True
         return True
 
     cdef bint target_ok(self, int method) except -1:
@@ -703,14 +708,14 @@ cdef class Connection:
                     return 0
             end = length if whole else head_end(data, offset, length)
             self.unaccounted += end - offset
-            if self.version_due:
-                self.version_due = False
+            if self.parser.version_due:
+                self.parser.version_due = False
                 if data[offset] != c'H':
                     self.fail(400)  # a second space, or another protocol, after the request target
                     return 0
             feeding = self
-            self.fed_start = data + offset
-            self.fed_end = data + end
+            self.parser.fed_start = data + offset
+            self.parser.fed_end = data + end
             try:
                 self.parser.feed_data(ctx.read_prefix(end) if offset == 0 and view is ctx.read_view
                                else view[offset:end])
@@ -731,8 +736,8 @@ cdef class Connection:
                 else:
                     self.linger_on_close = True
                 return 0
-            self.fed_tail[0] = data[end - 2] if end - offset >= 2 else self.fed_tail[1]
-            self.fed_tail[1] = data[end - 1]
+            self.parser.fed_tail[0] = data[end - 2] if end - offset >= 2 else self.parser.fed_tail[1]
+            self.parser.fed_tail[1] = data[end - 1]
             offset = end
         if self.state == CLOSING:
             return 0
@@ -747,8 +752,14 @@ cdef class Connection:
     cdef int borrow_parser(self) except -1:
         """Take a parser from the worker's spares (or make one) for the bytes about to be fed."""
         cdef Context ctx = self.ctx
-        cdef RequestParser parser = (<RequestParser>ctx.spare_parsers.pop() if ctx.spare_parsers
-                                     else RequestParser())
+        cdef RequestParser parser
+        if ctx.spare_parser is not None:
+            parser = <RequestParser>ctx.spare_parser
+            ctx.spare_parser = None
+        elif ctx.spare_parsers:
+            parser = <RequestParser>ctx.spare_parsers.pop()
+        else:
+            parser = RequestParser()
         parser.conn = self
         self.parser = parser
         self.llhttp = parser.llhttp
@@ -756,14 +767,17 @@ cdef class Connection:
         return 0
 
     cdef void return_parser(self) noexcept:
-        """Give the parser back to the spares: the connection is between requests and parsed all it read."""
+        """Give the parser back to the spares: the connection is between requests (llhttp is back at the
+        start of a message) and holds no input back."""
         cdef Context ctx = self.ctx
         cdef RequestParser parser = self.parser
         parser.conn = None
         self.parser = None
         self.llhttp = NULL
         ctx.parsers_lent -= 1
-        if len(ctx.spare_parsers) < SPARE_PARSERS:
+        if ctx.spare_parser is None:
+            ctx.spare_parser = parser
+        elif len(ctx.spare_parsers) < SPARE_PARSERS:
             ctx.spare_parsers.append(parser)
         else:
             parser.discard()
@@ -1098,7 +1112,12 @@ cdef class Connection:
         if self.state == UPGRADED and self.pending is None and self.fd >= 0:
             self.upgraded.on_tick(self.ctx.now)
             return self.flush()
-        if self.fd < 0 or self.ctx.now < self.deadline:
+        if self.fd < 0:
+            return 0
+        if (self.state == IDLE and not self.busy and self.pending is None and self.producer is None
+                and self.ctx.now + self.ctx.keepalive_timeout - self.deadline >= IDLE_RELEASE):
+            self.release_idle()
+        if self.ctx.now < self.deadline:
             return 0
         if self.producer is not None and self.pending is None and not self.file_blocked:
             return 0  # an answer waiting for its timer: not a stalled peer
@@ -1112,6 +1131,17 @@ cdef class Connection:
             return 0  # the app is answering: a stuck app is the heartbeat's business
         self.fail(408)
         return self.flush()
+
+    cdef void release_idle(self) noexcept:
+        """Idle for a while: let go of what the next request can make again (the client's address, the
+        app's per-connection state), so a connection that stays idle holds only this object."""
+        self.client = False
+        self.peer = None
+        if self.app is not None:
+            try:
+                self.app.idle()
+            except Exception:
+                log.exception("the app adapter failed to let go of an idle connection's state")
 
     cdef int start_draining(self) except -1:
         if self.state == IDLE and self.pending is None and not self.busy and self.producer is None:
@@ -1177,9 +1207,11 @@ cdef class Connection:
 cdef class RequestParser:
     """An httptools parser with the callbacks it calls, which hand each event to the connection it is lent to.
     A connection holds one only while a request is being received: from the read that brings its first
-    byte to the end of the read that completes it, then it goes back to the worker's spares
-    (Context.spare_parsers) for any connection's next request. An idle keep-alive connection holds none (the
-    parser, its llhttp state and settings and its bound callbacks are about 1.3 KB)."""
+    byte to the end of the read that completes it, then it goes back to the worker's spares for any
+    connection's next request (Context.spare_parser, then the list Context.spare_parsers: one connection
+    at a time takes and gives back the single one without touching the list, whose pop and append would
+    reallocate it each time). An idle keep-alive connection holds none (the parser, its llhttp state and
+    settings and its bound callbacks are about 1.3 KB)."""
 
     def __cinit__(self):
         self.parser = HttpRequestParser(self)
@@ -1248,6 +1280,9 @@ cdef class AppAdapter:
             if not self.drain_waiter.done():
                 self.drain_waiter.set_result(None)
             self.drain_waiter = None
+        return 0
+
+    cdef int idle(self) except -1:
         return 0
 
     cdef int connection_lost(self) except -1:
