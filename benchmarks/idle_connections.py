@@ -7,8 +7,8 @@ second one. Prints a table and the limits used.
     python benchmarks/idle_connections.py                                  # 100000 connections, every server
     python benchmarks/idle_connections.py --connections 20000 --servers builtin,asgi
 
-Loopback gives about 28k ephemeral ports per source address, so the connections come from 127.0.0.2,
-127.0.0.3, ... (bound before connect, with IP_BIND_ADDRESS_NO_PORT so the port is chosen per destination).
+Loopback gives about 28k ephemeral ports per source address, so the connections come from 127.1.0.1,
+127.1.0.2, ... (bound before connect, with IP_BIND_ADDRESS_NO_PORT so the port is chosen per destination).
 Every connection is a descriptor at both ends and RLIMIT_NOFILE counts per process: the limit is raised to
 fit one worker's share (hard too, which needs CAP_SYS_RESOURCE); when the hard limit cannot be raised,
 the connections are spread over enough server workers and client processes to stay under it. Servers:
@@ -40,6 +40,9 @@ HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 PER_SOURCE = 20000  # connections per source address, under the ~28k ephemeral ports
+# Source addresses 127.1.0.1, 127.1.0.2, ...: all of 127/8 is loopback, and these are out of the way of
+# servers and tests binding 127.0.0.x while the run holds their ephemeral ports.
+SOURCE_PREFIX = "127.1.0."
 SPARE_FDS = 2000  # descriptors a process needs besides its connections, and room for uneven spreading
 IN_FLIGHT = 500  # connections being opened at once
 IP_BIND_ADDRESS_NO_PORT = 24
@@ -53,9 +56,10 @@ def free_port() -> int:
 
 
 def launch(server: str, port: int, work: Path, connections: int, workers: int) -> list[str] | None:
+    # --header-timeout as nginx's client_header_timeout: a loaded client may be slow to send after connecting.
     fastcluster = [sys.executable, "-m", "fastcluster", "serve", "--port", str(port), "--workers",
                    str(workers), "--log-level", "warning", "--keepalive-timeout", str(KEEPALIVE),
-                   "--backlog", "4096"]
+                   "--backlog", "4096", "--header-timeout", "60"]
     if server == "builtin":
         return fastcluster
     if server == "asgi":
@@ -170,7 +174,7 @@ def open_idle(port: int, count: int, first: int) -> list[socket.socket]:
         while started < count and len(waiting) < IN_FLIGHT:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((f"127.0.0.{2 + (first + started) // PER_SOURCE}", 0))
+            sock.bind((f"{SOURCE_PREFIX}{1 + (first + started) // PER_SOURCE}", 0))
             sock.setblocking(False)
             sock.connect_ex(("127.0.0.1", port))
             waiting[sock.fileno()] = (sock, bytearray())
@@ -296,8 +300,9 @@ def measure(server: str, connections: int, workers: int, clients: int, work: Pat
     finally:
         for pipe in pipes:
             pipe.send("close")
-        while multiprocessing.active_children():
-            time.sleep(0.1)
+        for child in multiprocessing.active_children():  # interrupted while opening: they were not told
+            child.join(30)
+            child.terminate()
         if proc.poll() is None:
             proc.send_signal(signal.SIGQUIT if server == "nginx" else signal.SIGTERM)
             try:
@@ -334,9 +339,9 @@ def main() -> None:
     workers = args.workers or math.ceil(args.connections / (room * 3 // 4))
     clients = math.ceil(args.connections / room)
     sources = (args.connections + PER_SOURCE - 1) // PER_SOURCE
-    print(f"limits: {said} (fs.nr_open "
-          f"{Path('/proc/sys/fs/nr_open').read_text().strip()}); {sources} source addresses 127.0.0.2.."
-          f"127.0.0.{1 + sources}, {PER_SOURCE} connections each (ephemeral ports "
+    print(f"limits: {said} (fs.nr_open {Path('/proc/sys/fs/nr_open').read_text().strip()}); "
+          f"{sources} source addresses {SOURCE_PREFIX}1..{SOURCE_PREFIX}{sources}, {PER_SOURCE} connections "
+          f"each (ephemeral ports "
           f"{' to '.join(Path('/proc/sys/net/ipv4/ip_local_port_range').read_text().split())}); "
           f"somaxconn {Path('/proc/sys/net/core/somaxconn').read_text().strip()}; {workers} server workers, "
           f"{clients} client processes", flush=True)
