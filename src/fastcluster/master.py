@@ -38,8 +38,9 @@ from fastcluster.log_file import Collector, LogFile
 from fastcluster.metrics import render_metrics
 from fastcluster.notify import Notifier
 from fastcluster.oneshot import Client
-from fastcluster.tls import kernel_tls_line
+from fastcluster.open_files import raise_open_files_limit
 from fastcluster.reloader import FileFilter, Watcher
+from fastcluster.tls import kernel_tls_line
 
 log = logging.getLogger("fastcluster.master")
 
@@ -176,6 +177,7 @@ class Master:
         if config.tls:
             self.kernel_tls = kernel_tls_line(config.tls)
             log.info("TLS: %s", self.kernel_tls)
+        raise_open_files_limit(config.limits.max_connections)
         for index in range(config.workers):
             self.slots[index] = Slot(index, config.cpu_for(index))
             self.spawn(self.slots[index])

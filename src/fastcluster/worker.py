@@ -230,10 +230,10 @@ def install_signals(server: Server, graceful_timeout: float, access_log: AccessL
 
 
 def check_counters(server: Server) -> int:
-    if server.open_connections or server.pending_buffers or server.requests_in_flight:
-        log.error("worker exits with %d connections, %d output buffers and %d requests in flight still "
-                  "counted",
-                  server.open_connections, server.pending_buffers, server.requests_in_flight)
+    if server.open_connections or server.pending_buffers or server.requests_in_flight or server.parsers_lent:
+        log.error("worker exits with %d connections, %d output buffers, %d requests in flight and %d parsers "
+                  "lent still counted", server.open_connections, server.pending_buffers,
+                  server.requests_in_flight, server.parsers_lent)
         return WORKER_LEAKED
     return 0
 

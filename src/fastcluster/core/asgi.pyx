@@ -639,6 +639,7 @@ cdef class AsgiConnection(AppAdapter):
         cdef Exchange exchange = self.receiving
         cdef bint keep_alive = exchange.keep_alive
         exchange.more_body = False
+        self.receiving = None  # its run holds it from here on: an idle connection keeps no request
         exchange.wake()
         if exchange.task is None and self.exchanges[0] is exchange:
             self.start(exchange)
@@ -683,6 +684,13 @@ cdef class AsgiConnection(AppAdapter):
             return runner.take(run)
         # A later request was given to the runner while this app ran: it goes on in a Task of its own.
         exchange.task = shared.new_task(run)
+        return 0
+
+    cdef int idle(self) except -1:
+        """End the runner's Task (the next request starts another): an idle connection holds no Task."""
+        if self.runner is not None and self.runner.current is None and not self.exchanges:
+            self.runner.stop()
+            self.runner = None
         return 0
 
     cdef int connection_lost(self) except -1:

@@ -1,3 +1,4 @@
+cimport cython
 from libc.stdint cimport uint32_t
 
 from fastcluster.core.context cimport Context
@@ -8,6 +9,7 @@ from fastcluster.core.transport cimport Transport
 
 cdef class AppAdapter
 cdef class UpgradedProtocol
+cdef class RequestParser
 
 
 cdef tuple split_target(bytes url)
@@ -23,24 +25,27 @@ cdef enum ConnectionState:
     UPGRADED        # switched protocols: every read goes to the upgraded protocol, which keeps its own timeouts
 
 
+# A boolean in one byte (bint takes four): Connection keeps a dozen, and its size is what an idle connection
+# costs (see docs/architecture.md, "Memory per connection").
+ctypedef unsigned char flag
+
+
+# Final: calls to its methods (the parser's callbacks among them) are direct, not through a vtable.
+@cython.final
 cdef class Connection:
+    # Fields by size (pointers and 8-byte numbers, then 4-, 2- and 1-byte ones), so none is padded: the
+    # object is 320 bytes (+16 for the GC), in pymalloc's 336-byte class.
     cdef:
-        readonly int fd
         # How the bytes reach the socket: the plain syscalls, or TLS (transport.pxd).
         readonly Transport transport
         # The peer as the access log writes it (its host, "unix" or "-"), set by client_address().
         public object peer
         Context ctx
-        object parser
-        object feed_data
-        object http_version
-        object keeps_alive
-        object method
+        # The parser, lent while a request is being received (None between requests: RequestParser).
+        RequestParser parser
         # llhttp's own state inside the parser, when its layout checked out (else NULL: use the methods).
         llhttp_state *llhttp
-        ConnectionState state
         double deadline
-        uint32_t events
 
         # Output the socket did not take yet, in order, waiting for EPOLLOUT (None when none):
         # bytes objects held by reference, the first one sent up to pending_offset.
@@ -50,35 +55,18 @@ cdef class Connection:
         # This connection's part of the output gathered in the current loop turn (Context.gathered).
         Py_ssize_t gathered_start
         Py_ssize_t gathered_end
-        bint peer_gone
 
         # Bytes received but not yet accounted for by a parser callback: bounds a head sent in trickles.
         Py_ssize_t unaccounted
-        # The input being fed to the parser and the two bytes fed before it, for the request line's checks
-        # (check_request_line); version_due: the target's space ended the last input, so the next byte
-        # fed must begin the protocol name.
-        const char *fed_start
-        const char *fed_end
-        char fed_tail[2]
-        bint version_due
-        bint linger_on_close
-        # The app adapter of this connection (None: the built-in responder answers), the request headers
-        # collected for it, how many requests it has yet to answer, and whether reading is paused for it.
+        # The app adapter of this connection (None: the built-in responder answers) and the request headers
+        # collected for it (None between requests).
         AppAdapter app
         list headers
         # The client's (host, port), looked up on first use (False: not yet; None: not an IP peer).
         object client
-        int busy
-        # The request being parsed asks to switch protocols (Upgrade and Connection: upgrade); one not
-        # taken (no WebSocket handshake the app or /ws accepts) closes the connection after its answer.
-        bint upgrade_asked
-        # The app has the request being parsed, whose body is not complete yet.
-        bint app_request_open
         # Our error answer to a request that failed while the app still owed answers to requests before it:
         # sent once those are (None when none).
         bytes held_answer
-        bint reading_paused
-        bint stop_parsing
         # Input held back while our output to a slow reader is over the limit (None when none).
         bytes unparsed
 
@@ -86,19 +74,14 @@ cdef class Connection:
         bytes url
         Py_ssize_t url_length
         Py_ssize_t header_bytes
-        Py_ssize_t header_count
-        int host_count
-        bint headers_done
-        bint expect_continue
-        bint chunked
         long long content_length
         long long body_bytes
-        int reject_status
-        # The built-in route the URL takes, decided before the headers arrive, and what that route needs.
-        int route
         bytes control          # the X-Fastcluster-Response header
         list request_headers   # collected only for the routes that answer with them
         list request_body
+        double request_start
+        # The request headers an access log format names (lower-cased name: value), for built-in answers.
+        dict logged_headers
 
         # The answer being produced piece by piece (None when none), the answers queued behind it in
         # request order (bytes or Producer; None when none) and the bytes among them (an app waits for its
@@ -107,14 +90,49 @@ cdef class Connection:
         list later
         Py_ssize_t later_size
         double timer_at
-        # The producer's file part could not be sent: the socket is full (wait for EPOLLOUT).
-        bint file_blocked
-        double request_start
-        # The request headers an access log format names (lower-cased name: value), for built-in answers.
-        dict logged_headers
         # The protocol this connection switched to (None: HTTP/1.1), fed every read while UPGRADED.
         UpgradedProtocol upgraded
 
+        readonly int fd
+        ConnectionState state
+        uint32_t events
+        # How many requests the app has yet to answer.
+        int busy
+        int header_count
+        int host_count
+        short reject_status
+        # The built-in route the URL takes, decided before the headers arrive (what it needs is above).
+        unsigned char route
+
+        flag peer_gone
+        flag linger_on_close
+        # The request being parsed asks to switch protocols (Upgrade and Connection: upgrade); one not
+        # taken (no WebSocket handshake the app or /ws accepts) closes the connection after its answer.
+        flag upgrade_asked
+        # The app has the request being parsed, whose body is not complete yet.
+        flag app_request_open
+        # Reading is paused for the app (a body it has not consumed).
+        flag reading_paused
+        flag stop_parsing
+        flag headers_done
+        flag expect_continue
+        flag chunked
+        # The producer's file part could not be sent: the socket is full (wait for EPOLLOUT).
+        flag file_blocked
+
+    cdef int on_message_begin(self) except -1
+    cdef int on_url(self, bytes url) except -1
+    cdef int on_header(self, bytes name, bytes value) except -1
+    cdef int on_headers_complete(self) except -1
+    cdef int on_body(self, bytes body) except -1
+    cdef int on_message_complete(self) except -1
+    cdef int borrow_parser(self) except -1
+    cdef void return_parser(self) noexcept
+    cdef void drop_parser(self) noexcept
+    cdef void release_idle(self) noexcept
+    cdef object method(self)
+    cdef object http_version(self)
+    cdef object keeps_alive(self)
     cdef int log_header(self, bytes name, bytes value) except -1
     cdef int app_message_complete(self) except -1
     cdef int upgrade(self, UpgradedProtocol protocol) except -1
@@ -160,6 +178,28 @@ cdef class Connection:
     cdef void close(self) noexcept
 
 
+cdef class RequestParser:
+    cdef:
+        # The connection it is lent to (None while spare).
+        Connection conn
+        object parser
+        # The parser's methods, bound once.
+        object feed_data
+        object get_http_version
+        object should_keep_alive
+        object get_method
+        llhttp_state *llhttp
+        # The input being fed and the two bytes fed before it, for the request line's checks
+        # (check_request_line); version_due: the target's space ended the last input, so the next byte
+        # fed must begin the protocol name.
+        const char *fed_start
+        const char *fed_end
+        char fed_tail[2]
+        bint version_due
+
+    cdef void discard(self) noexcept
+
+
 cdef class AppAdapter:
     """The app's side of one connection: the ASGI and WSGI adapters derive from it, and the connection
     calls it as it parses each request."""
@@ -177,6 +217,9 @@ cdef class AppAdapter:
     # with an error and closes. Returns 1 when the app had begun its answer (then no error can follow).
     cdef int abandon(self) except -1
     cdef int drained(self) except -1
+    # The connection has been idle a while (no request in progress or unanswered): let go of what only
+    # requests need (the next one makes it again).
+    cdef int idle(self) except -1
     cdef int connection_lost(self) except -1
 
 

@@ -65,6 +65,9 @@ CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 log = logging.getLogger("fastcluster.worker")
 #: Seconds an idle keep-alive connection may stay open once its worker drains.
 DEF DRAIN_IDLE_GRACE = 1.0
+# Seconds idle after which a connection lets go of its per-request state (release_idle): long enough that
+# a client busy with requests never pays for making it again.
+DEF IDLE_RELEASE = 1.0
 # Writes this large skip the shared buffer (no copy); smaller ones gather there into one send.
 DEF DIRECT_WRITE = 16384
 DEF MAX_IOV = 64
@@ -81,6 +84,8 @@ cdef dict NOT_HTTP_METHODS = {name: METHOD_SOURCE if name == b"SOURCE" else METH
     b"SOURCE", b"DESCRIBE", b"ANNOUNCE", b"SETUP", b"PLAY", b"PAUSE", b"TEARDOWN", b"GET_PARAMETER",
     b"SET_PARAMETER", b"REDIRECT", b"RECORD", b"FLUSH")}
 # The connection whose input the parser is reading (the on_url hook's way back to it).
+# Parsers a worker keeps for its connections' next requests (RequestParser); past this many, spares are freed.
+DEF SPARE_PARSERS = 256
 cdef Connection feeding = None
 
 
@@ -102,7 +107,7 @@ cdef int refuse_empty(llhttp_state *state, const char *at, size_t length, char o
     the end of one that the input's end cut)."""
     cdef Connection conn = feeding
     if length == 0 and conn is not None and conn.llhttp == state:
-        if (at[-1] if at > conn.fed_start else conn.fed_tail[1]) == opener:
+        if (at[-1] if at > conn.parser.fed_start else conn.parser.fed_tail[1]) == opener:
             state.reason = "Empty chunk extension name or value"
             return ERROR_USER
     return 0
@@ -186,18 +191,7 @@ cdef class Connection:
         self.ctx = ctx
         self.fd = fd
         self.transport = PLAIN if transport is None else transport
-        self.parser = HttpRequestParser(self)
-        # Bound once: looking the methods up per request costs more than calling them.
-        self.feed_data = self.parser.feed_data
-        self.http_version = self.parser.get_http_version
-        self.keeps_alive = self.parser.should_keep_alive
-        self.method = self.parser.get_method
-        self.llhttp = state_of(self.parser)
-        if self.llhttp != NULL:
-            hook_on_url(self.llhttp, check_request_line)
-            hook_chunk_extensions(self.llhttp, check_extension_name, check_extension_value)
         if ctx.app_factory is not None:
-            self.headers = []
             self.app = <AppAdapter?>ctx.app_factory(self)
             self.app.conn = self
         self.client = False
@@ -209,9 +203,9 @@ cdef class Connection:
         ctx.stats.connections_open += 1
         ctx.stats.connections_total += 1
 
-    # ---- parser callbacks (called by httptools during feed_data) ----
+    # ---- parser callbacks (called by httptools during feed_data, through RequestParser) ----
 
-    def on_message_begin(self):
+    cdef int on_message_begin(self) except -1:
         if self.state == CLOSING:
             raise Rejected()  # an answer already ended the connection (while this read was parsed)
         self.state = READING_HEAD
@@ -231,23 +225,27 @@ cdef class Connection:
         self.control = None
         self.request_headers = self.request_body = None
         self.logged_headers = None
+        if self.app is not None:
+            self.headers = []
+        return 0
 
-    def on_url(self, bytes url):
+    cdef int on_url(self, bytes url) except -1:
         self.unaccounted = 0
         self.url_length += PyBytes_GET_SIZE(url)
         if self.url_length > self.ctx.max_url:
             self.reject_status = 414
             raise Rejected()
         self.url = url if self.url is None else self.url + url
+        return 0
 
-    def on_header(self, bytes name, bytes value):
+    cdef int on_header(self, bytes name, bytes value) except -1:
         self.unaccounted = 0
         if self.headers_done:  # a trailer of a chunked body
             self.header_bytes += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4
             if self.header_bytes > self.ctx.max_header_bytes:
                 self.reject_status = 431
                 raise Rejected()
-            return
+            return 0
         self.header_count += 1
         if self.header_count == 1:  # the URL is complete: choose the route before the headers are read
             self.choose_route()
@@ -281,6 +279,7 @@ cdef class Connection:
             self.expect_continue = True
         elif name_is(name, b"x-fastcluster-response", 22):
             self.control = value
+        return 0
 
     cdef int log_header(self, bytes name, bytes value) except -1:
         name = name.lower()
@@ -290,7 +289,7 @@ cdef class Connection:
             self.logged_headers[name] = value
         return 0
 
-    def on_headers_complete(self):
+    cdef int on_headers_complete(self) except -1:
         self.unaccounted = 0
         self.headers_done = True
         cdef llhttp_state *state = self.llhttp
@@ -325,7 +324,7 @@ cdef class Connection:
             raise Rejected()
         if self.header_count == 0:
             self.choose_route()
-        self.upgrade_asked = state.upgrade if state != NULL else self.parser.should_upgrade()
+        self.upgrade_asked = state.upgrade if state != NULL else self.parser.parser.should_upgrade()
         if self.ctx.limit_concurrency and self.ctx.in_flight >= self.ctx.limit_concurrency:
             self.reject_status = 503  # --limit-concurrency: the worker holds as many requests as it may
             raise Rejected()
@@ -347,7 +346,7 @@ cdef class Connection:
                 self.ctx.in_flight -= 1
                 raise
             self.app_request_open = True
-            self.headers = []
+            self.headers = None
         if self.upgrade_asked and self.upgraded is None and not (self.app is None and self.route == ROUTE_WEBSOCKET):
             # No protocol switch for this one (the ASGI adapter and /ws take WebSocket handshakes as they
             # are parsed): it is answered as a plain request, then the connection closes. Its body is read as
@@ -355,8 +354,9 @@ cdef class Connection:
             self.linger_on_close = True
             if state != NULL:
                 state.upgrade = 0
+        return 0
 
-    def on_body(self, bytes body):
+    cdef int on_body(self, bytes body) except -1:
         self.unaccounted -= PyBytes_GET_SIZE(body)
         self.body_bytes += PyBytes_GET_SIZE(body)
         self.deadline = self.ctx.now + self.ctx.body_timeout
@@ -369,20 +369,22 @@ cdef class Connection:
             if self.request_body is None:
                 self.request_body = []
             self.request_body.append(body)
+        return 0
 
     cdef bint request_line_ok(self, const char *at, size_t length) noexcept:
         """Whether the bytes around this piece of the target (at, inside the input being fed) are a single
         space on each side and then the protocol's first letter, as far as the input fed so far shows."""
         cdef const char *after = at + length
         cdef char before
+        cdef RequestParser parser = self.parser
         if self.url is None:  # the target's first piece: llhttp has skipped the spaces before it
-            before = at[-2] if at - 2 >= self.fed_start else self.fed_tail[at - self.fed_start]
+            before = at[-2] if at - 2 >= parser.fed_start else parser.fed_tail[at - parser.fed_start]
             if before == c' ':
                 return False
-        if after < self.fed_end and after[0] == c' ':  # the target ends here
-            if after + 1 < self.fed_end:
+        if after < parser.fed_end and after[0] == c' ':  # the target ends here
+            if after + 1 < parser.fed_end:
                 return after[1] == c'H'
-            self.version_due = True
+            parser.version_due = True
         return True
 
     cdef bint target_ok(self, int method) except -1:
@@ -403,13 +405,7 @@ cdef class Connection:
             self.request_headers = []
         return 0
 
-    def on_chunk_header(self):
-        self.unaccounted = 0
-
-    def on_chunk_complete(self):
-        self.unaccounted = 0
-
-    def on_message_complete(self):
+    cdef int on_message_complete(self) except -1:
         cdef Context ctx = self.ctx
         cdef llhttp_state *state = self.llhttp
         cdef bint peer_keeps_alive, head, keep_alive
@@ -462,14 +458,15 @@ cdef class Connection:
                                logged_head)
         self.unaccounted = 0
         if self.upgraded is not None:
-            return  # the parser stops at the upgrade: parse() hands the rest of the read over
+            return 0  # the parser stops at the upgrade: parse() hands the rest of the read over
         if keep_alive:
             self.state = IDLE
             self.deadline = ctx.now + ctx.keepalive_timeout
-            return
+            return 0
         self.state = CLOSING
         if peer_keeps_alive:
             raise Rejected()  # we close, so no pipelined request after this one is answered
+        return 0
 
     cdef int app_message_complete(self) except -1:
         """The request's body is all in: the app answers later; keep parsing only if it may be kept alive."""
@@ -709,6 +706,8 @@ cdef class Connection:
         cdef const char *resumed
         cdef bint whole = self.app is None and (
             (length // 16 + 1) * ctx.responder.max_answer <= ctx.max_pending_output)
+        if self.parser is None:
+            self.borrow_parser()
         while offset < length and self.state != CLOSING and not self.stop_parsing:
             if not whole and self.output_size() > ctx.max_pending_output:
                 self.send_shared()
@@ -719,16 +718,16 @@ cdef class Connection:
                     return 0
             end = length if whole else head_end(data, offset, length)
             self.unaccounted += end - offset
-            if self.version_due:
-                self.version_due = False
+            if self.parser.version_due:
+                self.parser.version_due = False
                 if data[offset] != c'H':
                     self.fail(400)  # a second space, or another protocol, after the request target
                     return 0
             feeding = self
-            self.fed_start = data + offset
-            self.fed_end = data + end
+            self.parser.fed_start = data + offset
+            self.parser.fed_end = data + end
             try:
-                self.feed_data(ctx.read_prefix(end) if offset == 0 and view is ctx.read_view
+                self.parser.feed_data(ctx.read_prefix(end) if offset == 0 and view is ctx.read_view
                                else view[offset:end])
             except HttpParserUpgrade as upgrade:
                 if self.upgraded is not None and self.state != CLOSING:
@@ -758,8 +757,8 @@ cdef class Connection:
                 else:
                     self.linger_on_close = True
                 return 0
-            self.fed_tail[0] = data[end - 2] if end - offset >= 2 else self.fed_tail[1]
-            self.fed_tail[1] = data[end - 1]
+            self.parser.fed_tail[0] = data[end - 2] if end - offset >= 2 else self.parser.fed_tail[1]
+            self.parser.fed_tail[1] = data[end - 1]
             offset = end
         if self.state == CLOSING:
             return 0
@@ -767,7 +766,60 @@ cdef class Connection:
             self.fail(414 if self.url is None else 431)
         elif self.chunked and self.unaccounted > ctx.max_chunk_extension:
             self.fail(400)
+        elif self.state == IDLE and self.upgraded is None:
+            self.return_parser()  # between requests: llhttp is back at the start of a message
         return 0
+
+    cdef int borrow_parser(self) except -1:
+        """Take a parser from the worker's spares (or make one) for the bytes about to be fed."""
+        cdef Context ctx = self.ctx
+        cdef RequestParser parser
+        if ctx.spare_parser is not None:
+            parser = <RequestParser>ctx.spare_parser
+            ctx.spare_parser = None
+        elif ctx.spare_parsers:
+            parser = <RequestParser>ctx.spare_parsers.pop()
+        else:
+            parser = RequestParser()
+        parser.conn = self
+        self.parser = parser
+        self.llhttp = parser.llhttp
+        ctx.parsers_lent += 1
+        return 0
+
+    cdef void return_parser(self) noexcept:
+        """Give the parser back to the spares: the connection is between requests (llhttp is back at the
+        start of a message) and holds no input back."""
+        cdef Context ctx = self.ctx
+        cdef RequestParser parser = self.parser
+        parser.conn = None
+        self.parser = None
+        self.llhttp = NULL
+        ctx.parsers_lent -= 1
+        if ctx.spare_parser is None:
+            ctx.spare_parser = parser
+        elif len(ctx.spare_parsers) < SPARE_PARSERS:
+            ctx.spare_parsers.append(parser)
+        else:
+            parser.discard()
+
+    cdef void drop_parser(self) noexcept:
+        """Let go of a parser that may be inside a message or past an error: it is never used again."""
+        cdef RequestParser parser = self.parser
+        parser.conn = None
+        parser.discard()
+        self.parser = None
+        self.llhttp = NULL
+        self.ctx.parsers_lent -= 1
+
+    cdef object method(self):
+        return self.parser.get_method()
+
+    cdef object http_version(self):
+        return self.parser.get_http_version()
+
+    cdef object keeps_alive(self):
+        return self.parser.should_keep_alive()
 
     cdef Py_ssize_t output_size(self) noexcept:
         return self.ctx.out_len - self.ctx.out_start + self.pending_size
@@ -1081,7 +1133,12 @@ cdef class Connection:
         if self.state == UPGRADED and self.pending is None and self.fd >= 0:
             self.upgraded.on_tick(self.ctx.now)
             return self.flush()
-        if self.fd < 0 or self.ctx.now < self.deadline:
+        if self.fd < 0:
+            return 0
+        if (self.state == IDLE and not self.busy and self.pending is None and self.producer is None
+                and self.ctx.now + self.ctx.keepalive_timeout - self.deadline >= IDLE_RELEASE):
+            self.release_idle()
+        if self.ctx.now < self.deadline:
             return 0
         if self.producer is not None and self.pending is None and not self.file_blocked:
             return 0  # an answer waiting for its timer: not a stalled peer
@@ -1095,6 +1152,17 @@ cdef class Connection:
             return 0  # the app is answering: a stuck app is the heartbeat's business
         self.fail(408)
         return self.flush()
+
+    cdef void release_idle(self) noexcept:
+        """Idle for a while: let go of what the next request can make again (the client's address, the
+        app's per-connection state), so a connection that stays idle holds only this object."""
+        self.client = False
+        self.peer = None
+        if self.app is not None:
+            try:
+                self.app.idle()
+            except Exception:
+                log.exception("the app adapter failed to let go of an idle connection's state")
 
     cdef int start_draining(self) except -1:
         if self.state == IDLE and self.pending is None and not self.busy and self.producer is None:
@@ -1138,9 +1206,8 @@ cdef class Connection:
         self.producer = None
         self.later = None
         self.later_size = 0
-        # The parser holds our bound callbacks: drop it so the connection is freed now, not by the GC.
-        self.parser = self.feed_data = self.http_version = self.keeps_alive = self.method = None
-        self.llhttp = NULL
+        if self.parser is not None:
+            self.drop_parser()
         if self.upgraded is not None:
             upgraded, self.upgraded = self.upgraded, None
             try:
@@ -1156,6 +1223,57 @@ cdef class Connection:
                 log.exception("the app adapter failed on a closed connection")
         ctx.open_connections -= 1
         ctx.stats.connections_open -= 1
+
+
+cdef class RequestParser:
+    """An httptools parser with the callbacks it calls, which hand each event to the connection it is lent to.
+    A connection holds one only while a request is being received: from the read that brings its first
+    byte to the end of the read that completes it, then it goes back to the worker's spares for any
+    connection's next request (Context.spare_parser, then the list Context.spare_parsers: one connection
+    at a time takes and gives back the single one without touching the list, whose pop and append would
+    reallocate it each time). An idle keep-alive connection holds none (the parser, its llhttp state and
+    settings and its bound callbacks are about 1.3 KB)."""
+
+    def __cinit__(self):
+        self.parser = HttpRequestParser(self)
+        # Bound once: looking the methods up per request costs more than calling them.
+        self.feed_data = self.parser.feed_data
+        self.get_http_version = self.parser.get_http_version
+        self.should_keep_alive = self.parser.should_keep_alive
+        self.get_method = self.parser.get_method
+        self.llhttp = state_of(self.parser)
+        if self.llhttp != NULL:
+            hook_on_url(self.llhttp, check_request_line)
+            hook_chunk_extensions(self.llhttp, check_extension_name, check_extension_value)
+
+    cdef void discard(self) noexcept:
+        """Break the cycle with httptools (it holds our bound callbacks), so this is freed now, not by the GC."""
+        self.parser = self.feed_data = self.get_http_version = self.should_keep_alive = self.get_method = None
+        self.llhttp = NULL
+
+    def on_message_begin(self):
+        self.conn.on_message_begin()
+
+    def on_url(self, bytes url):
+        self.conn.on_url(url)
+
+    def on_header(self, bytes name, bytes value):
+        self.conn.on_header(name, value)
+
+    def on_headers_complete(self):
+        self.conn.on_headers_complete()
+
+    def on_body(self, bytes body):
+        self.conn.on_body(body)
+
+    def on_chunk_header(self):
+        self.conn.unaccounted = 0
+
+    def on_chunk_complete(self):
+        self.conn.unaccounted = 0
+
+    def on_message_complete(self):
+        self.conn.on_message_complete()
 
 
 cdef class AppAdapter:
@@ -1183,6 +1301,9 @@ cdef class AppAdapter:
             if not self.drain_waiter.done():
                 self.drain_waiter.set_result(None)
             self.drain_waiter = None
+        return 0
+
+    cdef int idle(self) except -1:
         return 0
 
     cdef int connection_lost(self) except -1:

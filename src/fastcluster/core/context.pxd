@@ -71,6 +71,11 @@ cdef class Context:
         Py_ssize_t max_connections
         Py_ssize_t refused_connections
         readonly Py_ssize_t pending_buffers  # connections holding a pending output queue
+        # Parsers between requests, for any connection's next one (connection.pyx: RequestParser): the
+        # last one given back, then the others; and the parsers lent to connections receiving a request.
+        object spare_parser
+        list spare_parsers
+        readonly Py_ssize_t parsers_lent
 
     cdef object read_prefix(self, Py_ssize_t length)
     cdef int out_reserve(self, Py_ssize_t extra) except -1

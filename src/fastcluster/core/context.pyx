@@ -50,6 +50,7 @@ cdef class Context:
         self.read_data = self.read_buffer
         self.read_size = READ_SIZE
         self.gathered = []
+        self.spare_parsers = []
         self.stats_block = stats_block
         self.access_log = access_log
         self.log_headers = access_log is not None and bool(access_log.header_names)

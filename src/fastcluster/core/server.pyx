@@ -79,6 +79,10 @@ cdef class Server:
         return self.ctx.pending_buffers
 
     @property
+    def parsers_lent(self) -> int:
+        return self.ctx.parsers_lent
+
+    @property
     def requests_in_flight(self) -> int:
         return self.ctx.in_flight
 
