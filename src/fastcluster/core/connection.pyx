@@ -115,7 +115,7 @@ cdef int refuse_empty(llhttp_state *state, const char *at, size_t length, char o
 
 cdef int check_extension_name(llhttp_state *state, const char *at, size_t length) noexcept:
     cdef Connection conn = feeding
-    if length == 0 and conn is not None and at < conn.fed_end and at[0] == c'\t':
+    if length == 0 and conn is not None and at < conn.parser.fed_end and at[0] == c'\t':
         return 0  # a tab where the name begins: llhttp refuses the tab next (see resume_after_extension_space)
     return refuse_empty(state, at, length, c';')
 
@@ -742,12 +742,12 @@ cdef class Connection:
                 resumed = NULL
                 if not self.stop_parsing and self.state != CLOSING and self.llhttp != NULL:
                     resumed = resume_after_extension_space(self.llhttp, data + offset, data + end,
-                                                           self.fed_tail[1])
+                                                           self.parser.fed_tail[1])
                 if resumed != NULL:
                     # Whitespace after a chunk extension's ";": fed on from past it, as if it were not there
                     # (so `5; =v` is still an empty name). The bytes after it were counted already.
                     self.unaccounted -= data + end - resumed
-                    self.fed_tail[0] = self.fed_tail[1] = c';'
+                    self.parser.fed_tail[0] = self.parser.fed_tail[1] = c';'
                     offset = resumed - data
                     continue
                 if self.stop_parsing:
