@@ -30,36 +30,47 @@ def upgrade_request(path: str = "/ws", *, key: bytes = KEY, version: bytes = b"1
             + b"\r\n" + extra + b"\r\n")
 
 
-class Deflater:
-    """A client's permessage-deflate compressor: each message deflated with a sync flush, tail left out."""
+class PerMessageStream:
+    """One side of permessage-deflate: a zlib stream with the agreed window, made anew for each message
+    when the agreement says no context takeover."""
 
     def __init__(self, window_bits: int = 15, no_context_takeover: bool = False) -> None:
         self.window_bits = window_bits
         self.no_context_takeover = no_context_takeover
-        self.stream = zlib.compressobj(wbits=-window_bits)
+        self.stream = self.new_stream()
+
+    def new_stream(self):
+        raise NotImplementedError
+
+    def for_a_message(self):
+        if self.no_context_takeover:
+            self.stream = self.new_stream()
+        return self.stream
+
+
+class Deflater(PerMessageStream):
+    """A client's permessage-deflate compressor: each message deflated with a sync flush, tail left out."""
+
+    def new_stream(self):
+        return zlib.compressobj(wbits=-self.window_bits)
 
     def __call__(self, payload: bytes) -> bytes:
-        if self.no_context_takeover:
-            self.stream = zlib.compressobj(wbits=-self.window_bits)
-        data = self.stream.compress(payload) + self.stream.flush(zlib.Z_SYNC_FLUSH)
+        stream = self.for_a_message()
+        data = stream.compress(payload) + stream.flush(zlib.Z_SYNC_FLUSH)
         assert data.endswith(TAIL)
         return data[:-4]
 
 
-class Inflater:
+class Inflater(PerMessageStream):
     """The client's side of the server's compression: a window no larger than the server agreed to use,
     and a fresh stream per message when the server agreed to no context takeover, so a server that
     breaks either fails to inflate here."""
 
-    def __init__(self, window_bits: int = 15, no_context_takeover: bool = False) -> None:
-        self.window_bits = window_bits
-        self.no_context_takeover = no_context_takeover
-        self.stream = zlib.decompressobj(wbits=-window_bits)
+    def new_stream(self):
+        return zlib.decompressobj(wbits=-self.window_bits)
 
     def __call__(self, payload: bytes) -> bytes:
-        if self.no_context_takeover:
-            self.stream = zlib.decompressobj(wbits=-self.window_bits)
-        return self.stream.decompress(payload + TAIL)
+        return self.for_a_message().decompress(payload + TAIL)
 
 
 def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, mask: bool = True,
