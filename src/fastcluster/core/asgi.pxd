@@ -121,5 +121,6 @@ cdef class AsgiConnection(AppAdapter):
         ConnectionRunner runner
 
     cdef int start(self, Exchange exchange) except -1
+    cdef object step_in_read(self, AppRun run)
     cdef int finished(self, Exchange exchange, bint keep_alive) except -1
     cdef int log_access(self, Exchange exchange) except -1

@@ -669,14 +669,8 @@ cdef class AsgiConnection(AppAdapter):
             return 0
         if in_a_task(shared.loop):
             return runner.take(run)  # inside some task's step: the runner takes its first step
-        # Its first step now, as the connection's task: an app that does not wait answers inside the parse.
-        enter_task(shared.loop, runner.task)
-        self.parsing = True
-        try:
-            yielded = run.resume(None, None)
-        finally:
-            self.parsing = False
-            leave_task(shared.loop, runner.task)
+        # Its first step now: an app that does not wait answers inside the parse.
+        yielded = self.step_in_read(run)
         if yielded is DONE:
             return 0
         run.waiting_on = yielded
@@ -685,6 +679,18 @@ cdef class AsgiConnection(AppAdapter):
         # A later request was given to the runner while this app ran: it goes on in a Task of its own.
         exchange.task = shared.new_task(run)
         return 0
+
+    cdef object step_in_read(self, AppRun run):
+        """Step an app inside the read, as the connection's task (its runner's), what it sends written to
+        leave with the read's output; returns what the step yielded (DONE once the app has ended)."""
+        cdef object loop = self.shared.loop
+        enter_task(loop, self.runner.task)
+        self.parsing = True
+        try:
+            return run.resume(None, None)
+        finally:
+            self.parsing = False
+            leave_task(loop, self.runner.task)
 
     cdef int idle(self) except -1:
         """End the runner's Task (the next request starts another): an idle connection holds no Task."""

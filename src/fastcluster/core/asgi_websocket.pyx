@@ -3,8 +3,6 @@
 # request) whose app gets websocket.connect, accepts with a subprotocol and headers or denies (403, or its
 # own websocket.http.response), then receives and sends text and bytes until either side closes.
 import logging
-from asyncio.tasks import _enter_task as enter_task
-from asyncio.tasks import _leave_task as leave_task
 
 cimport cython
 from cpython.bytes cimport PyBytes_GET_SIZE
@@ -186,14 +184,7 @@ cdef class WebSocketExchange(Exchange):
                 or wakeup is None or runner.task is None or runner.task._fut_waiter is not wakeup
                 or wakeup.done() or in_a_task(owner.shared.loop)):
             return self.wake()
-        loop = owner.shared.loop
-        enter_task(loop, runner.task)
-        owner.parsing = True  # what the app sends leaves with the read's output
-        try:
-            yielded = run.resume(None, None)
-        finally:
-            owner.parsing = False
-            leave_task(loop, runner.task)
+        yielded = owner.step_in_read(run)
         if yielded is wakeup:
             return 0  # waiting for the next message, as its task already is
         # It ended, or waits on something else: wake its task, which takes that from here.
