@@ -240,17 +240,19 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     tls.add_argument("--ssl-keyfile", metavar="PATH", help="its private key (default: in the certfile)")
     tls.add_argument("--ssl-keyfile-password", metavar="TEXT", help="password of an encrypted key")
     tls.add_argument("--ssl-ca-certs", metavar="PATH", help="CA certificates to verify clients with")
-    tls.add_argument("--ssl-cert-reqs", choices=["none", "optional", "required"], default="none",
+    tls.add_argument("--ssl-cert-reqs", choices=["none", "optional", "required"],
+                     default=TlsSettings.cert_reqs,
                      help="client certificates: not asked for (default), verified when sent, required")
     tls.add_argument("--ssl-ciphers", metavar="LIST", help="OpenSSL cipher list for TLS 1.2")
-    tls.add_argument("--ssl-min-version", choices=["TLSv1.2", "TLSv1.3"], default="TLSv1.2",
+    tls.add_argument("--ssl-min-version", choices=["TLSv1.2", "TLSv1.3"], default=TlsSettings.min_version,
                      help="oldest TLS version accepted (default TLSv1.2)")
     tls.add_argument("--ssl-sni", action="append", default=[], metavar="NAME=CERT:KEY",
                      help="serve this certificate to clients asking for NAME (repeatable; *.domain too)")
-    tls.add_argument("--ssl-ticket-key-lifetime", type=positive_float, default=12 * 3600.0, metavar="SECONDS",
+    tls.add_argument("--ssl-ticket-key-lifetime", type=positive_float,
+                     default=TlsSettings.ticket_key_lifetime, metavar="SECONDS",
                      help="how long a session ticket key opens tickets; a new key seals them every half of "
                      "it (default 43200: 12 h)")
-    tls.add_argument("--ssl-ktls", action=argparse.BooleanOptionalAction, default=True,
+    tls.add_argument("--ssl-ktls", action=argparse.BooleanOptionalAction, default=TlsSettings.ktls,
                      help="let the kernel encrypt (kernel TLS, sendfile for files) where it offers it "
                      "(default on)")
     limits = serve.add_argument_group("limits and timeouts")
@@ -519,8 +521,9 @@ def serve_config(args: argparse.Namespace) -> Config:
 def tls_config(args: argparse.Namespace) -> TlsSettings | None:
     """The TLS settings, checked now (a bad certificate or key is one line and exit 2, before forking)."""
     if args.ssl_certfile is None:
-        defaults = {"ssl_cert_reqs": "none", "ssl_min_version": "TLSv1.2", "ssl_sni": [],
-                    "ssl_ticket_key_lifetime": 12 * 3600.0, "ssl_ktls": True}
+        defaults = {"ssl_cert_reqs": TlsSettings.cert_reqs, "ssl_min_version": TlsSettings.min_version,
+                    "ssl_sni": [], "ssl_ticket_key_lifetime": TlsSettings.ticket_key_lifetime,
+                    "ssl_ktls": TlsSettings.ktls}
         others = [name for name in vars(args)
                   if name.startswith("ssl_") and getattr(args, name) != defaults.get(name)]
         if others:
