@@ -56,7 +56,6 @@ class Entry:
         return printable(str(value).encode("latin-1", "replace")) if value is not None else "-"
 
 
-
 Getter = Callable[[Entry], str]
 
 
