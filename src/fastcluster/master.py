@@ -40,7 +40,6 @@ from fastcluster.notify import Notifier
 from fastcluster.oneshot import Client
 from fastcluster.open_files import raise_open_files_limit
 from fastcluster.reloader import FileFilter, Watcher
-from fastcluster.tls import kernel_tls_line
 
 log = logging.getLogger("fastcluster.master")
 
@@ -140,7 +139,6 @@ class Master:
         self.notifier = Notifier()  # systemd, when $NOTIFY_SOCKET is set
         self.ready_notified = False
         self.ticket_keys_rotated = time.monotonic()  # when the current session ticket key began sealing
-        self.kernel_tls = ""  # what the start line said of kernel TLS
         self.watcher: Watcher | None = None  # --reload
         self.broken_shown = False  # --reload: the first start failed and the reason was shown
 
@@ -175,8 +173,7 @@ class Master:
         if config.unpinned:
             log.info("workers not pinned to CPUs: %s", config.unpinned)
         if config.tls:
-            self.kernel_tls = kernel_tls_line(config.tls)
-            log.info("TLS: %s", self.kernel_tls)
+            log.info("TLS: %s", config.tls.kernel_tls.line)
         raise_open_files_limit(config.limits.max_connections)
         for index in range(config.workers):
             self.slots[index] = Slot(index, config.cpu_for(index))
@@ -846,7 +843,7 @@ class Master:
                 "restarts": sum(slot.restarts for slot in self.slots.values()), "control": self.control_path,
                 "log_file": self.collector.log_file.path if self.collector else None,
                 "tls": {"ticket_key_generation": self.config.tls.ticket_keys.generation,
-                        "kernel_tls": self.kernel_tls} if self.config.tls else None,
+                        "kernel_tls": self.config.tls.kernel_tls.line} if self.config.tls else None,
             },
             "workers": rows,
             "slots": slots,

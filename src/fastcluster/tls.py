@@ -1,6 +1,6 @@
 """TLS settings: the --ssl-* flags checked in the master before forking, the session ticket keys all
-workers share and the master rotates, whether kernel TLS can carry records, and the worker's TLS contexts
-built from the files at boot (so a reload reads renewed certificates)."""
+workers share and the master rotates, whether kernel TLS can carry records (probed once, in the master),
+and the worker's TLS contexts built from the files at boot (so a reload reads renewed certificates)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from fastcluster.binds import Bind, listens_on
 
@@ -60,6 +61,12 @@ class TlsSettings:
     ktls: bool = True
     # Made once in the master: a ticket issued by one worker resumes on any other, and across reloads.
     ticket_keys: TicketKeys = field(default_factory=TicketKeys, repr=False, compare=False)
+    # Decided as the settings are made (cli.tls_config, in the master before forking): the workers'
+    # contexts read it rather than each probing the kernel again at every boot.
+    kernel_tls: KernelTls = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kernel_tls", decide_kernel_tls(self.ktls))
 
 
 def parse_sni(text: str) -> tuple[str, str, str]:
@@ -77,7 +84,7 @@ def build_context(settings: TlsSettings):
 
     options = dict(password=settings.password, ca_certs=settings.ca_certs, cert_reqs=settings.cert_reqs,
                    ciphers=settings.ciphers, min_version=settings.min_version,
-                   ticket_keys=settings.ticket_keys.memory, ktls=settings.ktls and kernel_tls()[0])
+                   ticket_keys=settings.ticket_keys.memory, ktls=settings.kernel_tls.on)
     default = TlsContext(settings.certfile, settings.keyfile, **options)
     for name, certfile, keyfile in settings.sni:
         default.add_name(name, TlsContext(certfile, keyfile, **options))
@@ -129,11 +136,21 @@ def kernel_tls() -> tuple[bool, str]:
     return True, "on"
 
 
-def kernel_tls_line(settings: TlsSettings) -> str:
-    """The one line the master logs at start about kernel TLS."""
-    if not settings.ktls:
-        return "kernel TLS off (--no-ssl-ktls): files over https are read and encrypted by the workers"
+class KernelTls(NamedTuple):
+    """Whether the workers' TLS contexts hand records to the kernel, and the one line the master logs at
+    start about it."""
+    on: bool
+    line: str
+
+
+def decide_kernel_tls(wanted: bool) -> KernelTls:
+    """Kernel TLS as --ssl-ktls asks and this machine allows. Not probed under --no-ssl-ktls: the probe
+    may load the kernel's module."""
+    by_the_workers = "files over https are read and encrypted by the workers"
+    if not wanted:
+        return KernelTls(False, f"kernel TLS off (--no-ssl-ktls): {by_the_workers}")
     usable, why = kernel_tls()
-    if usable:
-        return "kernel TLS on: AES-GCM records are encrypted by the kernel and files go out by sendfile"
-    return f"kernel TLS unavailable ({why}): files over https are read and encrypted by the workers"
+    if not usable:
+        return KernelTls(False, f"kernel TLS unavailable ({why}): {by_the_workers}")
+    return KernelTls(True, "kernel TLS on: AES-GCM records are encrypted by the kernel and files go out by "
+                           "sendfile")

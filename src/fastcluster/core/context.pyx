@@ -5,10 +5,12 @@ import time
 from heapq import heappush
 
 from cpython.memoryview cimport PyMemoryView_GET_BUFFER
-from libc.stdlib cimport free, realloc
+from cpython.pyport cimport PY_SSIZE_T_MAX
+from libc.stdlib cimport free
 from libc.string cimport memcpy
 from posix.unistd cimport getpid
 
+from fastcluster.core.buffers cimport grow
 from fastcluster.core.stats cimport slot_record
 from fastcluster.core.syscalls cimport monotonic
 
@@ -71,18 +73,7 @@ cdef class Context:
         return view
 
     cdef int out_reserve(self, Py_ssize_t extra) except -1:
-        cdef Py_ssize_t wanted = self.out_len + extra
-        cdef Py_ssize_t capacity = self.out_cap or 65536
-        if wanted <= self.out_cap:
-            return 0
-        while capacity < wanted:
-            capacity *= 2
-        cdef char *grown = <char *>realloc(self.out, capacity)
-        if grown == NULL:
-            raise MemoryError()
-        self.out = grown
-        self.out_cap = capacity
-        return 0
+        return grow(&self.out, &self.out_cap, self.out_len + extra, PY_SSIZE_T_MAX, 65536)
 
     cdef int out_append(self, const char *data, Py_ssize_t length) except -1:
         self.out_reserve(length)

@@ -6,7 +6,9 @@
 import re
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free
+
+from fastcluster.core.buffers cimport grow
 
 cdef extern from "zlib.h":
     int Z_OK, Z_STREAM_END, Z_BUF_ERROR, Z_MEM_ERROR, Z_NO_FLUSH, Z_SYNC_FLUSH
@@ -149,19 +151,6 @@ def agree(list parameters):
     return PerMessageDeflate(server_reset, client_reset, server_bits, client_bits, answer + b"\r\n")
 
 
-cdef int reserve(Py_ssize_t wanted) except -1:
-    """Grow the compressor's output buffer to hold wanted bytes."""
-    global scratch, scratch_capacity
-    if wanted <= scratch_capacity:
-        return 0
-    cdef char *grown = <char *>realloc(scratch, wanted)
-    if grown == NULL:
-        raise MemoryError()
-    scratch = grown
-    scratch_capacity = wanted
-    return 0
-
-
 cdef class PerMessageDeflate:
     """permessage-deflate as agreed for one WebSocket: the server's compressor and the client's
     decompressor."""
@@ -185,7 +174,7 @@ cdef class PerMessageDeflate:
         final 00 00 FF FF (RFC 7692 7.2.1)."""
         global scratch, scratch_capacity
         cdef z_stream *stream = &self.compressor
-        cdef Py_ssize_t taken = 0, produced = 0, piece
+        cdef Py_ssize_t taken = 0, produced = 0, piece, bound
         cdef int status, flush
         if not self.compressing:
             stream.zalloc = stream.zfree = stream.opaque = NULL
@@ -195,7 +184,8 @@ cdef class PerMessageDeflate:
             self.compressing = True
         elif self.server_no_context_takeover:
             deflateReset(stream)
-        reserve(deflateBound(stream, length) + 16)
+        bound = deflateBound(stream, length) + 16
+        grow(&scratch, &scratch_capacity, bound, bound)  # the bound, no more: it holds the whole output
         while True:
             piece = min(length - taken, PIECE)
             stream.next_in = <unsigned char *>data + taken
@@ -204,7 +194,7 @@ cdef class PerMessageDeflate:
             flush = Z_SYNC_FLUSH if taken == length else Z_NO_FLUSH
             while True:  # until zlib leaves output room: all of the piece is in, and flushed if asked
                 if produced == scratch_capacity:
-                    reserve(2 * scratch_capacity)
+                    grow(&scratch, &scratch_capacity, produced + 1)
                 stream.next_out = <unsigned char *>scratch + produced
                 stream.avail_out = min(scratch_capacity - produced, PIECE)
                 status = deflate(stream, flush)
@@ -228,8 +218,6 @@ cdef class PerMessageDeflate:
         kept; grown as needed, but never to more than limit + 1 bytes): 0, or the close code the message
         earns: 1009 once it passes limit, 1002 when the data is not deflate."""
         cdef z_stream *stream = &self.decompressor
-        cdef Py_ssize_t size
-        cdef char *grown
         cdef int status
         if self.stream_ended:
             return 0
@@ -244,12 +232,7 @@ cdef class PerMessageDeflate:
         stream.avail_in = length
         while True:
             if used[0] == capacity[0]:
-                size = min(max(2 * capacity[0], 4096), limit + 1)
-                grown = <char *>realloc(buffer[0], size)
-                if grown == NULL:
-                    raise MemoryError()
-                buffer[0] = grown
-                capacity[0] = size
+                grow(buffer, capacity, used[0] + 1, limit + 1)
             stream.next_out = <unsigned char *>buffer[0] + used[0]
             stream.avail_out = min(capacity[0] - used[0], PIECE)
             status = inflate(stream, Z_SYNC_FLUSH)

@@ -10,9 +10,10 @@ from hashlib import sha1
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint16_t, uint64_t
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free
 from libc.string cimport memcpy, memmove
 
+from fastcluster.core.buffers cimport grow
 from fastcluster.core.connection cimport UPGRADED, Connection, UpgradedProtocol
 from fastcluster.core.deflate cimport PerMessageDeflate
 
@@ -173,20 +174,6 @@ cdef inline void unmask(char *target, const char *source, Py_ssize_t length, con
     while i < length:
         target[i] = source[i] ^ key[i & 3]
         i += 1
-
-
-cdef int grow(char **buffer, Py_ssize_t *capacity, Py_ssize_t wanted) except -1:
-    cdef Py_ssize_t size = capacity[0] or 4096
-    if wanted <= capacity[0]:
-        return 0
-    while size < wanted:
-        size *= 2
-    cdef char *grown = <char *>realloc(buffer[0], size)
-    if grown == NULL:
-        raise MemoryError()
-    buffer[0] = grown
-    capacity[0] = size
-    return 0
 
 
 cdef class WebSocket(UpgradedProtocol):
