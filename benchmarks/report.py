@@ -1,4 +1,5 @@
-"""What a benchmark run writes: results.md (tables with ratios), results.json, and results.png."""
+"""What a benchmark run writes: results.md (tables with ratios), results.json, and results.png; with several
+rounds, each figure is the median of its rounds and results.md shows their min–max beside it."""
 
 from __future__ import annotations
 
@@ -61,6 +62,13 @@ def two_decimals(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+def with_spread(figures: dict, name: str) -> str:
+    """figures[name] and, when it is the median of several rounds, their min–max: 7.83 (7.61–8.02)."""
+    if f"{name}_min" not in figures:
+        return f"{figures[name]:.2f}"
+    return f"{figures[name]:.2f} ({figures[name + '_min']:.2f}–{figures[name + '_max']:.2f})"
+
+
 def add_app_alone(rows: list[dict], app_alone: dict[str, dict]) -> None:
     """Give each measured row of an app scenario the app's own cost and the server's share beyond it."""
     for row in rows:
@@ -79,7 +87,7 @@ def server_table(group: list[dict]) -> list[str]:
     def cells(row: dict) -> list[str]:
         us = row["us_per_request"]
         theirs = ratio(ours, us) if ours and row["server"] != "fastcluster" else "–"
-        return [f"{us:.2f}", ratio(us, nginx), ratio(us, floor), theirs]
+        return [with_spread(row, "us_per_request"), ratio(us, nginx), ratio(us, floor), theirs]
 
     notes = [f"{row['server']}: each worker's CPU time within ±{row['worker_spread_pct']}% of their mean."
              for row in group if "worker_spread_pct" in row]
@@ -93,8 +101,8 @@ def app_table(group: list[dict], alone: dict) -> list[str]:
     peers = [row for row in measured if row["server"] != "fastcluster"]
     best = min(peers, key=lambda row: row["us_per_request"], default=None)
     if "us_per_call" in alone:
-        said = f"the app alone (no server, in one process) costs {alone['us_per_call']:.2f} µs per call " \
-               f"({alone['calls']:,} calls)"
+        said = f"the app alone (no server, in one process) costs {with_spread(alone, 'us_per_call')} µs " \
+               f"per call ({alone['calls']:,} calls)"
     else:
         said = f"the app alone could not be measured ({alone.get('failed', 'not run')})"
     connections = ", ".join(str(number) for number in sorted({row["connections"] for row in measured}))
@@ -105,7 +113,8 @@ def app_table(group: list[dict], alone: dict) -> list[str]:
 
     def cells(row: dict) -> list[str]:
         us, share = row["us_per_request"], row.get("server_share_us")
-        return [f"{us:.2f}", two_decimals(row.get("app_alone_us")), two_decimals(share), ratio(us, best_us),
+        return [with_spread(row, "us_per_request"), two_decimals(row.get("app_alone_us")),
+                two_decimals(share), ratio(us, best_us),
                 ratio(share, best_share) if share and share > 0 else "–"]
 
     columns = ["µs/req", "app alone µs", "share µs", "vs best peer", "share vs best peer"]
@@ -126,13 +135,17 @@ def table(group: list[dict], columns: list[str], cells: Callable[[dict], list[st
     return lines
 
 
-def markdown(rows: list[dict], app_alone: dict[str, dict], machine: dict, command: str) -> str:
+def markdown(rows: list[dict], app_alone: dict[str, dict], machine: dict, command: str, rounds: int) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
+    medians = ""
+    if rounds > 1:
+        medians = (f" Each figure is the median of {rounds} rounds (every server once per round, in turn), "
+                   "ratios are taken between medians, and brackets hold the rounds' min–max.")
     lines = [
         "# Benchmark results",
         "",
         f"`{command}` on {machine['date']}: {machine['cpu']}, {machine['cores']} cores, Linux "
-        f"{machine['kernel']}, Python {machine['python']}; {versions}.",
+        f"{machine['kernel']}, Python {machine['python']}; {versions}.{medians}",
         "",
         "Server pinned to CPU 1 with one worker (the workers-n scenario: every CPU, unpinned), wrk pinned to "
         "CPU 0 with 64 connections unless a table says otherwise. **µs/req** is the server's CPU time (user "
@@ -216,14 +229,17 @@ def draw(plt, rows: list[dict], machine: dict):
 
 
 def write_reports(rows: list[dict], app_alone: dict[str, dict], out: Path, machine: dict, charts: bool,
-                  command: str) -> list[Path]:
-    """app_alone: per app scenario, the app's own µs per call with no server (or why it failed)."""
+                  command: str, rounds: int) -> list[Path]:
+    """app_alone: per app scenario, the app's own µs per call with no server (or why it failed); rows and
+    app_alone hold the medians when rounds > 1."""
     add_app_alone(rows, app_alone)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "results.json", out / "results.md"]
     document = {"command": command, "machine": machine, "app_alone": app_alone, "results": rows}
+    if rounds > 1:  # one round writes what the suite always wrote
+        document = {"rounds": rounds, **document}
     written[0].write_text(json.dumps(document, indent=2) + "\n")
-    written[1].write_text(markdown(rows, app_alone, machine, command) + "\n")
+    written[1].write_text(markdown(rows, app_alone, machine, command, rounds) + "\n")
     if charts and chart(rows, out / "results.png", machine):
         written.append(out / "results.png")
     return written

@@ -1,10 +1,13 @@
 """Compare fastcluster with the C floor, nginx, uvicorn, granian and gunicorn, scenario by scenario.
 
-    python benchmarks/run.py [--scenarios a,b] [--servers a,b] [--duration S] [--out DIR] [--install]
+    python benchmarks/run.py [--scenarios a,b] [--servers a,b] [--duration S] [--rounds N] [--out DIR]
+                             [--install]
 
 Each server runs pinned to CPU 1 (one worker) and wrk to CPU 0; the figure that matters is the server's
 CPU time per request, summed over its whole process tree. The scenarios that run an app also measure the
-app alone, with no server (app_alone.py), so the server's own share shows. See benchmarks/README.md.
+app alone, with no server (app_alone.py), so the server's own share shows. With --rounds N each scenario
+runs every server once per round, in turn, N rounds, and each figure reported is the median of its rounds.
+See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,6 +160,44 @@ def measure_app_alone(scenario: Scenario, duration: float) -> dict:
     return {"us_per_call": found["us_per_call"], "calls": found["calls"]}
 
 
+def median_row(rounds: list[dict]) -> dict:
+    """One server's rounds in a scenario as one row: the median of each figure, µs/req's min and max beside
+    its median, the requests and errors of every round added up, the largest worker spread, and each
+    round's own row. A single round, or rounds none of which was measured, stay as they are."""
+    measured = [found for found in rounds if "us_per_request" in found]
+    if len(rounds) == 1 or not measured:
+        return rounds[0]
+
+    def median(name: str) -> float | None:
+        values = [found[name] for found in measured if found[name] is not None]  # a percentile may be None
+        return round(statistics.median(values), 3) if values else None
+
+    texts = dict.fromkeys(found["error_text"] for found in measured if found["error_text"])
+    row = {**measured[0], "requests": sum(found["requests"] for found in measured),
+           "rps": round(median("rps")), "p50_ms": median("p50_ms"), "p99_ms": median("p99_ms"),
+           "errors": sum(found["errors"] for found in measured), "error_text": "; ".join(texts),
+           **median_and_spread("us_per_request", [found["us_per_request"] for found in measured])}
+    if "worker_spread_pct" in row:  # the note says every worker stayed within it: so in every round
+        row["worker_spread_pct"] = max(found["worker_spread_pct"] for found in measured)
+    row["each_round"] = [{name: value for name, value in found.items() if name not in ("scenario", "server")}
+                         for found in rounds]
+    return row
+
+
+def median_app_alone(rounds: list[dict]) -> dict:
+    """The app alone over its rounds: the median µs per call with its min and max, the calls of every round
+    added up, and each round's figures; one round, or rounds that all failed, stay as they are."""
+    measured = [alone for alone in rounds if "us_per_call" in alone]
+    if len(rounds) == 1 or not measured:
+        return rounds[0]
+    return {**median_and_spread("us_per_call", [alone["us_per_call"] for alone in measured]),
+            "calls": sum(alone["calls"] for alone in measured), "each_round": rounds}
+
+
+def median_and_spread(name: str, values: list[float]) -> dict:
+    return {name: round(statistics.median(values), 3), f"{name}_min": min(values), f"{name}_max": max(values)}
+
+
 def spread(used_by: dict[int, float], master: int) -> float:
     """The largest deviation of a worker's CPU time from the workers' mean, in percent."""
     workers = [used for pid, used in used_by.items() if pid != master]
@@ -177,6 +219,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, default all")
     parser.add_argument("--servers", default=",".join(PEERS), help="comma-separated, default all")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run (default 5)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of every server per scenario, in turn; the median is reported (default 1)")
     parser.add_argument("--connections", type=int, help="wrk connections (default 64; 16 for the frameworks)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--floor-source", type=Path, default=PEERS["floor"].source,
@@ -184,6 +228,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--install", action="store_true", help="pip/apt-get install missing peers first")
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     for option, known in (("scenarios", SCENARIOS), ("servers", PEERS)):
         names = [name for name in getattr(args, option).split(",") if name]
         unknown = [name for name in names if name not in known]
@@ -213,28 +259,37 @@ def main(argv: list[str] | None = None) -> int:
             if scenario.framework and importlib.util.find_spec(scenario.framework) is None:
                 skipped.append(f"{scenario_name}: {scenario.framework} is not installed (use --install)")
                 continue
-            if scenario.app:
-                progress(f"[{scenario_name}] the app alone ...")
-                app_alone[scenario_name] = measure_app_alone(scenario, args.duration)
-                if "failed" in app_alone[scenario_name]:
-                    skipped.append(f"app alone in {scenario_name}: {app_alone[scenario_name]['failed']}")
+            rounds_of: dict[str, list[dict]] = {}  # a server's rows, a row per round
             for peer_name in args.servers:
                 reason = PEERS[peer_name].missing()
                 if reason:
                     skipped.append(f"{PEERS[peer_name].name}: {reason}")
-                    continue
-                progress(f"[{scenario_name}] {PEERS[peer_name].name} ...")
-                row = measure(peer_name, scenario, args, work, script)
-                if row:
-                    rows.append(row)
-                if "skipped" in row:
-                    skipped.append(f"{row['server']} in {scenario_name}: {row['skipped']}")
+                else:
+                    rounds_of[peer_name] = []
+            alone_rounds = []
+            for round_number in range(1, args.rounds + 1):
+                in_round = f" (round {round_number} of {args.rounds})" if args.rounds > 1 else ""
+                if scenario.app:
+                    progress(f"[{scenario_name}] the app alone ...{in_round}")
+                    alone_rounds.append(measure_app_alone(scenario, args.duration))
+                    if "failed" in alone_rounds[-1]:
+                        skipped.append(f"app alone in {scenario_name}: {alone_rounds[-1]['failed']}")
+                for peer_name, found in rounds_of.items():
+                    progress(f"[{scenario_name}] {PEERS[peer_name].name} ...{in_round}")
+                    row = measure(peer_name, scenario, args, work, script)
+                    if row:
+                        found.append(row)
+                    if "skipped" in row:
+                        skipped.append(f"{row['server']} in {scenario_name}: {row['skipped']}")
+            if alone_rounds:
+                app_alone[scenario_name] = median_app_alone(alone_rounds)
+            rows += [median_row(found) for found in rounds_of.values() if found]
     progress("")
     for line in sorted(set(skipped)):
         print(f"skipped {line}", file=sys.stderr)
     command = " ".join(["python benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
     written = write_reports(rows, app_alone, args.out, machine_description(), charts=not args.no_charts,
-                            command=command)
+                            command=command, rounds=args.rounds)
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -1,9 +1,11 @@
-"""Smoke runs of the benchmark suite (one scenario, one second), the app-alone driver and the answer check."""
+"""Smoke runs of the benchmark suite (one scenario, one second; two rounds of it), the median of rounds,
+the app-alone driver and the answer check."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from run import median_row  # noqa: E402
 from servers import ITEM, ITEM_PATH, Scenario  # noqa: E402
 
 
@@ -60,6 +63,64 @@ def test_framework_scenario_has_the_app_alone_and_the_server_share(tmp_path):
     assert "## flask" in table and "| app alone µs | share µs | vs best peer |" in table
     assert f"{alone['us_per_call']:.2f} µs per call" in table
     assert f"| fastcluster | {row['us_per_request']:.2f} | {alone['us_per_call']:.2f} |" in table
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_rounds_report_each_median_with_its_spread_and_ratios_between_medians(tmp_path):
+    pytest.importorskip("granian")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--scenarios", "asgi",
+                           "--servers", "fastcluster,granian", "--rounds", "2", "--duration", "1",
+                           "--no-charts", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "[asgi] granian ... (round 2 of 2)" in done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["rounds"] == 2
+    alone = results["app_alone"]["asgi"]
+    per_call = [one["us_per_call"] for one in alone["each_round"]]
+    assert len(per_call) == 2
+    assert alone["us_per_call"] == pytest.approx(statistics.median(per_call), abs=0.001)
+    assert (alone["us_per_call_min"], alone["us_per_call_max"]) == (min(per_call), max(per_call))
+    assert alone["calls"] == sum(one["calls"] for one in alone["each_round"])
+    table = (tmp_path / "results.md").read_text()
+    assert "Each figure is the median of 2 rounds" in table.splitlines()[2]  # the header line
+    assert f"costs {alone['us_per_call']:.2f} ({min(per_call):.2f}–{max(per_call):.2f}) µs per call" in table
+    rows = {row["server"]: row for row in results["results"]}
+    for row in rows.values():
+        figures = [one["us_per_request"] for one in row["each_round"]]
+        assert len(figures) == 2
+        assert row["us_per_request"] == pytest.approx(statistics.median(figures), abs=0.001)
+        assert (row["us_per_request_min"], row["us_per_request_max"]) == (min(figures), max(figures))
+        assert row["requests"] == sum(one["requests"] for one in row["each_round"]) and row["errors"] == 0
+        assert row["server_share_us"] == pytest.approx(row["us_per_request"] - alone["us_per_call"], abs=0.01)
+        cell = f"{row['us_per_request']:.2f} ({min(figures):.2f}–{max(figures):.2f})"
+        assert f"| {row['server']} | {cell} | {alone['us_per_call']:.2f} |" in table
+    heads = next(line for line in table.splitlines() if line.startswith("| server |")).split("|")
+    fastcluster = next(line for line in table.splitlines() if line.startswith("| fastcluster |")).split("|")
+    fastcluster_vs_best_peer = rows["fastcluster"]["us_per_request"] / rows["granian"]["us_per_request"]
+    share_vs_best_peer = rows["fastcluster"]["server_share_us"] / rows["granian"]["server_share_us"]
+    assert fastcluster[heads.index(" vs best peer ")] == f" {fastcluster_vs_best_peer:.2f}× "
+    assert fastcluster[heads.index(" share vs best peer ")] == f" {share_vs_best_peer:.2f}× "
+
+
+def test_the_median_row_of_rounds_adds_up_counts_and_keeps_the_worst_worker_spread():
+    def round_row(us: float, p99: float | None, errors: int, spread: float) -> dict:
+        return {"scenario": "workers-n", "server": "fastcluster", "connections": 64, "requests": 1000,
+                "rps": 500, "p50_ms": 1.0, "p99_ms": p99, "errors": errors,
+                "error_text": f"Non-2xx or 3xx responses: {errors}" if errors else "", "processes": 3,
+                "us_per_request": us, "worker_spread_pct": spread}
+
+    only = round_row(9.0, 2.0, 0, 5.0)
+    assert median_row([only]) == only  # one round: the row as it always was
+    failed = {"scenario": "workers-n", "server": "fastcluster", "skipped": "failed: did not start listening"}
+    row = median_row([round_row(9.0, 2.0, 0, 5.0), round_row(7.0, None, 3, 12.5), failed,
+                      round_row(8.0, 4.0, 0, 1.0)])
+    assert (row["us_per_request"], row["us_per_request_min"], row["us_per_request_max"]) == (8.0, 7.0, 9.0)
+    assert row["p99_ms"] == 3.0  # the median of the rounds that have one
+    assert (row["requests"], row["errors"], row["error_text"]) == (3000, 3, "Non-2xx or 3xx responses: 3")
+    assert row["worker_spread_pct"] == 12.5
+    assert len(row["each_round"]) == 4 and row["each_round"][2] == {"skipped": failed["skipped"]}
+    assert median_row([failed, failed]) == failed
 
 
 @pytest.mark.parametrize("app, interface, framework", [
