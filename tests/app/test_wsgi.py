@@ -14,8 +14,8 @@ from tests.app.test_asgi import APPS, get
 from tests.conftest import http_exchange, wait_until
 
 
-def test_environ_body_and_write(serve):
-    server = serve("apps:wsgi_echo", "--app-dir", APPS, "--root-path", "/base")
+def test_environ_body_and_write(serve_shared):
+    server = serve_shared("apps:wsgi_echo", "--app-dir", APPS, "--root-path", "/base")
     status, headers, body = get(server.port, "POST", "/a%20b?q=1", body=b"12345",
                                 headers={"X-Test": "t", "Content-Type": "text/x"})
     assert status == 200
@@ -151,7 +151,7 @@ def test_the_access_log_has_response_headers_environ_values_and_the_basic_user(s
     assert lines["/other"] == f"text/plain|-|{environ}|-"
 
 
-def test_path_info_loses_a_script_name_prefix_the_proxy_passed_on(serve):
-    server = serve("apps:wsgi_echo", "--app-dir", APPS, "--root-path", "/base")
+def test_path_info_loses_a_script_name_prefix_the_proxy_passed_on(serve_shared):
+    server = serve_shared("apps:wsgi_echo", "--app-dir", APPS, "--root-path", "/base")
     assert get(server.port, "GET", "/base/inner")[2].split(b"|")[1:3] == [b"/base", b"/inner"]
     assert get(server.port, "GET", "/basement")[2].split(b"|")[2] == b"/basement"
