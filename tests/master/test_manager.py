@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from fastcluster.control import request
 from fastcluster.metrics import parse_metrics
 from tests.conftest import free_port, get, read_responses, wait_until
 from tests.master.load import Load
@@ -29,9 +30,11 @@ def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
 
 
 def status(control: str) -> dict:
-    result = cli("status", "--json", "--control", control)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    """What `status --json` prints, asked on the control socket itself: the tests poll it, and a process per
+    question would cost a fifth of a second and a CPU the server under load needs."""
+    reply = request(control, {"command": "status"}, timeout=10)
+    assert reply["ok"], reply
+    return reply["status"]
 
 
 def serving_pids(control: str) -> dict[int, int]:
@@ -39,9 +42,15 @@ def serving_pids(control: str) -> dict[int, int]:
     return {row["slot"]: row["pid"] for row in status(control)["workers"] if row["state"] == "serving"}
 
 
+def all_serving(control: str, workers: int) -> dict[int, int]:
+    """serving_pids once all the workers have told the master they serve (a moment after they answer)."""
+    assert wait_until(lambda: len(serving_pids(control)) == workers, 5)
+    return serving_pids(control)
+
+
 def test_rolling_reload_under_load_fails_no_request(serve, control):
     server = serve("--control", control, workers=2)
-    before = serving_pids(control)
+    before = all_serving(control, 2)
     with Load(server.port) as load:
         time.sleep(0.7)
         result = cli("reload", "--control", control)
@@ -82,8 +91,7 @@ def test_scale_up_and_down_under_load_fails_no_request(serve, control):
 
 def test_scale_down_serves_connections_queued_on_the_removed_slot(serve, control):
     server = serve("--control", control, workers=2)
-    assert wait_until(lambda: len(serving_pids(control)) == 2, 5)
-    victim = serving_pids(control)[1]
+    victim = all_serving(control, 2)[1]
     os.kill(victim, signal.SIGSTOP)  # slot 1's connections now wait in its socket's queue
     try:
         clients = [server.connect() for _ in range(40)]
@@ -108,7 +116,7 @@ def test_scale_down_serves_connections_queued_on_the_removed_slot(serve, control
 
 def test_recycling_after_max_requests_under_load(serve, control):
     server = serve("--control", control, "--max-requests", "3000", "--max-requests-jitter", "500", workers=2)
-    first = set(serving_pids(control).values())
+    first = set(all_serving(control, 2).values())
     failed, counts = Load(server.port, 1).failed()  # tens of thousands of requests here
     assert counts["requests"] > 8000, counts["output"]
     assert failed == 0, counts["output"]
@@ -157,7 +165,7 @@ def test_reload_whose_new_workers_cannot_start_keeps_the_old_ones(serve, control
     page = tmp_path / "page.txt"
     page.write_text("version 1")
     server = serve("--control", control, "--response-file", str(page), workers=2)
-    before = serving_pids(control)
+    before = all_serving(control, 2)
     with Load(server.port) as load:
         time.sleep(0.5)
         page.unlink()
@@ -190,7 +198,7 @@ def test_reload_with_an_app_whose_new_version_fails_to_import(serve, control, tm
     module.write_text(APP_VERSION.format(version="app 1"))
     server = serve("versioned:app", "--app-dir", str(tmp_path), "--control", control, workers=2)
     server.tracebacks_expected = True  # the aborted reload shows the app's traceback
-    before = serving_pids(control)
+    before = all_serving(control, 2)
     with Load(server.port) as load:
         time.sleep(0.5)
         module.write_text("import no_such_dependency\n" + APP_VERSION.format(version="app 2"))
@@ -211,7 +219,7 @@ def test_reload_retries_a_slot_whose_worker_could_not_start(serve, control, tmp_
     page = tmp_path / "page.txt"
     page.write_text("v1")
     server = serve("--control", control, "--response-file", str(page), workers=2)
-    assert wait_until(lambda: len(serving_pids(control)) == 2, 5)  # both have told the master they serve
+    all_serving(control, 2)
     page.unlink()
     os.kill(serving_pids(control)[1], signal.SIGKILL)  # its replacement cannot read the file
     assert wait_until(lambda: status(control)["slots"]["1"]["boot_failed"], 5)
@@ -242,7 +250,7 @@ def test_a_slot_whose_worker_cannot_start_is_shown_failed_and_retried(serve, con
     server = serve("marked:app", "--app-dir", str(tmp_path), "--control", control, "--admin-port", str(admin),
                    workers=2)
     server.tracebacks_expected = True  # the master logs the app's traceback
-    assert wait_until(lambda: len(serving_pids(control)) == 2, 5)
+    all_serving(control, 2)
     marker.touch()
     os.kill(serving_pids(control)[1], signal.SIGKILL)  # its replacement cannot import the app
     assert wait_until(lambda: status(control)["slots"]["1"]["boot_failures"] >= 2, 5)  # retried, not dropped
@@ -296,7 +304,9 @@ def test_status_table_json_pidfile_and_stop(serve, control, tmp_path):
     assert lines[1].split() == ["SLOT", "PID", "CPU", "STATE", "UPTIME", "RESTARTS", "REQUESTS", "REQ/S",
                                 "CONNS", "RSS"]
     assert sorted(int(line.split()[1]) for line in lines[2:]) == sorted(server.workers())
-    snapshot = status(control)
+    printed = cli("status", "--json", "--control", control)
+    assert printed.returncode == 0, printed.stderr
+    snapshot = json.loads(printed.stdout)
     assert snapshot["totals"]["requests"] >= 5
     assert {row["state"] for row in snapshot["workers"]} == {"serving"}
     assert all(row["rss"] > 0 for row in snapshot["workers"]) or not snapshot["master"]["uptime"] > 1.5
