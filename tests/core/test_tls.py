@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from fastcluster.control import request
 from fastcluster.tls import kernel_tls
 from tests.conftest import free_port, read_responses, tls_client_context, wait_until
 
@@ -144,9 +145,11 @@ def control(path: str, *command: str) -> subprocess.CompletedProcess:
 
 
 def tls_status(path: str) -> dict:
-    done = control(path, "status", "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["master"]["tls"]
+    """The TLS part of what `status --json` prints, asked on the control socket itself (no process per
+    question: one test polls it)."""
+    reply = request(path, {"command": "status"}, timeout=10)
+    assert reply["ok"], reply
+    return reply["status"]["master"]["tls"]
 
 
 def resume(port: int, context: ssl.SSLContext, session: ssl.SSLSession | None = None):
