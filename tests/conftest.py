@@ -206,13 +206,13 @@ def read_responses(sock: socket.socket, count: int, timeout: float = 5.0,
     """Read `count` Content-Length-framed responses (after `initial`, bytes already read from sock):
     (status, lower-cased headers, body) each."""
     sock.settimeout(timeout)
-    buffer = initial
+    buffer = bytearray(initial)  # grown in place: bytes would be copied whole for every piece of a large body
     responses = []
     while len(responses) < count:
         while b"\r\n\r\n" not in buffer:
             chunk = sock.recv(65536)
             if not chunk:
-                raise AssertionError(f"connection closed after {len(responses)} responses: {buffer!r}")
+                raise AssertionError(f"connection closed after {len(responses)} responses: {bytes(buffer)!r}")
             buffer += chunk
         head, buffer = buffer.split(b"\r\n\r\n", 1)
         lines = head.decode("latin-1").split("\r\n")
@@ -227,8 +227,8 @@ def read_responses(sock: socket.socket, count: int, timeout: float = 5.0,
             if not chunk:
                 raise AssertionError("connection closed inside a body")
             buffer += chunk
-        responses.append((status, headers, buffer[:length]))
-        buffer = buffer[length:]
+        responses.append((status, headers, bytes(buffer[:length])))
+        del buffer[:length]
     return responses
 
 
