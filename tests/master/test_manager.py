@@ -144,7 +144,7 @@ def test_sigkill_of_random_workers_costs_no_new_connection(serve, control):
     refill_worst = 0.0
     with Load(server.port, close=True) as load:
         while kills < 15 and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.1)
             pids = server.workers()
             if not pids:
                 continue
@@ -153,7 +153,7 @@ def test_sigkill_of_random_workers_costs_no_new_connection(serve, control):
             kills += 1
             assert wait_until(lambda: len(server.workers()) == 2, 1.0), "slot not refilled within a second"
             refill_worst = max(refill_worst, time.monotonic() - killed)
-        time.sleep(0.2)  # and served by the last one
+        time.sleep(0.1)  # and served by the last one
     counts = load.result()
     assert kills >= 15
     assert counts["connect"] == 0, counts["output"]
