@@ -199,7 +199,7 @@ def test_ws_load_counts_echoes_and_an_echo_that_differs_is_an_error(serve, tmp_p
 @pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("gcc") is None, reason="needs wrk and gcc")
 def test_websocket_benchmark_compares_ws_with_http():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "websocket.py"), "--rounds", "1",
-                           "--duration", "1", "--runs", "fastcluster /ws,fastcluster HTTP"],
+                           "--duration", "1", "--warmup", "0", "--runs", "fastcluster /ws,fastcluster HTTP"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "round 1  fastcluster /ws" in done.stdout and "round 1  fastcluster HTTP" in done.stdout
