@@ -1,7 +1,7 @@
 """Compare fastcluster with the C floor, nginx, uvicorn, granian and gunicorn, scenario by scenario.
 
-    python benchmarks/run.py [--scenarios a,b] [--servers a,b] [--duration S] [--rounds N] [--out DIR]
-                             [--install]
+    python benchmarks/run.py [--scenarios a,b] [--servers a,b] [--duration S] [--warmup S] [--rounds N]
+                             [--out DIR] [--install]
 
 Each server runs pinned to CPU 1 (one worker) and wrk to CPU 0; the figure that matters is the server's
 CPU time per request, summed over its whole process tree. The scenarios that run an app also measure the
@@ -125,7 +125,8 @@ def measure(peer_name: str, scenario: Scenario, args: argparse.Namespace, work: 
         url = f"http://127.0.0.1:{port}{scenario.path}"
         pipeline = script if scenario.pipelined else None
         connections = args.connections or scenario.connections
-        run_wrk(url, 1, connections, pipeline, WRK_CPU)  # warm-up
+        if args.warmup:
+            run_wrk(url, args.warmup, connections, pipeline, WRK_CPU)
         pids = process_tree(proc.pid)
         before = {pid: cpu_seconds([pid]) for pid in pids}
         result = run_wrk(url, args.duration, connections, pipeline, WRK_CPU)
@@ -145,11 +146,11 @@ def measure(peer_name: str, scenario: Scenario, args: argparse.Namespace, work: 
     return row
 
 
-def measure_app_alone(scenario: Scenario, duration: float) -> dict:
+def measure_app_alone(scenario: Scenario, duration: float, warmup: float) -> dict:
     """The app's own CPU µs per call with no server, pinned to the servers' CPU; or why it failed."""
     command = ["taskset", "-c", str(SERVER_CPU), sys.executable, str(Path(__file__).resolve().parent /
                "app_alone.py"), scenario.app, "--interface", scenario.kind, "--path", scenario.path,
-               "--duration", str(duration)]
+               "--duration", str(duration), "--warmup", str(warmup)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
     if done.returncode != 0:
         return {"failed": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"}
@@ -219,6 +220,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, default all")
     parser.add_argument("--servers", default=",".join(PEERS), help="comma-separated, default all")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of the same load before each run, 0 for none (default 1)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="runs of every server per scenario, in turn; the median is reported (default 1)")
     parser.add_argument("--connections", type=int, help="wrk connections (default 64; 16 for the frameworks)")
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 in_round = f" (round {round_number} of {args.rounds})" if args.rounds > 1 else ""
                 if scenario.app:
                     progress(f"[{scenario_name}] the app alone ...{in_round}")
-                    alone_rounds.append(measure_app_alone(scenario, args.duration))
+                    alone_rounds.append(measure_app_alone(scenario, args.duration, args.warmup))
                     if "failed" in alone_rounds[-1]:
                         skipped.append(f"app alone in {scenario_name}: {alone_rounds[-1]['failed']}")
                 for peer_name, found in rounds_of.items():

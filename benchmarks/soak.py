@@ -33,6 +33,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+# The servers' keep-alive timeout: once the load stops, what the clients left open is closed by it (plus
+# one once-a-second sweep) at the latest.
+KEEPALIVE_TIMEOUT = 5
 
 # Pipelined on the built-in responder: each wrk request is these, sent at once.
 BUILTIN_LUA = """
@@ -111,9 +114,13 @@ def answers(port: int, timeout: float = 30) -> None:
     raise SystemExit(f"nothing answers on port {port}")
 
 
+def open_fds(target: Target) -> int:
+    return len(os.listdir(f"/proc/{target.pid}/fd"))
+
+
 def sample(target: Target, started: float) -> None:
     rss = int(Path(f"/proc/{target.pid}/statm").read_text().split()[1]) * PAGE_KB
-    target.samples.append((time.monotonic() - started, rss, len(os.listdir(f"/proc/{target.pid}/fd"))))
+    target.samples.append((time.monotonic() - started, rss, open_fds(target)))
 
 
 def exchange(port: int, data: bytes, close_after: float | None = None) -> int:
@@ -195,7 +202,7 @@ def slope_kb_per_minute(points: list[tuple[float, int]]) -> float:
 def run(duration: float, interval: float, rss_bound_mb: float, connections: int) -> int:
     builtin_port, app_port = free_port(), free_port()
     base = [sys.executable, "-m", "fastcluster", "serve", "--workers", "1", "--log-level", "warning",
-            "--keepalive-timeout", "5", "--header-timeout", "3", "--body-timeout", "3"]
+            "--keepalive-timeout", str(KEEPALIVE_TIMEOUT), "--header-timeout", "3", "--body-timeout", "3"]
     targets = [
         Target("builtin", base + ["--port", str(builtin_port)], BUILTIN_LUA, connections, builtin_port),
         Target("asgi", base + ["--port", str(app_port), "soak_asgi:app", "--app-dir", str(APPS)], APP_LUA,
@@ -235,7 +242,10 @@ def run(duration: float, interval: float, rss_bound_mb: float, connections: int)
             target.requests = int(found.group(1)) if found else 0
             if target.name == "builtin":
                 target.requests = target.requests * 9 + counts[0]  # 9 requests per pipelined wrk request
-        time.sleep(6)  # the servers' keep-alive timeout closes what the clients left open
+        settled_by = time.monotonic() + KEEPALIVE_TIMEOUT + 1
+        while (time.monotonic() < settled_by
+               and any(open_fds(target) > target.samples[0][2] for target in targets)):
+            time.sleep(0.1)
         for target in targets:
             sample(target, started)
     finally:

@@ -1,7 +1,7 @@
 """WebSocket echo cost per message: fastcluster's built-in /ws and a FastAPI echo app under fastcluster,
 uvicorn (websockets, wsproto, websockets-sansio) and granian, beside fastcluster's HTTP keep-alive request.
 
-    python benchmarks/websocket.py [--rounds 3] [--duration 4] [--connections 64] [--runs a,b]
+    python benchmarks/websocket.py [--rounds 3] [--duration 4] [--warmup 1] [--connections 64] [--runs a,b]
                                    [--baseline SRC]
 
 Each server runs one worker pinned to CPU 1; the load (ws_load.c, compiled here with gcc, or wrk for
@@ -107,7 +107,8 @@ def measure(run: Run, args: argparse.Namespace, work: Path, binary: Path) -> tup
                 if result.errors:
                     raise RuntimeError(f"wrk: {result.error_text}")
                 return result.requests
-        load(1)  # warm-up, and the check that it echoes
+        if args.warmup:
+            load(args.warmup)
         pids = process_tree(proc.pid)
         before = cpu_seconds(pids)
         done = load(args.duration)
@@ -124,6 +125,8 @@ def parse_args() -> tuple[argparse.Namespace, list[Run]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="every server once per round (default 3)")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds measured per run (default 4)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of the same load before each run, 0 for none (default 1)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--runs", default=",".join(run.name for run in RUNS),
                         help="comma-separated names, default all: " + ", ".join(run.name for run in RUNS))

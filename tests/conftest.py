@@ -112,29 +112,57 @@ class Server:
         return self.output
 
 
+def with_workers(args: Sequence[str], workers: int) -> list[str]:
+    return [*args] if any(a.startswith("--workers") for a in args) else ["--workers", str(workers), *args]
+
+
+def stop_and_check(server: Server) -> None:
+    """Stop a server the harness started: it must exit 0 (a worker whose connection or buffer counters are
+    not back to zero exits non-zero, which the master logs) and log no traceback, unless the test said
+    otherwise."""
+    code = server.stop()
+    output = server.read_output()
+    assert "still counted" not in output, output
+    assert server.tracebacks_expected or "Traceback" not in output, output
+    if server.expected_exit is not None:
+        assert code == server.expected_exit, output
+
+
 @pytest.fixture
 def serve() -> Iterator:
-    """serve(*args, workers=1) starts a server on a free port and waits for it; all are stopped at teardown,
-    and each must exit 0 (a worker whose connection or buffer counters are not back to zero exits non-zero,
-    which the master logs)."""
+    """serve(*args, workers=1) starts a server on a free port and waits for it; all are stopped and checked
+    at teardown."""
     started: list[Server] = []
 
     def start(*args: str, workers: int = 1, port: int | None = -1, ready: bool = True,
               env: dict[str, str] | None = None, prefix: Sequence[str] = ()) -> Server:
         chosen = free_port() if port == -1 else port
-        extra = [] if any(a.startswith("--workers") for a in args) else ["--workers", str(workers)]
-        server = Server([*extra, *args], chosen, env, prefix)
+        server = Server(with_workers(args, workers), chosen, env, prefix)
         started.append(server)
         return server.wait_ready(workers) if ready else server
 
     yield start
     for server in started:
-        code = server.stop()
-        output = server.read_output()
-        assert "still counted" not in output, output
-        assert server.tracebacks_expected or "Traceback" not in output, output
-        if server.expected_exit is not None:
-            assert code == server.expected_exit, output
+        stop_and_check(server)
+
+
+@pytest.fixture(scope="module")
+def serve_shared() -> Iterator:
+    """serve_shared(*args, workers=1): as serve, but one server per set of arguments for the whole module,
+    for tests that only send it requests (no signals, no stop, nothing read from its output); stopped and
+    checked at the module's end."""
+    started: dict[tuple, Server] = {}
+
+    def start(*args: str, workers: int = 1) -> Server:
+        key = (args, workers)
+        if key not in started:
+            started[key] = Server(with_workers(args, workers), free_port())
+            started[key].wait_ready(workers)
+        return started[key]
+
+    yield start
+    for server in started.values():
+        stop_and_check(server)
 
 
 @pytest.fixture
@@ -178,13 +206,13 @@ def read_responses(sock: socket.socket, count: int, timeout: float = 5.0,
     """Read `count` Content-Length-framed responses (after `initial`, bytes already read from sock):
     (status, lower-cased headers, body) each."""
     sock.settimeout(timeout)
-    buffer = initial
+    buffer = bytearray(initial)  # grown in place: bytes would be copied whole for every piece of a large body
     responses = []
     while len(responses) < count:
         while b"\r\n\r\n" not in buffer:
             chunk = sock.recv(65536)
             if not chunk:
-                raise AssertionError(f"connection closed after {len(responses)} responses: {buffer!r}")
+                raise AssertionError(f"connection closed after {len(responses)} responses: {bytes(buffer)!r}")
             buffer += chunk
         head, buffer = buffer.split(b"\r\n\r\n", 1)
         lines = head.decode("latin-1").split("\r\n")
@@ -199,8 +227,8 @@ def read_responses(sock: socket.socket, count: int, timeout: float = 5.0,
             if not chunk:
                 raise AssertionError("connection closed inside a body")
             buffer += chunk
-        responses.append((status, headers, buffer[:length]))
-        buffer = buffer[length:]
+        responses.append((status, headers, bytes(buffer[:length])))
+        del buffer[:length]
     return responses
 
 

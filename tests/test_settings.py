@@ -210,6 +210,9 @@ def test_an_on_off_flag_is_set_either_way_from_a_file_or_the_environment(tmp_pat
     settings = shown(cli("config", "--show", "--config", config, env=env))
     assert settings["ws-per-message-deflate"][0] == value
     assert settings["proxy-headers"] == ("false", config)
+
+
+def test_per_message_deflate_is_on_by_default():
     assert shown(cli("config", "--show"))["ws-per-message-deflate"] == ("true", "default")
 
 

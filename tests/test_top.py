@@ -59,7 +59,8 @@ def load(server, stop: threading.Event) -> None:
 def test_top_shows_each_worker_with_cpu_and_latency(serve, control, plain):
     server = serve("--control", control, workers=2)
     pids = server.workers()
-    terminal = Terminal("top", "--control", control, *(["--plain"] if plain else []))  # before any thread
+    # Started before any thread; a refresh every 0.3 s, not every second, shows the second one sooner.
+    terminal = Terminal("top", "--control", control, "--interval", "0.3", *(["--plain"] if plain else []))
     stop = threading.Event()
     loader = threading.Thread(target=load, args=(server, stop))
     loader.start()

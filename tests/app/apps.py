@@ -17,18 +17,17 @@ async def echo_scope(scope, receive, send):
             else:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    body, parts = b"", 0
+    body_length = 0  # counted, not gathered: joining a 20 MB body piece by piece takes seconds
     while True:
         message = await receive()
-        body += message.get("body", b"")
-        parts += 1
+        body_length += len(message.get("body", b""))
         if not message.get("more_body"):
             break
     fields = {key: scope[key] for key in ("http_version", "method", "scheme", "path", "root_path")}
     fields.update(raw_path=scope["raw_path"].decode(), query_string=scope["query_string"].decode(),
                   headers=[[k.decode(), v.decode()] for k, v in scope["headers"]],
                   client=list(scope["client"]) if scope["client"] else None, server=list(scope["server"]),
-                  state=dict(scope["state"]), body_length=len(body), asgi=scope["asgi"])
+                  state=dict(scope["state"]), body_length=body_length, asgi=scope["asgi"])
     import json
 
     payload = json.dumps(fields).encode()

@@ -38,8 +38,8 @@ def test_scope(serve):
     assert scope["body_length"] == 11 and scope["asgi"]["version"] == "3.0"
 
 
-def test_framing_headers_are_ours_and_appear_once(serve):
-    server = app_server(serve, "apps:echo_scope")
+def test_framing_headers_are_ours_and_appear_once(serve_shared):
+    server = app_server(serve_shared, "apps:echo_scope")
     with server.connect() as sock:
         answer = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     head = answer.split(b"\r\n\r\n", 1)[0].lower()
@@ -47,15 +47,15 @@ def test_framing_headers_are_ours_and_appear_once(serve):
     assert head.count(b"connection: close") == 1
 
 
-def test_chunked_request_body_and_pipelining_in_order(serve):
-    server = app_server(serve, "apps:slow")
+def test_chunked_request_body_and_pipelining_in_order(serve_shared):
+    server = app_server(serve_shared, "apps:slow")
     with server.connect(timeout=10) as sock:
         sock.sendall(b"GET /first?0.3 HTTP/1.1\r\nHost: t\r\n\r\n"
                      b"GET /second?0 HTTP/1.1\r\nHost: t\r\n\r\n"
                      b"GET /third?0.1 HTTP/1.1\r\nHost: t\r\n\r\n")
         bodies = [body for _, _, body in read_responses(sock, 3)]
     assert bodies == [b"/first", b"/second", b"/third"]
-    echo = app_server(serve, "apps:echo_scope")
+    echo = app_server(serve_shared, "apps:echo_scope")
     with echo.connect() as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                      b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
@@ -77,8 +77,8 @@ def test_content_length_from_the_app_is_sent_once(serve):
     assert head.lower().count(b"content-length:") == 1 and body == b"Hello, World!"
 
 
-def test_streaming_response_is_chunked_and_head_has_no_body(serve):
-    server = app_server(serve, "apps:stream")
+def test_streaming_response_is_chunked_and_head_has_no_body(serve_shared):
+    server = app_server(serve_shared, "apps:stream")
     with server.connect() as sock:
         answer = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     head, body = answer.split(b"\r\n\r\n", 1)
@@ -158,8 +158,8 @@ def test_send_waits_for_a_slow_client(serve, tmp_path):
     assert int(progress.read_text()) == 320
 
 
-def test_http10_streamed_response_is_ended_by_the_close(serve):
-    server = app_server(serve, "apps:stream")
+def test_http10_streamed_response_is_ended_by_the_close(serve_shared):
+    server = app_server(serve_shared, "apps:stream")
     with server.connect() as sock:
         answer = http_exchange(sock, b"GET / HTTP/1.0\r\n\r\n")
     head, body = answer.split(b"\r\n\r\n", 1)

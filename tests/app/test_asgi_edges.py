@@ -48,12 +48,12 @@ def test_each_request_gets_its_own_asgi_and_extensions(serve):
     assert answers == [pristine] * 3
 
 
-def test_a_path_with_bytes_that_are_not_utf8(serve):
-    server = app(serve, "scope_echo")
+def test_a_path_with_bytes_that_are_not_utf8(serve_shared):
+    server = app(serve_shared, "scope_echo")
     scope = json.loads(get(server, "/a%FFb/caf%C3%A9%E9")[1])
     assert scope["path"] == "/a\ufffdb/caf\u00e9\ufffd"  # replaced, as uvicorn does: no lone surrogates
     assert scope["raw_path"] == "/a%FFb/caf%C3%A9%E9"  # exact
-    encoder = app(serve, "path_encoder")  # an app that encodes its path: a surrogate would make it a 500
+    encoder = app(serve_shared, "path_encoder")  # encodes its path: a surrogate would make it a 500
     response, body = get(encoder, "/a%FFb")
     assert (response.status, body) == (200, "/a\ufffdb".encode())
 
@@ -85,8 +85,8 @@ def test_body_streamed_in_messages(serve):
     assert b'"length": 11' in reply
 
 
-def test_streaming_response_chunked_or_with_length(serve):
-    server = app(serve, "stream")
+def test_streaming_response_chunked_or_with_length(serve_shared):
+    server = app(serve_shared, "stream")
     with server.connect() as sock:
         reply = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert b"transfer-encoding: chunked" in reply.lower()
@@ -95,8 +95,8 @@ def test_streaming_response_chunked_or_with_length(serve):
     assert response.getheader("content-length") == "13" and body == b"one,two,three"
 
 
-def test_head_drops_body(serve):
-    server = app(serve, "stream")
+def test_head_drops_body(serve_shared):
+    server = app(serve_shared, "stream")
     with server.connect() as sock:
         reply = http_exchange(sock, b"HEAD /?length=1 HTTP/1.1\r\nHost: t\r\n\r\nGET /?length=1 HTTP/1.1\r\n"
                                     b"Host: t\r\nConnection: close\r\n\r\n")
@@ -104,8 +104,8 @@ def test_head_drops_body(serve):
     assert reply.endswith(b"\r\n\r\none,two,three") and reply.count(b"one,") == 1
 
 
-def test_pipelined_requests_answered_in_order(serve):
-    server = app(serve, "slow")
+def test_pipelined_requests_answered_in_order(serve_shared):
+    server = app(serve_shared, "slow")
     requests = b"".join(b"GET /%d?%s HTTP/1.1\r\nHost: t\r\n\r\n" % (i, b"0.05" if i % 2 == 0 else b"0")
                         for i in range(6))
     with server.connect() as sock:
@@ -114,8 +114,8 @@ def test_pipelined_requests_answered_in_order(serve):
     assert bodies == [b"/0", b"/1", b"/2", b"/3", b"/4", b"/5", b"/last"]
 
 
-def test_slow_request_does_not_block_others(serve):
-    server = app(serve, "slow")
+def test_slow_request_does_not_block_others(serve_shared):
+    server = app(serve_shared, "slow")
     slow = server.connect()
     slow.sendall(b"GET /slow?1.5 HTTP/1.1\r\nHost: t\r\n\r\n")
     started = time.monotonic()
@@ -199,8 +199,8 @@ def test_lifespan_startup_failure_stops_without_restart_loop(serve):
         "fastcluster: error: no worker could start: lifespan startup failed: database unreachable")
 
 
-def test_bad_request_gets_400(serve):
-    server = app(serve, "scope_echo")
+def test_bad_request_gets_400(serve_shared):
+    server = app(serve_shared, "scope_echo")
     with server.connect() as sock:
         reply = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n"
                                     b"Content-Length: 2\r\n\r\n")

@@ -50,14 +50,14 @@ def assert_worker_lives(server, workers):
 
 # ---- http.response.pathsend ----
 
-def test_pathsend_is_announced_in_the_scope(serve):
-    server = app(serve, "pathsend")
+def test_pathsend_is_announced_in_the_scope(serve_shared):
+    server = app(serve_shared, "pathsend")
     extensions = json.loads(fetch(server, "/ext")[1])
     assert "http.response.pathsend" in extensions and "http.response.trailers" in extensions
 
 
-def test_pathsend_sends_the_file_whole(serve, tmp_path):
-    server = app(serve, "pathsend")
+def test_pathsend_sends_the_file_whole(serve_shared, tmp_path):
+    server = app(serve_shared, "pathsend")
     small, large = tmp_path / "small.txt", tmp_path / "large.bin"
     small.write_bytes(b"a small file\n")
     large.write_bytes(os.urandom(5 << 20))
@@ -75,8 +75,8 @@ def test_pathsend_sends_the_file_whole(serve, tmp_path):
     assert body == b""
 
 
-def test_pathsend_keeps_the_connection_and_pipelined_answers_in_order(serve, tmp_path):
-    server = app(serve, "pathsend")
+def test_pathsend_keeps_the_connection_and_pipelined_answers_in_order(serve_shared, tmp_path):
+    server = app(serve_shared, "pathsend")
     large = tmp_path / "large.bin"
     large.write_bytes(os.urandom(3 << 20))
     with server.connect() as sock:
@@ -90,8 +90,8 @@ def test_pathsend_keeps_the_connection_and_pipelined_answers_in_order(serve, tmp
         assert read_responses(sock, 1)[0][0] == 200
 
 
-def test_answer_behind_a_file_still_waits_for_a_slow_client(serve, tmp_path):
-    server = app(serve, "pathsend")
+def test_answer_behind_a_file_still_waits_for_a_slow_client(serve_shared, tmp_path):
+    server = app(serve_shared, "pathsend")
     large, progress = tmp_path / "large.bin", tmp_path / "progress"
     large.write_bytes(os.urandom(16 << 20))
     with server.connect(timeout=10) as sock:
@@ -130,8 +130,8 @@ def test_pathsend_refuses_a_relative_missing_or_irregular_path_with_500(serve, t
 
 # ---- http.response.trailers ----
 
-def test_trailers_end_a_chunked_body(serve):
-    server = app(serve, "trailers")
+def test_trailers_end_a_chunked_body(serve_shared):
+    server = app(serve_shared, "trailers")
     with server.connect() as sock:
         sock.settimeout(5)
         sock.sendall(GET % b"/")
@@ -148,8 +148,8 @@ def test_trailers_end_a_chunked_body(serve):
         assert status == 200 and body == b"helloworld"
 
 
-def test_trailers_are_dropped_when_the_app_gave_a_content_length(serve):
-    server = app(serve, "trailers")
+def test_trailers_are_dropped_when_the_app_gave_a_content_length(serve_shared):
+    server = app(serve_shared, "trailers")
     head, body = split(exchange(server, GET_CLOSE % b"/?length"))
     assert b"Content-Length: 10\r\n" in head and b"chunked" not in head
     assert body == b"helloworld"
@@ -190,8 +190,8 @@ def test_body_that_does_not_match_its_content_length(serve, case, logged):
 
 # ---- bodiless statuses ----
 
-def test_204_has_neither_content_length_nor_body(serve):
-    server = app(serve, "bodiless")
+def test_204_has_neither_content_length_nor_body(serve_shared):
+    server = app(serve_shared, "bodiless")
     for target in (b"/204?0", b"/204?5"):
         reply = exchange(server, GET % target + GET_CLOSE % b"/ok")
         first, rest = reply.split(b"\r\n\r\n", 1)
@@ -199,8 +199,8 @@ def test_204_has_neither_content_length_nor_body(serve):
         assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"\r\n\r\nok")
 
 
-def test_304_keeps_content_length_without_body(serve):
-    server = app(serve, "bodiless")
+def test_304_keeps_content_length_without_body(serve_shared):
+    server = app(serve_shared, "bodiless")
     for target in (b"/304?0", b"/304?5"):
         reply = exchange(server, GET % target + GET_CLOSE % b"/ok")
         first, rest = reply.split(b"\r\n\r\n", 1)

@@ -15,15 +15,15 @@ def ask(sock, target: str) -> bytes:
     return body
 
 
-def test_each_request_has_a_fresh_context(serve):
-    server = serve("--app-dir", APPS, "asgi_apps:tasks")
+def test_each_request_has_a_fresh_context(serve_shared):
+    server = serve_shared("--app-dir", APPS, "asgi_apps:tasks")
     with server.connect() as sock:
         for request_id in ("a", "b", "c"):
             assert ask(sock, f"/context?{request_id}") == b"unset %s" % request_id.encode()
 
 
-def test_apps_have_a_current_task_before_and_after_waiting(serve):
-    server = serve("--app-dir", APPS, "asgi_apps:tasks")
+def test_apps_have_a_current_task_before_and_after_waiting(serve_shared):
+    server = serve_shared("--app-dir", APPS, "asgi_apps:tasks")
     with server.connect() as sock:
         for _ in range(3):
             assert ask(sock, "/current") == b"True True True"
@@ -41,8 +41,8 @@ def test_work_after_a_response_does_not_hold_up_the_next_request(serve):
         assert ask(sock, "/count") == b"2"  # both apps finished their work
 
 
-def test_timeouts_and_cancellation_request_after_request(serve):
-    server = serve("--app-dir", APPS, "asgi_apps:tasks")
+def test_timeouts_and_cancellation_request_after_request(serve_shared):
+    server = serve_shared("--app-dir", APPS, "asgi_apps:tasks")
     with server.connect() as sock:
         for _ in range(3):
             assert ask(sock, "/timeout") == b"timed out"
@@ -50,8 +50,8 @@ def test_timeouts_and_cancellation_request_after_request(serve):
             assert ask(sock, "/context?y") == b"unset y"
 
 
-def test_a_cancellation_after_its_request_ended_harms_no_later_request(serve):
-    server = serve("--app-dir", APPS, "asgi_apps:tasks")
+def test_a_cancellation_after_its_request_ended_harms_no_later_request(serve_shared):
+    server = serve_shared("--app-dir", APPS, "asgi_apps:tasks")
     with server.connect() as sock:
         assert ask(sock, "/cancel-later") == b"scheduled"
         time.sleep(0.15)  # the cancellation reaches the connection's task while it waits for a request
@@ -60,8 +60,8 @@ def test_a_cancellation_after_its_request_ended_harms_no_later_request(serve):
         assert ask(sock, "/current") == b"True True True"
 
 
-def test_pipelined_requests_answered_in_order(serve):
-    server = serve("--app-dir", APPS, "asgi_apps:tasks")
+def test_pipelined_requests_answered_in_order(serve_shared):
+    server = serve_shared("--app-dir", APPS, "asgi_apps:tasks")
     targets = ["/context?1", "/current", "/after?p", "/timeout", "/context?2"] * 3
     with server.connect() as sock:
         sock.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % t.encode() for t in targets))

@@ -127,8 +127,8 @@ def test_messages_reach_an_app_that_waits_elsewhere_or_receives_in_another_task(
     assert server.stop() == 0
 
 
-def test_closing_before_accepting_is_a_403(serve):
-    server = app_server(serve, "websocket_apps:deny")
+def test_closing_before_accepting_is_a_403(serve_shared):
+    server = app_server(serve_shared, "websocket_apps:deny")
 
     async def talk() -> None:
         with pytest.raises(InvalidStatus) as refused:
@@ -139,8 +139,8 @@ def test_closing_before_accepting_is_a_403(serve):
     asyncio.run(talk())
 
 
-def test_denial_response_extension(serve):
-    server = app_server(serve, "websocket_apps:deny")
+def test_denial_response_extension(serve_shared):
+    server = app_server(serve_shared, "websocket_apps:deny")
     with server.connect() as sock:
         sock.sendall(upgrade_request("/custom"))
         answer = read_until_closed(sock)
@@ -166,8 +166,8 @@ def test_malformed_frames_close_with_1002_and_the_worker_lives(serve):
     assert '"GET /ws HTTP/1.1" 101 ' in server.read_output()
 
 
-def test_frames_sent_with_the_handshake_wait_for_the_accept(serve):
-    server = app_server(serve, "websocket_apps:raw")
+def test_frames_sent_with_the_handshake_wait_for_the_accept(serve_shared):
+    server = app_server(serve_shared, "websocket_apps:raw")
     with server.connect() as sock:
         sock.settimeout(10)
         sock.sendall(upgrade_request() + frame(TEXT, b"early") + frame(BINARY, b"2"))
@@ -199,8 +199,8 @@ def test_graceful_stop_closes_app_websockets_with_1001(serve):
     (upgrade_request(key=b"short"), 400, None),
     (upgrade_request().replace(b"GET", b"POST"), 400, None),
 ])
-def test_bad_handshakes_never_reach_the_app(serve, request_bytes, status, header):
-    server = app_server(serve, "websocket_apps:raw")
+def test_bad_handshakes_never_reach_the_app(serve_shared, request_bytes, status, header):
+    server = app_server(serve_shared, "websocket_apps:raw")
     with server.connect() as sock:
         sock.sendall(request_bytes)
         answer = read_until_closed(sock)
@@ -209,8 +209,8 @@ def test_bad_handshakes_never_reach_the_app(serve, request_bytes, status, header
         assert b"\r\n" + header + b"\r\n" in answer
 
 
-def test_other_upgrades_reach_the_app_as_plain_requests(serve):
-    server = app_server(serve, "websocket_apps:raw")
+def test_other_upgrades_reach_the_app_as_plain_requests(serve_shared):
+    server = app_server(serve_shared, "websocket_apps:raw")
     with server.connect() as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
         answer = read_until_closed(sock)

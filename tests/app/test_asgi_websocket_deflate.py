@@ -38,8 +38,8 @@ def app_server(serve, *args: str):
 
 
 @pytest.mark.parametrize("compression", ["deflate", None])
-def test_the_websockets_client_library(serve, compression):
-    server = app_server(serve)
+def test_the_websockets_client_library(serve_shared, compression):
+    server = app_server(serve_shared)
 
     async def talk() -> None:
         async with connect(f"ws://127.0.0.1:{server.port}/", max_size=None, compression=compression) as ws:
@@ -57,8 +57,8 @@ def test_the_websockets_client_library(serve, compression):
     asyncio.run(talk())
 
 
-def test_the_app_sees_messages_inflated_and_sends_compressed_ones(serve):
-    server = app_server(serve)
+def test_the_app_sees_messages_inflated_and_sends_compressed_ones(serve_shared):
+    server = app_server(serve_shared)
     compress = Deflater(12)
     text = "compressed for the app " * 100
     with server.connect(timeout=10) as sock:
@@ -110,9 +110,9 @@ def test_an_extensions_header_that_does_not_parse_never_reaches_the_app(serve):
     assert "disconnected" not in server.read_output()
 
 
-def test_the_inflater_honours_each_offer(serve):
+def test_the_inflater_honours_each_offer(serve_shared):
     """Messages compressed with the window and context the client offered arrive whole at the app."""
-    server = app_server(serve)
+    server = app_server(serve_shared)
     for offer, bits, resets in ((b"permessage-deflate; client_no_context_takeover", 15, True),
                                 (b"permessage-deflate; client_max_window_bits=9", 9, False)):
         compress = Deflater(bits, resets)

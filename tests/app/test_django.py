@@ -21,13 +21,19 @@ pytest.importorskip("django")
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(scope="module")
+def database(tmp_path_factory) -> str:
+    """A migrated database holding the user admin, made once for the module (a login only adds a session)."""
+    database = str(tmp_path_factory.mktemp("django") / "db.sqlite3")
+    subprocess.run([sys.executable, "django_site.py", PASSWORD], cwd=APPS,
+                   env={"PATH": "", "FASTCLUSTER_TEST_DB": database}, check=True, timeout=60)
+    return database
+
+
 @pytest.fixture
-def site(serve, tmp_path):
-    """serve_site(interface) runs the Django site with a migrated database holding the user admin."""
-    database = tmp_path / "db.sqlite3"
-    env = {"FASTCLUSTER_TEST_DB": str(database)}
-    subprocess.run([sys.executable, "django_site.py", PASSWORD], cwd=APPS, env={"PATH": "", **env},
-                   check=True, timeout=60)
+def site(serve, database):
+    """serve_site(interface) runs the Django site on the database."""
+    env = {"FASTCLUSTER_TEST_DB": database}
 
     def serve_site(interface: str, *args: str):
         return serve(f"django_site:{interface}_application", "--factory", "--app-dir", APPS, *args, env=env)

@@ -30,8 +30,8 @@ def test_starlette(serve, tmp_path):
     assert get(server.port, "GET", "/missing")[0] == 404
 
 
-def test_flask(serve):
-    server = serve("frameworks:flask_app", "--app-dir", APPS)
+def test_flask(serve_shared):
+    server = serve_shared("frameworks:flask_app", "--app-dir", APPS)
     status, _, body = get(server.port, "POST", "/form", body=b"name=Ada&age=36",
                           headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert (status, json.loads(body)) == (200, {"name": "Ada", "age": 36})
@@ -67,9 +67,9 @@ def test_flask_head_and_streamed_teardown(serve, tmp_path):
     assert wait_until(lambda: marker.exists() and marker.read_text().endswith("closed /endless\nteardown\n"))
 
 
-def test_flask_async_view(serve):
+def test_flask_async_view(serve_shared):
     pytest.importorskip("asgiref")  # Flask runs async views through it
-    server = serve("frameworks:flask_app", "--app-dir", APPS)
+    server = serve_shared("frameworks:flask_app", "--app-dir", APPS)
     for _ in range(2):
         status, _, body = get(server.port, "GET", "/async")
         assert (status, json.loads(body)) == (200, {"async": True})

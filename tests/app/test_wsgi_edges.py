@@ -38,15 +38,15 @@ def test_environ(serve):
     assert environ["input"] == "payload"
 
 
-def test_path_info_is_latin1_whatever_the_bytes(serve):
-    server = app(serve, "environ_echo")
+def test_path_info_is_latin1_whatever_the_bytes(serve_shared):
+    server = app(serve_shared, "environ_echo")
     environ = json.loads(get(server, "/a%FFb/caf%C3%A9")[1])
     assert environ["PATH_INFO"] == "/a\u00ffb/caf\u00c3\u00a9"  # PEP 3333: the bytes as latin-1
     assert environ["RAW_URI"] == "/a%FFb/caf%C3%A9"
 
 
-def test_chunked_request_body_and_large_body(serve):
-    server = app(serve, "environ_echo")
+def test_chunked_request_body_and_large_body(serve_shared):
+    server = app(serve_shared, "environ_echo")
     with server.connect() as sock:
         reply = http_exchange(sock, b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
                                     b"Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")

@@ -67,8 +67,8 @@ def post(server, path: str, body: bytes, *, chunk: int = 0) -> bytes:
 # ---- reading wsgi.input ----
 
 @pytest.mark.parametrize("threads", ["0", "2"])
-def test_input_reading_methods(serve, threads):
-    server = app(serve, "read_input", "--threads", threads)
+def test_input_reading_methods(serve_shared, threads):
+    server = app(serve_shared, "read_input", "--threads", threads)
     for mode in MODES:
         assert json.loads(post(server, mode, BODY)) == expected_pieces(mode, BODY), mode
         assert json.loads(post(server, mode, BODY, chunk=7)) == expected_pieces(mode, BODY), mode
@@ -77,8 +77,8 @@ def test_input_reading_methods(serve, threads):
 
 
 @pytest.mark.parametrize("framing", ["chunked", "length"])
-def test_threads_read_the_body_while_it_arrives(serve, tmp_path, framing):
-    server = app(serve, "read_input", "--threads", "2")
+def test_threads_read_the_body_while_it_arrives(serve_shared, tmp_path, framing):
+    server = app(serve_shared, "read_input", "--threads", "2")
     record = tmp_path / "lines"
     first, rest = b"first line\n", b"second line\nlast"
     if framing == "chunked":
@@ -114,8 +114,8 @@ def test_threads_never_pass_a_cut_body_as_whole(serve, tmp_path, body_end):
 
 
 @pytest.mark.parametrize("threads", ["0", "2"])
-def test_large_bodies_arrive_whole(serve, threads):
-    server = app(serve, "digest_input", "--threads", threads)
+def test_large_bodies_arrive_whole(serve_shared, threads):
+    server = app(serve_shared, "digest_input", "--threads", threads)
     payload = os.urandom(5 << 20)
     digest = hashlib.sha256(payload).hexdigest()
     for chunk in (0, 100_000):
@@ -129,8 +129,8 @@ def test_large_bodies_arrive_whole(serve, threads):
     assert response.getheader("content-length") == str(len(payload)) and echoed == payload
 
 
-def test_threads_stop_reading_a_body_the_app_does_not_read_yet(serve, tmp_path):
-    server = app(serve, "digest_input", "--threads", "2")
+def test_threads_stop_reading_a_body_the_app_does_not_read_yet(serve_shared, tmp_path):
+    server = app(serve_shared, "digest_input", "--threads", "2")
     gated_upload(server, b"/digest", tmp_path / "gate")
 
 
@@ -232,8 +232,8 @@ def test_body_not_matching_its_content_length(serve, threads):
 
 # ---- the status line ----
 
-def test_status_reason_phrase_is_sent_as_given(serve):
-    server = app(serve, "status_echo")
+def test_status_reason_phrase_is_sent_as_given(serve_shared):
+    server = app(serve_shared, "status_echo")
     for status in ("200 Fine", "404 Nothing Here", "299 Custom Thing", "200"):
         with server.connect() as sock:
             reply = http_exchange(sock, b"GET /?%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
@@ -242,8 +242,8 @@ def test_status_reason_phrase_is_sent_as_given(serve):
         assert line == b"HTTP/1.1 " + status.encode() + (b" " if len(status) == 3 else b""), line
 
 
-def test_invalid_status_is_500(serve):
-    server = app(serve, "status_echo")
+def test_invalid_status_is_500(serve_shared):
+    server = app(serve_shared, "status_echo")
     workers = server.workers()
     for status in ("abc", "99 x", "600 Too Big", "20x OK", "200OK", "200 OK\r\nX-Split: 1", "200 OK\n",
                    "200 caf\u00e9\u20ac"):
@@ -268,8 +268,8 @@ def test_bad_request_behind_a_slow_answer_is_answered_after_it(serve, threads):
 
 
 @pytest.mark.parametrize("threads", ["0", "2"])
-def test_target_the_app_cannot_split_is_400(serve, threads):
-    server = app(serve, "read_input", "--threads", threads)
+def test_target_the_app_cannot_split_is_400(serve_shared, threads):
+    server = app(serve_shared, "read_input", "--threads", threads)
     workers = server.workers()
     for request in UNSPLITTABLE:
         with server.connect() as sock:
@@ -304,8 +304,8 @@ def test_flask_reads_a_chunked_body(serve, threads):
     assert json.loads(body) == {"name": "Bo", "age": 7}
 
 
-def test_204_and_304_have_no_body(serve):
-    server = app(serve, "status_echo")  # Content-Length 2 and a body "ok" whatever the status
+def test_204_and_304_have_no_body(serve_shared):
+    server = app(serve_shared, "status_echo")  # Content-Length 2 and a body "ok" whatever the status
     for status, lengths in ((b"204%20No%20Content", []), (b"304%20Not%20Modified", [b"Content-Length: 2"])):
         with server.connect() as sock:
             reply = http_exchange(sock, b"GET /?%s HTTP/1.1\r\nHost: t\r\n\r\n" % status

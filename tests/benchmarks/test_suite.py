@@ -22,7 +22,8 @@ from servers import ITEM, ITEM_PATH, Scenario  # noqa: E402
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_one_scenario_for_one_second(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--scenarios", "plaintext",
-                           "--servers", "fastcluster,floor", "--duration", "1", "--out", str(tmp_path)],
+                           "--servers", "fastcluster,floor", "--duration", "1", "--warmup", "0",
+                           "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "[plaintext] fastcluster" in done.stderr  # the progress line
@@ -48,7 +49,7 @@ def test_unknown_scenario_is_refused():
 def test_framework_scenario_has_the_app_alone_and_the_server_share(tmp_path):
     pytest.importorskip("flask")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--scenarios", "flask",
-                           "--servers", "fastcluster", "--duration", "1", "--no-charts",
+                           "--servers", "fastcluster", "--duration", "1", "--warmup", "0", "--no-charts",
                            "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -70,7 +71,7 @@ def test_rounds_report_each_median_with_its_spread_and_ratios_between_medians(tm
     pytest.importorskip("granian")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--scenarios", "asgi",
                            "--servers", "fastcluster,granian", "--rounds", "2", "--duration", "1",
-                           "--no-charts", "--out", str(tmp_path)],
+                           "--warmup", "0", "--no-charts", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     assert "[asgi] granian ... (round 2 of 2)" in done.stderr
@@ -198,7 +199,7 @@ def test_ws_load_counts_echoes_and_an_echo_that_differs_is_an_error(serve, tmp_p
 @pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("gcc") is None, reason="needs wrk and gcc")
 def test_websocket_benchmark_compares_ws_with_http():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "websocket.py"), "--rounds", "1",
-                           "--duration", "1", "--runs", "fastcluster /ws,fastcluster HTTP"],
+                           "--duration", "1", "--warmup", "0", "--runs", "fastcluster /ws,fastcluster HTTP"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "round 1  fastcluster /ws" in done.stdout and "round 1  fastcluster HTTP" in done.stdout

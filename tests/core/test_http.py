@@ -16,10 +16,11 @@ from tests.conftest import http_exchange, read_responses, wait_until
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 GET_JSON = b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n"
+TCP_CLOSE = 7  # include/net/tcp_states.h
 
 
-def test_keep_alive_serves_many_requests_on_one_connection(serve):
-    server = serve()
+def test_keep_alive_serves_many_requests_on_one_connection(serve_shared):
+    server = serve_shared()
     client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     for _ in range(50):
         client.request("GET", "/")
@@ -29,8 +30,8 @@ def test_keep_alive_serves_many_requests_on_one_connection(serve):
     assert client.sock is not None
 
 
-def test_connection_close_is_honoured(serve):
-    server = serve()
+def test_connection_close_is_honoured(serve_shared):
+    server = serve_shared()
     with server.connect() as sock:
         data = http_exchange(sock, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -38,8 +39,8 @@ def test_connection_close_is_honoured(serve):
     assert data.endswith(b"Hello, World!")
 
 
-def test_http10_closes_unless_keep_alive_is_asked(serve):
-    server = serve()
+def test_http10_closes_unless_keep_alive_is_asked(serve_shared):
+    server = serve_shared()
     with server.connect() as sock:
         data = http_exchange(sock, b"GET / HTTP/1.0\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in data
@@ -49,8 +50,8 @@ def test_http10_closes_unless_keep_alive_is_asked(serve):
     assert [status for status, _, _ in responses] == [200, 200]
 
 
-def test_pipelined_requests_are_answered_in_order(serve):
-    server = serve()
+def test_pipelined_requests_are_answered_in_order(serve_shared):
+    server = serve_shared()
     batch = b"".join(GET_JSON if i % 3 == 0 else GET for i in range(16))
     with server.connect() as sock:
         sock.sendall(batch)
@@ -59,8 +60,8 @@ def test_pipelined_requests_are_answered_in_order(serve):
     assert bodies == [b'{"message":"Hello, World!"}' if i % 3 == 0 else b"Hello, World!" for i in range(16)]
 
 
-def test_head_has_headers_and_no_body(serve):
-    server = serve()
+def test_head_has_headers_and_no_body(serve_shared):
+    server = serve_shared()
     with server.connect() as sock:
         sock.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n" + GET)
         sock.settimeout(5)
@@ -72,8 +73,8 @@ def test_head_has_headers_and_no_body(serve):
     assert rest.startswith(b"HTTP/1.1 200 OK"), "HEAD answer carried a body"
 
 
-def test_bodies_are_read_fully_so_the_connection_stays_usable(serve):
-    server = serve()
+def test_bodies_are_read_fully_so_the_connection_stays_usable(serve_shared):
+    server = serve_shared()
     with server.connect() as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world"
                      b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -82,8 +83,8 @@ def test_bodies_are_read_fully_so_the_connection_stays_usable(serve):
     assert [status for status, _, _ in responses] == [200, 200, 200]
 
 
-def test_expect_100_continue(serve):
-    server = serve()
+def test_expect_100_continue(serve_shared):
+    server = serve_shared()
     with server.connect() as sock:
         sock.settimeout(5)
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
@@ -93,40 +94,45 @@ def test_expect_100_continue(serve):
     assert (status, body) == (200, b"Hello, World!")
 
 
-def test_absolute_form_target(serve):
-    server = serve()
+def test_absolute_form_target(serve_shared):
+    server = serve_shared()
     with server.connect() as sock:
         sock.sendall(b"GET http://example.com/json?header=X-Q:1 HTTP/1.1\r\nHost: example.com\r\n\r\n")
         [(status, headers, body)] = read_responses(sock, 1)
     assert headers["content-type"] == "application/json"
 
 
-def test_date_and_server_headers(serve):
-    server = serve()
+def test_date_and_server_headers(serve_shared):
+    server = serve_shared()
     with server.connect() as sock:
         sock.sendall(GET)
         [(_, headers, _)] = read_responses(sock, 1)
     assert headers["server"] == "fastcluster"
     sent = email.utils.parsedate_to_datetime(headers["date"]).timestamp()
     assert abs(sent - time.time()) < 3
-    other = serve("--server-header", "edge/1")
+    other = serve_shared("--server-header", "edge/1")
     with other.connect() as sock:
         sock.sendall(GET)
         assert read_responses(sock, 1)[0][1]["server"] == "edge/1"
-    bare = serve("--no-server-header")
+    bare = serve_shared("--no-server-header")
     with bare.connect() as sock:
         sock.sendall(GET)
         assert "server" not in read_responses(sock, 1)[0][1]
 
 
-def test_date_header_moves_on(serve):
-    server = serve()
+def test_date_header_moves_on(serve_shared):
+    server = serve_shared()
     with server.connect() as sock:
-        sock.sendall(GET)
-        first = read_responses(sock, 1)[0][1]["date"]
-        time.sleep(1.6)
-        sock.sendall(GET)
-        second = read_responses(sock, 1)[0][1]["date"]
+
+        def date() -> str:
+            sock.sendall(GET)
+            return read_responses(sock, 1)[0][1]["date"]
+
+        first = second = date()
+        deadline = time.monotonic() + 3  # the worker refreshes it once a second
+        while second == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+            second = date()
     assert email.utils.parsedate_to_datetime(second) > email.utils.parsedate_to_datetime(first)
 
 
@@ -203,16 +209,16 @@ def test_keepalive_timeout_closes_idle_connections(serve):
     ("--header-timeout", b"GET / HTTP/1.1\r\nHost: t\r\n"),
     ("--body-timeout", b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"),
 ])
-def test_incomplete_request_times_out_with_408(serve, flag, partial):
-    server = serve(flag, "1")
+def test_incomplete_request_times_out_with_408(serve_shared, flag, partial):
+    server = serve_shared(flag, "1")
     with server.connect() as sock:
         sock.sendall(partial)
         data = http_exchange(sock, b"")
     assert data.startswith(b"HTTP/1.1 408 ")
 
 
-def test_header_timeout_holds_for_a_trickling_client(serve):
-    server = serve("--header-timeout", "1")
+def test_header_timeout_holds_for_a_trickling_client(serve_shared):
+    server = serve_shared("--header-timeout", "1")
     with server.connect() as sock:
         started = time.monotonic()
         for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 200:
@@ -229,7 +235,7 @@ def test_write_timeout_drops_a_peer_that_never_reads(serve):
     with server.connect() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(GET)
-        time.sleep(3.5)
+        wait_until(lambda: reset(sock), 3.5)
         received = 0
         sock.settimeout(5)
         try:
@@ -238,6 +244,11 @@ def test_write_timeout_drops_a_peer_that_never_reads(serve):
         except ConnectionResetError:
             pass
     assert received < 8 * 1024 * 1024
+
+
+def reset(sock: socket.socket) -> bool:
+    """Whether the peer reset the connection (TCP_INFO's first byte, the state, is TCP_CLOSE)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_CLOSE
 
 
 def test_unix_socket_bind(serve, tmp_path):
@@ -251,8 +262,8 @@ def test_unix_socket_bind(serve, tmp_path):
         assert read_responses(sock, 1)[0][2] == b"Hello, World!"
 
 
-def test_upgrade_is_answered_as_a_plain_request_then_closed(serve):
-    server = serve()
+def test_upgrade_is_answered_as_a_plain_request_then_closed(serve_shared):
+    server = serve_shared()
     with server.connect() as sock:
         upgrade = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
         answer = http_exchange(sock, upgrade + b"\x81\x05hello")
@@ -273,8 +284,8 @@ def test_upgrade_body_is_read_and_the_request_logged(serve, tmp_path, upgrade):
     assert '"POST /echo HTTP/1.1" 200' in log.read_text()
 
 
-def test_error_answer_to_head_has_no_body(serve):
-    server = serve()
+def test_error_answer_to_head_has_no_body(serve_shared):
+    server = serve_shared()
     with server.connect() as sock:
         answer = http_exchange(sock, b"HEAD / HTTP/1.1\r\nHost: t\r\nExpect: nothing\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 417 ") and b"Content-Length: 20\r\n" in answer

@@ -63,11 +63,10 @@ def read_chunked(sock: socket.socket, buffer: bytes = b"") -> tuple[bytes, list[
         chunks.append(data)
 
 
-def test_plain_paths_keep_their_fixed_answers(serve):
-    server = serve()
-    assert fetch(server, "/").body == b"Hello, World!"
-    assert json.loads(fetch(server, "/json").body) == {"message": "Hello, World!"}
-    assert fetch(server, "/any/other/path?q=1").body == b"Hello, World!"
+def test_plain_paths_keep_their_fixed_answers(serve_once):
+    assert fetch(serve_once, "/").body == b"Hello, World!"
+    assert json.loads(fetch(serve_once, "/json").body) == {"message": "Hello, World!"}
+    assert fetch(serve_once, "/any/other/path?q=1").body == b"Hello, World!"
 
 
 @pytest.mark.parametrize("code", [200, 201, 302, 404, 418, 500, 503, 599])

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from fastcluster.control import request
 from fastcluster.tls import kernel_tls
 from tests.conftest import free_port, read_responses, tls_client_context, wait_until
 
@@ -44,16 +45,16 @@ def s_client(port: int, *args: str, request: bytes = b"GET / HTTP/1.1\r\nHost: l
     return done.stdout.decode("latin-1") + done.stderr.decode("latin-1")
 
 
-def test_curl_gets_the_answer_over_https(serve, tls_files):
-    server = tls_serve(serve, tls_files)
+def test_curl_gets_the_answer_over_https(serve_shared, tls_files):
+    server = tls_serve(serve_shared, tls_files)
     done = subprocess.run(["curl", "-sS", "--cacert", tls_files["ca.pem"], f"https://localhost:{server.port}/"],
                           capture_output=True, text=True, timeout=10)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Hello, World!"
 
 
-def test_keep_alive_and_pipelining(serve, tls_files):
-    server = tls_serve(serve, tls_files)
+def test_keep_alive_and_pipelining(serve_shared, tls_files):
+    server = tls_serve(serve_shared, tls_files)
     with tls_connect(server.port, tls_client_context(tls_files)) as sock:
         for _ in range(3):
             sock.sendall(GET)
@@ -63,8 +64,8 @@ def test_keep_alive_and_pipelining(serve, tls_files):
         assert [status for status, _, _ in answers] == [200] * 50
 
 
-def test_large_request_and_response_bodies(serve, tls_files):
-    server = tls_serve(serve, tls_files)
+def test_large_request_and_response_bodies(serve_shared, tls_files):
+    server = tls_serve(serve_shared, tls_files)
     body = os.urandom(3 << 20)
     with tls_connect(server.port, tls_client_context(tls_files)) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(body))
@@ -93,8 +94,8 @@ def test_files_sent_by_sendfile_are_encrypted_in_the_worker(serve, tls_files, tm
         assert [len(body) for _, _, body in read_responses(sock, 3, timeout=20)] == [1 << 20] * 3
 
 
-def test_plain_http_on_the_tls_port_gets_a_400_in_plain_text(serve, tls_files):
-    server = tls_serve(serve, tls_files)
+def test_plain_http_on_the_tls_port_gets_a_400_in_plain_text(serve_shared, tls_files):
+    server = tls_serve(serve_shared, tls_files)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         answer = read_to_end(sock)
@@ -115,15 +116,15 @@ def test_http_and_https_on_one_server(serve, tls_files):
     assert secure.getresponse().read() == b"Hello, World!"
 
 
-def test_alpn_chooses_http_1_1(serve, tls_files):
-    server = tls_serve(serve, tls_files)
+def test_alpn_chooses_http_1_1(serve_shared, tls_files):
+    server = tls_serve(serve_shared, tls_files)
     assert "ALPN protocol: http/1.1" in s_client(server.port, "-alpn", "h2,http/1.1")
 
 
 @pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
-def test_sessions_resume_on_every_worker(serve, tls_files, tmp_path, version):
+def test_sessions_resume_on_every_worker(serve_shared, tls_files, tmp_path, version):
     """Ticket keys are made by the master: a ticket from one worker resumes on all of them."""
-    server = tls_serve(serve, tls_files, workers=2)
+    server = tls_serve(serve_shared, tls_files, workers=2)
     session = str(tmp_path / "session.pem")
     first = s_client(server.port, version, "-sess_out", session)
     assert "New, " in first and "HTTP/1.1 200" in first
@@ -144,9 +145,11 @@ def control(path: str, *command: str) -> subprocess.CompletedProcess:
 
 
 def tls_status(path: str) -> dict:
-    done = control(path, "status", "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["master"]["tls"]
+    """The TLS part of what `status --json` prints, asked on the control socket itself (no process per
+    question: one test polls it)."""
+    reply = request(path, {"command": "status"}, timeout=10)
+    assert reply["ok"], reply
+    return reply["status"]["master"]["tls"]
 
 
 def resume(port: int, context: ssl.SSLContext, session: ssl.SSLSession | None = None):
@@ -342,8 +345,8 @@ def test_a_stalled_handshake_is_cut_by_the_header_timeout(serve, tls_files):
         assert sock.recv(100) == b""  # closed by the server, well before the client's 10 s
 
 
-def test_half_open_handshakes_do_not_block_other_clients(serve, tls_files):
-    server = tls_serve(serve, tls_files)
+def test_half_open_handshakes_do_not_block_other_clients(serve_shared, tls_files):
+    server = tls_serve(serve_shared, tls_files)
     stalled = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(200)]
     try:
         for sock in stalled:
@@ -447,10 +450,10 @@ def test_websockets_run_over_tls_with_the_wss_scheme(serve, tls_files):
     assert asyncio.run(talk())["scheme"] == "wss"
 
 
-def test_the_built_in_websocket_echo_runs_over_tls(serve, tls_files):
+def test_the_built_in_websocket_echo_runs_over_tls(serve_shared, tls_files):
     from websockets.asyncio.client import connect
 
-    server = tls_serve(serve, tls_files)
+    server = tls_serve(serve_shared, tls_files)
 
     async def talk() -> None:
         async with connect(f"wss://localhost:{server.port}/ws", ssl=tls_client_context(tls_files)) as ws:
@@ -484,10 +487,10 @@ def test_decrypted_bytes_left_in_openssl_after_a_full_read_are_not_forgotten(ser
         assert status == 200 and echoed == body
 
 
-def test_sessions_are_not_stored_per_worker(serve, tls_files, tmp_path):
+def test_sessions_are_not_stored_per_worker(serve_shared, tls_files, tmp_path):
     """Resumption is by tickets, which every worker opens; a TLS 1.2 client asking for none offers a
     session id that no worker stored (as nginx by default), and gets a full handshake."""
-    server = tls_serve(serve, tls_files)
+    server = tls_serve(serve_shared, tls_files)
     session = str(tmp_path / "session.pem")
     assert "New, " in s_client(server.port, "-tls1_2", "-no_ticket", "-sess_out", session)
     again = s_client(server.port, "-tls1_2", "-no_ticket", "-sess_in", session)

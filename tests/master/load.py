@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 
 import pytest
 
+LONGEST = 60  # seconds: a load that is to last as long as its with block is stopped at the block's end
+
 
 class Load:
-    """wrk against a server for `seconds`; result() waits for it and returns its counts."""
+    """wrk against a server for `seconds`; result() waits for it and returns its counts. As a context
+    manager, without `seconds`, it lasts as long as the with block: stopped by SIGINT at the end (wrk
+    still prints its summary), killed if the block raised."""
 
-    def __init__(self, port: int, seconds: float, connections: int = 16, path: str = "/",
+    def __init__(self, port: int, seconds: float = LONGEST, connections: int = 16, path: str = "/",
                  close: bool = False) -> None:
         if shutil.which("wrk") is None:
             pytest.skip("wrk is not installed")
@@ -21,6 +26,16 @@ class Load:
             command += ["-H", "Connection: close"]
         self.proc = subprocess.Popen(command + [f"http://127.0.0.1:{port}{path}"], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
+
+    def __enter__(self) -> Load:
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        if error_type is None:
+            self.proc.send_signal(signal.SIGINT)
+        else:
+            self.proc.kill()
+            self.proc.wait()
 
     def result(self) -> dict[str, int]:
         output, _ = self.proc.communicate(timeout=60)

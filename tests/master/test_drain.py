@@ -28,7 +28,7 @@ def control_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_healthz_turns_503_while_requests_are_served_until_the_drain_delay_ends(serve, control):
-    admin, delay = free_port(), 4.0
+    admin, delay = free_port(), 2.5
     server = serve("--drain-delay", str(delay), "--admin-port", str(admin), "--control", control, workers=2)
     with server.connect() as kept:
         kept.sendall(GET)

@@ -187,11 +187,12 @@ def test_reloads_drains_and_a_killed_host_behind_haproxy(network, serve, tmp_pat
     directory = str(tmp_path)
 
     def start_host(index: int):
+        """Started, not waited for: the hosts boot side by side."""
         address = host_address(index)
         return serve("--bind", f"{address}:{HOST_PORT}", "--admin-host", address, "--admin-port",
                      str(ADMIN_PORT), "--control", os.path.join(directory, f"h{index}.sock"),
                      "--drain-delay", DRAIN_DELAY, "--graceful-timeout", "10", "--workers", "1", "--no-pin",
-                     port=None, workers=1, prefix=network.run_in(network.hosts[index]))
+                     port=None, ready=False, prefix=network.run_in(network.hosts[index]))
 
     def reload(index: int) -> None:
         result = subprocess.run([sys.executable, "-m", "fastcluster", "reload", "--control",
@@ -200,6 +201,8 @@ def test_reloads_drains_and_a_killed_host_behind_haproxy(network, serve, tmp_pat
         assert result.returncode == 0, result
 
     hosts = [start_host(index) for index in range(HOSTS)]
+    for host in hosts:
+        host.wait_ready()
     haproxy = HAProxy(network, directory)
     try:
         assert wait_until(haproxy.all_up, 15), haproxy.states()
@@ -212,7 +215,7 @@ def test_reloads_drains_and_a_killed_host_behind_haproxy(network, serve, tmp_pat
         hosts[1].signal(signal.SIGTERM)
         assert wait_until(lambda: haproxy.states().get("h1") == "DOWN", 10), haproxy.states()
         assert hosts[1].proc.wait(20) == 0
-        hosts[1] = start_host(1)
+        hosts[1] = start_host(1).wait_ready()
         assert wait_until(haproxy.all_up, 15), haproxy.states()
         time.sleep(0.5)
         requests, failed, output = wrk.finish()
@@ -243,7 +246,7 @@ def test_reloads_drains_and_a_killed_host_behind_haproxy(network, serve, tmp_pat
 
         # Traffic goes on with the two hosts left.
         wrk = Wrk(network)
-        time.sleep(1)
+        time.sleep(0.5)
         requests, failed, output = wrk.finish()
         assert requests > 0 and failed == 0, output
     finally:

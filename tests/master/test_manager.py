@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from fastcluster.control import request
 from fastcluster.metrics import parse_metrics
 from tests.conftest import free_port, get, read_responses, wait_until
 from tests.master.load import Load
@@ -29,9 +30,11 @@ def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
 
 
 def status(control: str) -> dict:
-    result = cli("status", "--json", "--control", control)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    """What `status --json` prints, asked on the control socket itself: the tests poll it, and a process per
+    question would cost a fifth of a second and a CPU the server under load needs."""
+    reply = request(control, {"command": "status"}, timeout=10)
+    assert reply["ok"], reply
+    return reply["status"]
 
 
 def serving_pids(control: str) -> dict[int, int]:
@@ -39,17 +42,24 @@ def serving_pids(control: str) -> dict[int, int]:
     return {row["slot"]: row["pid"] for row in status(control)["workers"] if row["state"] == "serving"}
 
 
+def all_serving(control: str, workers: int) -> dict[int, int]:
+    """serving_pids once all the workers have told the master they serve (a moment after they answer)."""
+    assert wait_until(lambda: len(serving_pids(control)) == workers, 5)
+    return serving_pids(control)
+
+
 def test_rolling_reload_under_load_fails_no_request(serve, control):
     server = serve("--control", control, workers=2)
-    before = serving_pids(control)
-    load = Load(server.port, 3)
-    time.sleep(0.7)
-    result = cli("reload", "--control", control)
-    assert result.returncode == 0 and result.stdout.strip() == "reloaded", result
-    after = serving_pids(control)
-    assert len(after) == 2 and not set(after.values()) & set(before.values())
-    server.signal(signal.SIGHUP)  # the same through the signal
-    assert wait_until(lambda: status(control)["master"]["reloads"] == 2, 5)
+    before = all_serving(control, 2)
+    with Load(server.port) as load:
+        time.sleep(0.7)
+        result = cli("reload", "--control", control)
+        assert result.returncode == 0 and result.stdout.strip() == "reloaded", result
+        after = serving_pids(control)
+        assert len(after) == 2 and not set(after.values()) & set(before.values())
+        server.signal(signal.SIGHUP)  # the same through the signal
+        assert wait_until(lambda: status(control)["master"]["reloads"] == 2, 5)
+        time.sleep(0.3)  # and served by the new workers
     failed, counts = load.failed()
     assert counts["requests"] > 1000
     assert failed == 0, counts["output"]
@@ -57,21 +67,22 @@ def test_rolling_reload_under_load_fails_no_request(serve, control):
 
 def test_scale_up_and_down_under_load_fails_no_request(serve, control):
     server = serve("--control", control, workers=2)
-    load = Load(server.port, 4)
-    time.sleep(0.5)
-    assert cli("scale", "4", "--control", control).returncode == 0
-    rows = status(control)["workers"]
-    assert len(rows) == 4 and {row["state"] for row in rows} == {"serving"}
-    cpus = sorted(os.sched_getaffinity(0))
-    assert sorted(row["cpu"] for row in rows) == sorted(cpus * (4 // len(cpus)) + cpus[:4 % len(cpus)])
-    time.sleep(0.5)
-    assert cli("scale", "1", "--control", control).returncode == 0
-    assert wait_until(lambda: len(status(control)["workers"]) == 1, 5)
-    server.signal(signal.SIGTTIN)
-    assert wait_until(lambda: len(serving_pids(control)) == 2, 5)
-    time.sleep(0.3)
-    assert cli("scale", "-1", "--control", control).returncode == 0
-    assert wait_until(lambda: len(status(control)["workers"]) == 1, 5)
+    with Load(server.port) as load:
+        time.sleep(0.5)
+        assert cli("scale", "4", "--control", control).returncode == 0
+        rows = status(control)["workers"]
+        assert len(rows) == 4 and {row["state"] for row in rows} == {"serving"}
+        cpus = sorted(os.sched_getaffinity(0))
+        assert sorted(row["cpu"] for row in rows) == sorted(cpus * (4 // len(cpus)) + cpus[:4 % len(cpus)])
+        time.sleep(0.5)
+        assert cli("scale", "1", "--control", control).returncode == 0
+        assert wait_until(lambda: len(status(control)["workers"]) == 1, 5)
+        server.signal(signal.SIGTTIN)
+        assert wait_until(lambda: len(serving_pids(control)) == 2, 5)
+        time.sleep(0.3)
+        assert cli("scale", "-1", "--control", control).returncode == 0
+        assert wait_until(lambda: len(status(control)["workers"]) == 1, 5)
+        time.sleep(0.3)  # and served by the one left
     failed, counts = load.failed()
     assert counts["requests"] > 1000
     assert failed == 0, counts["output"]
@@ -80,8 +91,7 @@ def test_scale_up_and_down_under_load_fails_no_request(serve, control):
 
 def test_scale_down_serves_connections_queued_on_the_removed_slot(serve, control):
     server = serve("--control", control, workers=2)
-    assert wait_until(lambda: len(serving_pids(control)) == 2, 5)
-    victim = serving_pids(control)[1]
+    victim = all_serving(control, 2)[1]
     os.kill(victim, signal.SIGSTOP)  # slot 1's connections now wait in its socket's queue
     try:
         clients = [server.connect() for _ in range(40)]
@@ -106,9 +116,8 @@ def test_scale_down_serves_connections_queued_on_the_removed_slot(serve, control
 
 def test_recycling_after_max_requests_under_load(serve, control):
     server = serve("--control", control, "--max-requests", "3000", "--max-requests-jitter", "500", workers=2)
-    first = set(serving_pids(control).values())
-    load = Load(server.port, 3)
-    failed, counts = load.failed()
+    first = set(all_serving(control, 2).values())
+    failed, counts = Load(server.port, 1).failed()  # tens of thousands of requests here
     assert counts["requests"] > 8000, counts["output"]
     assert failed == 0, counts["output"]
     assert not first & set(serving_pids(control).values())
@@ -130,20 +139,21 @@ def test_recycling_over_max_memory(serve, control):
 
 def test_sigkill_of_random_workers_costs_no_new_connection(serve, control):
     server = serve("--control", control, workers=2)
-    load = Load(server.port, 5, close=True)
     kills = 0
     deadline = time.monotonic() + 5
     refill_worst = 0.0
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        pids = server.workers()
-        if not pids:
-            continue
-        os.kill(random.choice(pids), signal.SIGKILL)
-        killed = time.monotonic()
-        kills += 1
-        assert wait_until(lambda: len(server.workers()) == 2, 1.0), "slot not refilled within a second"
-        refill_worst = max(refill_worst, time.monotonic() - killed)
+    with Load(server.port, close=True) as load:
+        while kills < 15 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pids = server.workers()
+            if not pids:
+                continue
+            os.kill(random.choice(pids), signal.SIGKILL)
+            killed = time.monotonic()
+            kills += 1
+            assert wait_until(lambda: len(server.workers()) == 2, 1.0), "slot not refilled within a second"
+            refill_worst = max(refill_worst, time.monotonic() - killed)
+        time.sleep(0.1)  # and served by the last one
     counts = load.result()
     assert kills >= 15
     assert counts["connect"] == 0, counts["output"]
@@ -155,14 +165,15 @@ def test_reload_whose_new_workers_cannot_start_keeps_the_old_ones(serve, control
     page = tmp_path / "page.txt"
     page.write_text("version 1")
     server = serve("--control", control, "--response-file", str(page), workers=2)
-    before = serving_pids(control)
-    load = Load(server.port, 2)
-    time.sleep(0.5)
-    page.unlink()
-    result = cli("reload", "--control", control)
-    assert result.returncode == 1
-    assert "could not start" in result.stderr and "cannot read" in result.stderr, result.stderr
-    assert serving_pids(control) == before
+    before = all_serving(control, 2)
+    with Load(server.port) as load:
+        time.sleep(0.5)
+        page.unlink()
+        result = cli("reload", "--control", control)
+        assert result.returncode == 1
+        assert "could not start" in result.stderr and "cannot read" in result.stderr, result.stderr
+        assert serving_pids(control) == before
+        time.sleep(0.3)  # and still served by them
     failed, counts = load.failed()
     assert failed == 0, counts["output"]
     assert get(server.port) == (200, b"version 1")
@@ -187,14 +198,15 @@ def test_reload_with_an_app_whose_new_version_fails_to_import(serve, control, tm
     module.write_text(APP_VERSION.format(version="app 1"))
     server = serve("versioned:app", "--app-dir", str(tmp_path), "--control", control, workers=2)
     server.tracebacks_expected = True  # the aborted reload shows the app's traceback
-    before = serving_pids(control)
-    load = Load(server.port, 2)
-    time.sleep(0.5)
-    module.write_text("import no_such_dependency\n" + APP_VERSION.format(version="app 2"))
-    result = cli("reload", "--control", control)
-    assert result.returncode == 1
-    assert "could not start" in result.stderr and "no_such_dependency" in result.stderr, result.stderr
-    assert serving_pids(control) == before
+    before = all_serving(control, 2)
+    with Load(server.port) as load:
+        time.sleep(0.5)
+        module.write_text("import no_such_dependency\n" + APP_VERSION.format(version="app 2"))
+        result = cli("reload", "--control", control)
+        assert result.returncode == 1
+        assert "could not start" in result.stderr and "no_such_dependency" in result.stderr, result.stderr
+        assert serving_pids(control) == before
+        time.sleep(0.3)  # and still served by them
     failed, counts = load.failed()
     assert failed == 0, counts["output"]
     assert get(server.port) == (200, b"app 1")
@@ -207,7 +219,7 @@ def test_reload_retries_a_slot_whose_worker_could_not_start(serve, control, tmp_
     page = tmp_path / "page.txt"
     page.write_text("v1")
     server = serve("--control", control, "--response-file", str(page), workers=2)
-    assert wait_until(lambda: len(serving_pids(control)) == 2, 5)  # both have told the master they serve
+    all_serving(control, 2)
     page.unlink()
     os.kill(serving_pids(control)[1], signal.SIGKILL)  # its replacement cannot read the file
     assert wait_until(lambda: status(control)["slots"]["1"]["boot_failed"], 5)
@@ -238,7 +250,7 @@ def test_a_slot_whose_worker_cannot_start_is_shown_failed_and_retried(serve, con
     server = serve("marked:app", "--app-dir", str(tmp_path), "--control", control, "--admin-port", str(admin),
                    workers=2)
     server.tracebacks_expected = True  # the master logs the app's traceback
-    assert wait_until(lambda: len(serving_pids(control)) == 2, 5)
+    all_serving(control, 2)
     marker.touch()
     os.kill(serving_pids(control)[1], signal.SIGKILL)  # its replacement cannot import the app
     assert wait_until(lambda: status(control)["slots"]["1"]["boot_failures"] >= 2, 5)  # retried, not dropped
@@ -292,7 +304,9 @@ def test_status_table_json_pidfile_and_stop(serve, control, tmp_path):
     assert lines[1].split() == ["SLOT", "PID", "CPU", "STATE", "UPTIME", "RESTARTS", "REQUESTS", "REQ/S",
                                 "CONNS", "RSS"]
     assert sorted(int(line.split()[1]) for line in lines[2:]) == sorted(server.workers())
-    snapshot = status(control)
+    printed = cli("status", "--json", "--control", control)
+    assert printed.returncode == 0, printed.stderr
+    snapshot = json.loads(printed.stdout)
     assert snapshot["totals"]["requests"] >= 5
     assert {row["state"] for row in snapshot["workers"]} == {"serving"}
     assert all(row["rss"] > 0 for row in snapshot["workers"]) or not snapshot["master"]["uptime"] > 1.5
@@ -338,13 +352,14 @@ def test_metrics_and_healthz(serve, control):
 
 
 @pytest.mark.parametrize("log_format", ["common", "combined", "json"])
-def test_access_log_formats_and_reopen_on_usr1(serve, control, tmp_path, log_format):
+def test_access_log_formats(serve, tmp_path, log_format):
     path = tmp_path / "access.log"
-    server = serve("--control", control, "--access-log", str(path), "--access-log-format", log_format)
+    server = serve("--access-log", str(path), "--access-log-format", log_format)
     client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     client.request("GET", "/json?status=200", headers={"User-Agent": 'agent "quoted"', "Referer": "http://r/"})
     body = client.getresponse().read()
-    assert wait_until(lambda: path.exists() and "/json" in path.read_text(), 3)
+    client.close()
+    server.stop()  # which writes what the worker buffered
     [line] = [line for line in path.read_text().splitlines() if "/json" in line]
     if log_format == "json":
         entry = json.loads(line)
@@ -356,17 +371,21 @@ def test_access_log_formats_and_reopen_on_usr1(serve, control, tmp_path, log_for
         assert f'"GET /json?status=200 HTTP/1.1" 200 {len(body)}' in line
         if log_format == "combined":
             assert line.endswith('"http://r/" "agent \\x22quoted\\x22"')
-    if log_format != "common":
-        client.close()
-        return
-    path.rename(tmp_path / "access.log.1")
+
+
+def test_access_log_is_written_each_second_and_reopened_on_usr1(serve, tmp_path):
+    """The worker writes its buffered lines at its once-a-second tick, then reopens the file if USR1 asked:
+    a log rotated by renaming keeps the lines of before the signal, and the new file gets the next ones."""
+    path, rotated = tmp_path / "access.log", tmp_path / "access.log.1"
+    server = serve("--access-log", str(path))
+    assert get(server.port, "/before")[0] == 200
+    path.rename(rotated)
     server.signal(signal.SIGUSR1)
-    time.sleep(1.2)  # reopened at the worker's next tick
-    client.request("GET", "/after")
-    client.getresponse().read()
-    assert wait_until(lambda: path.exists() and "/after" in path.read_text(), 3)
-    assert "/after" not in (tmp_path / "access.log.1").read_text()
-    client.close()
+    assert wait_until(path.exists, 3)  # reopened (made anew) at the worker's next tick
+    assert "/before" in rotated.read_text()  # written while the server runs, to the file it had open
+    assert get(server.port, "/after")[0] == 200
+    assert wait_until(lambda: "/after" in path.read_text(), 3)
+    assert "/after" not in rotated.read_text()
 
 
 def test_access_log_custom_format_logs_the_atoms_asked_for(serve, tmp_path):
@@ -380,10 +399,10 @@ def test_access_log_custom_format_logs_the_atoms_asked_for(serve, tmp_path):
     client.request("HEAD", "/json")
     client.getresponse().read()
     client.close()
-    assert wait_until(lambda: path.exists() and "/json" in path.read_text(), 3)
+    [pid] = server.workers()
+    server.stop()  # which writes what the worker buffered
     lines = [line.split("|") for line in path.read_text().splitlines()]
     by_path = {fields[2]: fields for fields in lines}
-    pid = server.workers()[0]
     assert by_path["/bytes/1000"][:8] == [
         "127.0.0.1", "GET", "/bytes/1000", "status=200", "HTTP/1.1", "200", "1000", "1000"]
     assert by_path["/bytes/1000"][10:] == [f"<{pid}>", "abc-1", "-", "100%"]
@@ -396,7 +415,7 @@ def test_access_log_response_headers_of_built_in_answers(serve, tmp_path):
                    "--response-header", "X-Tag: blue")
     for target in ("/", "/json", "/bytes/200000", "/delay/50"):  # prebuilt answers and producers
         assert get(server.port, target)[0] == 200
-    assert wait_until(lambda: path.exists() and "/delay/50" in path.read_text(), 3)
+    server.stop()  # which writes what the worker buffered
     lines = dict(line.split(" ", 1) for line in path.read_text().splitlines())
     assert lines["/"] == "text/plain blue" and lines["/json"] == "application/json -", lines
     assert lines["/bytes/200000"] != "- -" and lines["/delay/50"] != "- -", lines
