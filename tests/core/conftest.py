@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Server, free_port
-
 
 @pytest.fixture(scope="module")
-def ws_server():
+def ws_server(serve_shared):
     """One server (one worker) for a module's WebSocket conformance cases, which must never end it."""
-    server = Server(["--workers", "1"], free_port()).wait_ready()
-    yield server
-    assert server.stop() == 0, server.read_output()
-    assert "Traceback" not in server.read_output() and "still counted" not in server.read_output()
+    return serve_shared()

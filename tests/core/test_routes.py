@@ -10,22 +10,16 @@ import time
 
 import pytest
 
-from tests.conftest import Server, free_port, http_exchange, read_responses, wait_until
+from tests.conftest import http_exchange, read_responses, wait_until
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 PATTERN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 @pytest.fixture(scope="module")
-def serve_once():
+def serve_once(serve_shared):
     """One server for the tests of this module that do not change its flags."""
-    server = Server(["--workers", "1"], free_port())
-    server.wait_ready(1)
-    yield server
-    code = server.stop()
-    output = server.read_output()
-    assert "Traceback" not in output and "still counted" not in output, output
-    assert code == 0, output
+    return serve_shared()
 
 
 def pattern(size: int) -> bytes:
