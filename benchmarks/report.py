@@ -1,5 +1,6 @@
 """What a benchmark run writes: results.md (tables with ratios), results.json, and results.png; with several
-rounds, each figure is the median of its rounds and results.md shows their min–max beside it."""
+rounds, each figure is the median of its rounds, each ratio the median of the rounds' own ratios, and
+results.md shows their min–max beside them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -54,8 +56,21 @@ def machine_description() -> dict:
     }
 
 
-def ratio(value: float, base: float | None) -> str:
-    return f"{value / base:.2f}×" if base and base > 0 else "–"  # a share below zero has no ratio
+def ratio(row: dict, base: dict | None, name: str = "us_per_request",
+          base_name: str = "us_per_request") -> str:
+    """row[name] over base[base_name]. With rounds, the median of each round's own ratio, and their min–max:
+    the servers of a round run minutes apart at most, so a slow spell of the machine slows both sides of
+    a round's ratio, while it moves the medians of the figures apart when it catches one server's rounds."""
+    if base is None:
+        return "–"
+    if base is row:
+        return "1.00×"
+    pairs = list(zip(row.get("each_round", []), base.get("each_round", [])))
+    ratios = [mine[name] / theirs[base_name] for mine, theirs in pairs
+              if name in mine and theirs.get(base_name, 0) > 0]
+    if len(ratios) > 1 and len(pairs) == len(row["each_round"]) == len(base["each_round"]):
+        return f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+    return f"{row[name] / base[base_name]:.2f}×" if base.get(base_name, 0) > 0 else "–"
 
 
 def two_decimals(value: float | None) -> str:
@@ -80,14 +95,13 @@ def add_app_alone(rows: list[dict], app_alone: dict[str, dict]) -> None:
 
 def server_table(group: list[dict]) -> list[str]:
     """A scenario's table with each server against nginx, the C floor and fastcluster; notes on the spread."""
-    measured = {row["server"]: row["us_per_request"] for row in group if "us_per_request" in row}
+    measured = {row["server"]: row for row in group if "us_per_request" in row}
     nginx, floor = measured.get("nginx"), measured.get("floor (C epoll)")
     ours = measured.get("fastcluster")
 
     def cells(row: dict) -> list[str]:
-        us = row["us_per_request"]
-        theirs = ratio(ours, us) if ours and row["server"] != "fastcluster" else "–"
-        return [with_spread(row, "us_per_request"), ratio(us, nginx), ratio(us, floor), theirs]
+        theirs = ratio(ours, row) if ours and row["server"] != "fastcluster" else "–"
+        return [with_spread(row, "us_per_request"), ratio(row, nginx), ratio(row, floor), theirs]
 
     notes = [f"{row['server']}: each worker's CPU time within ±{row['worker_spread_pct']}% of their mean."
              for row in group if "worker_spread_pct" in row]
@@ -109,15 +123,17 @@ def app_table(group: list[dict], alone: dict) -> list[str]:
     against = f"the best peer, {best['server']}" if best else "the best peer (none measured)"
     lines = [f"wrk with {connections or '–'} connections; {said}; **share** is µs/req minus that: at most "
              f"the server's own work (see benchmarks/README.md). Ratios are against {against}.", ""]
-    best_us, best_share = (best["us_per_request"], best.get("server_share_us")) if best else (None, None)
+    best_share = best.get("server_share_us") if best else None
+    alone_row = alone if "us_per_call" in alone else None
 
     def cells(row: dict) -> list[str]:
-        us, share = row["us_per_request"], row.get("server_share_us")
+        share = row.get("server_share_us")
+        shares_positive = share and share > 0 and best_share and best_share > 0
         return [with_spread(row, "us_per_request"), two_decimals(row.get("app_alone_us")),
-                two_decimals(share), ratio(us, best_us),
-                ratio(share, best_share) if share and share > 0 else "–"]
+                two_decimals(share), ratio(row, alone_row, base_name="us_per_call"),
+                ratio(row, best), f"{share / best_share:.2f}×" if shares_positive else "–"]
 
-    columns = ["µs/req", "app alone µs", "share µs", "vs best peer", "share vs best peer"]
+    columns = ["µs/req", "app alone µs", "share µs", "vs app alone", "vs best peer", "share vs best peer"]
     return lines + table(group, columns, cells)
 
 
@@ -139,8 +155,10 @@ def markdown(rows: list[dict], app_alone: dict[str, dict], machine: dict, comman
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
     medians = ""
     if rounds > 1:
-        medians = (f" Each figure is the median of {rounds} rounds (every server once per round, in turn), "
-                   "ratios are taken between medians, and brackets hold the rounds' min–max.")
+        medians = (f" Each figure is the median of {rounds} rounds (every server once per round, in turn, "
+                   "every other round in the reverse order), "
+                   "each ratio is the median of the rounds' own ratios (a share's: between the medians), "
+                   "and brackets hold the rounds' min–max.")
     lines = [
         "# Benchmark results",
         "",

@@ -6,7 +6,8 @@
 Each server runs pinned to CPU 1 (one worker) and wrk to CPU 0; the figure that matters is the server's
 CPU time per request, summed over its whole process tree. The scenarios that run an app also measure the
 app alone, with no server (app_alone.py), so the server's own share shows. With --rounds N each scenario
-runs every server once per round, in turn, N rounds, and each figure reported is the median of its rounds.
+runs every server once per round, in turn (every other round in the reverse order), N rounds; each figure
+reported is the median of its rounds and each ratio the median of the rounds' own ratios.
 See benchmarks/README.md.
 """
 
@@ -34,6 +35,7 @@ from report import machine_description, write_reports  # noqa: E402
 from servers import ITEM, ITEM_PATH, PEERS, Scenario, prepare_files  # noqa: E402
 
 SERVER_CPU, WRK_CPU = 1, 0
+ALONE = ""  # in a round's order of runs: the app alone
 SCENARIOS = {
     "plaintext": Scenario("plaintext"),
     "pipelined": Scenario("pipelined", pipelined=True),
@@ -269,19 +271,22 @@ def main(argv: list[str] | None = None) -> int:
                     skipped.append(f"{PEERS[peer_name].name}: {reason}")
                 else:
                     rounds_of[peer_name] = []
-            alone_rounds = []
+            alone_rounds: list[dict] = []
+            runs = ([ALONE] if scenario.app else []) + list(rounds_of)
             for round_number in range(1, args.rounds + 1):
                 in_round = f" (round {round_number} of {args.rounds})" if args.rounds > 1 else ""
-                if scenario.app:
-                    progress(f"[{scenario_name}] the app alone ...{in_round}")
-                    alone_rounds.append(measure_app_alone(scenario, args.duration, args.warmup))
-                    if "failed" in alone_rounds[-1]:
-                        skipped.append(f"app alone in {scenario_name}: {alone_rounds[-1]['failed']}")
-                for peer_name, found in rounds_of.items():
-                    progress(f"[{scenario_name}] {PEERS[peer_name].name} ...{in_round}")
-                    row = measure(peer_name, scenario, args, work, script)
+                # every other round the other way round, so that no server always runs just after another
+                for run_name in runs if round_number % 2 else reversed(runs):
+                    if run_name == ALONE:
+                        progress(f"[{scenario_name}] the app alone ...{in_round}")
+                        alone_rounds.append(measure_app_alone(scenario, args.duration, args.warmup))
+                        if "failed" in alone_rounds[-1]:
+                            skipped.append(f"app alone in {scenario_name}: {alone_rounds[-1]['failed']}")
+                        continue
+                    progress(f"[{scenario_name}] {PEERS[run_name].name} ...{in_round}")
+                    row = measure(run_name, scenario, args, work, script)
                     if row:
-                        found.append(row)
+                        rounds_of[run_name].append(row)
                     if "skipped" in row:
                         skipped.append(f"{row['server']} in {scenario_name}: {row['skipped']}")
             if alone_rounds:

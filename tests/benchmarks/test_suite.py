@@ -61,13 +61,15 @@ def test_framework_scenario_has_the_app_alone_and_the_server_share(tmp_path):
     assert row["app_alone_us"] == alone["us_per_call"]
     assert row["server_share_us"] == pytest.approx(row["us_per_request"] - alone["us_per_call"], abs=0.01)
     table = (tmp_path / "results.md").read_text()
-    assert "## flask" in table and "| app alone µs | share µs | vs best peer |" in table
+    assert "## flask" in table and "| app alone µs | share µs | vs app alone | vs best peer |" in table
     assert f"{alone['us_per_call']:.2f} µs per call" in table
-    assert f"| fastcluster | {row['us_per_request']:.2f} | {alone['us_per_call']:.2f} |" in table
+    over_alone = row["us_per_request"] / alone["us_per_call"]
+    assert f"| fastcluster | {row['us_per_request']:.2f} | {alone['us_per_call']:.2f} | " \
+           f"{row['server_share_us']:.2f} | {over_alone:.2f}× | – |" in table  # no peer measured
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
-def test_rounds_report_each_median_with_its_spread_and_ratios_between_medians(tmp_path):
+def test_rounds_report_each_median_with_its_spread_and_the_median_of_each_rounds_ratio(tmp_path):
     pytest.importorskip("gunicorn")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--scenarios", "wsgi",
                            "--servers", "fastcluster,gunicorn", "--rounds", "2", "--duration", "1",
@@ -98,10 +100,20 @@ def test_rounds_report_each_median_with_its_spread_and_ratios_between_medians(tm
         assert f"| {row['server']} | {cell} | {alone['us_per_call']:.2f} |" in table
     heads = next(line for line in table.splitlines() if line.startswith("| server |")).split("|")
     fastcluster = next(line for line in table.splitlines() if line.startswith("| fastcluster |")).split("|")
-    fastcluster_vs_best_peer = rows["fastcluster"]["us_per_request"] / rows["gunicorn"]["us_per_request"]
+
+    def paired(figures: list[float], bases: list[float]) -> str:
+        ratios = [figure / base for figure, base in zip(figures, bases)]
+        return f" {statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) "
+
+    ours, theirs = ([one["us_per_request"] for one in rows[name]["each_round"]]
+                    for name in ("fastcluster", "gunicorn"))
+    assert fastcluster[heads.index(" vs best peer ")] == paired(ours, theirs)
+    assert fastcluster[heads.index(" vs app alone ")] == paired(ours, per_call)
     share_vs_best_peer = rows["fastcluster"]["server_share_us"] / rows["gunicorn"]["server_share_us"]
-    assert fastcluster[heads.index(" vs best peer ")] == f" {fastcluster_vs_best_peer:.2f}× "
     assert fastcluster[heads.index(" share vs best peer ")] == f" {share_vs_best_peer:.2f}× "
+    # the second round runs in the reverse order: the peer first, the app alone last
+    order = [line.split("...")[0] for line in done.stderr.split("\x1b[K") if "(round 2 of 2)" in line]
+    assert order == ["[wsgi] gunicorn ", "[wsgi] fastcluster ", "[wsgi] the app alone "], order
 
 
 def test_the_median_row_of_rounds_adds_up_counts_and_keeps_the_worst_worker_spread():
