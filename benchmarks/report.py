@@ -17,6 +17,8 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+FLOOR = "floor (C epoll)"  # a reference, not a peer: a loop with no HTTP parsing or checks (wsgi_floor.c)
+
 
 def version_of(command: list[str], pattern: str = r"[\d]+\.[\d.]+") -> str:
     if shutil.which(command[0]) is None:
@@ -96,7 +98,7 @@ def add_app_alone(rows: list[dict], app_alone: dict[str, dict]) -> None:
 def server_table(group: list[dict]) -> list[str]:
     """A scenario's table with each server against nginx, the C floor and fastcluster; notes on the spread."""
     measured = {row["server"]: row for row in group if "us_per_request" in row}
-    nginx, floor = measured.get("nginx"), measured.get("floor (C epoll)")
+    nginx, floor = measured.get("nginx"), measured.get(FLOOR)
     ours = measured.get("fastcluster")
 
     def cells(row: dict) -> list[str]:
@@ -112,7 +114,7 @@ def server_table(group: list[dict]) -> list[str]:
 def app_table(group: list[dict], alone: dict) -> list[str]:
     """An app scenario's table: each server's CPU per request, the app's own part, the server's share."""
     measured = [row for row in group if "us_per_request" in row]
-    peers = [row for row in measured if row["server"] != "fastcluster"]
+    peers = [row for row in measured if row["server"] not in ("fastcluster", FLOOR)]
     best = min(peers, key=lambda row: row["us_per_request"], default=None)
     if "us_per_call" in alone:
         said = f"the app alone (no server, in one process) costs {with_spread(alone, 'us_per_call')} µs " \
@@ -180,7 +182,7 @@ def markdown(rows: list[dict], app_alone: dict[str, dict], machine: dict, comman
     return "\n".join(lines)
 
 
-COLORS = {"fastcluster": "tab:orange", "floor (C epoll)": "tab:blue", "nginx": "tab:green"}
+COLORS = {"fastcluster": "tab:orange", FLOOR: "tab:blue", "nginx": "tab:green"}
 
 
 def chart(rows: list[dict], path: Path, machine: dict) -> bool:

@@ -116,6 +116,9 @@ class Floor(Peer):
         return None if shutil.which("gcc") else "gcc not found"
 
     def launch(self, scenario, port, work):
+        if scenario.kind == "wsgi":  # the WSGI apps under the same loop (wsgi_floor.c)
+            return Launch([sys.executable, str(HERE / "wsgi_floor.py"), scenario.app, "--port", str(port),
+                           "--build-dir", str(work)], {})
         if scenario.kind != "builtin" or scenario.path != "/" or scenario.body_bytes:
             return None
         binary = work / "ref_epoll"
