@@ -111,8 +111,6 @@ class Floor(Peer):
     source = DEFAULT_FLOOR_SOURCE  # --floor-source changes it
 
     def missing(self):
-        if not self.source.exists():
-            return f"{self.source} not found (pass --floor-source PATH to ref_epoll.c)"
         return None if shutil.which("gcc") else "gcc not found"
 
     def launch(self, scenario, port, work):
@@ -121,6 +119,8 @@ class Floor(Peer):
                            "--build-dir", str(work)], {})
         if scenario.kind != "builtin" or scenario.path != "/" or scenario.body_bytes:
             return None
+        if not self.source.exists():
+            return f"{self.source} not found (pass --floor-source PATH to ref_epoll.c)"
         binary = work / "ref_epoll"
         if not binary.exists():
             subprocess.run(["gcc", "-O2", "-o", str(binary), str(self.source)], check=True)
