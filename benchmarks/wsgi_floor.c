@@ -3,9 +3,9 @@
    A Python extension module, loaded by wsgi_floor.py. One process, epoll, non-blocking sockets; every
    request in a read (a GET ending in CRLFCRLF, no body) gets a copy of a fixed environ with its
    PATH_INFO and QUERY_STRING, the app is called, its result joined, closed, and framed with the app's
-   status and headers (Content-Length added when the app gave none); one write per read. No header
-   parsing, no validation, no keep-alive rules, no logging: a floor for the framework scenarios, as
-   ref_epoll.c is for hello world, not a server. */
+   status and headers (Content-Length added when the app gave none); one write per read, after the
+   batch of ready connections is read. No header parsing, no validation, no keep-alive rules, no
+   logging: a floor for the framework scenarios, as ref_epoll.c is for hello world, not a server. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -108,6 +108,22 @@ failed:
     return OUT_SIZE + 1;
 }
 
+/* A read's answers wait in `out` until every ready connection of the epoll_wait has been read and
+   answered, as fastcluster's app workers do: a client woken by the first write finds the others there,
+   instead of one wake-up of the idle client per answer (a floor that wrote at once would lose to it). */
+struct answer {
+    int fd;
+    size_t start, end;
+};
+
+static size_t send_all(struct answer *sent, int *count) {
+    for (int i = 0; i < *count; i++)
+        if (write(sent[i].fd, out + sent[i].start, sent[i].end - sent[i].start) < 0)
+            close(sent[i].fd);
+    *count = 0;
+    return 0;
+}
+
 /* serve(port, app, environ, new_input): never returns (the process is stopped by a signal). */
 static PyObject *serve(PyObject *self, PyObject *args) {
     int port, one = 1;
@@ -125,8 +141,10 @@ static PyObject *serve(PyObject *self, PyObject *args) {
     struct epoll_event event = {.events = EPOLLIN, .data.fd = listener}, events[256];
     epoll_ctl(poller, EPOLL_CTL_ADD, listener, &event);
     static char buf[READ_SIZE + 1];
+    static struct answer sent[256];
     for (;;) {
-        int ready = epoll_wait(poller, events, 256, -1);
+        int ready = epoll_wait(poller, events, 256, -1), answered = 0;
+        size_t at = 0;
         if (ready < 0 && PyErr_CheckSignals() < 0)
             return NULL;
         for (int i = 0; i < ready; i++) {
@@ -146,7 +164,7 @@ static PyObject *serve(PyObject *self, PyObject *args) {
                 continue;
             }
             buf[got] = 0;
-            size_t at = 0;
+            size_t start = at;
             for (char *request = buf, *end; (end = memmem(request, buf + got - request, "\r\n\r\n", 4));
                  request = end + 4) {
                 char *path = memchr(request, ' ', end - request);
@@ -166,9 +184,15 @@ static PyObject *serve(PyObject *self, PyObject *args) {
                 Py_DECREF(environ);
                 at = next <= OUT_SIZE ? next : put(at, FAILED, sizeof FAILED - 1);
             }
-            if (at && write(fd, out, at) < 0)
-                close(fd);
+            if (at > start) {
+                sent[answered].fd = fd;
+                sent[answered].start = start;
+                sent[answered++].end = at;
+            }
+            if (at > OUT_SIZE / 2) /* room for the next read's answers */
+                at = send_all(sent, &answered);
         }
+        send_all(sent, &answered);
     }
 }
 
