@@ -148,15 +148,15 @@ def serve() -> Iterator:
 
 @pytest.fixture(scope="module")
 def serve_shared() -> Iterator:
-    """serve_shared(*args, workers=1): as serve, but one server per set of arguments for the whole module,
-    for tests that only send it requests (no signals, no stop, nothing read from its output); stopped and
-    checked at the module's end."""
+    """serve_shared(*args, workers=1, env=None): as serve, but one server per set of arguments and
+    environment for the whole module, for tests that only send it requests (no signals, no stop, nothing read
+    from its output); stopped and checked at the module's end."""
     started: dict[tuple, Server] = {}
 
-    def start(*args: str, workers: int = 1) -> Server:
-        key = (args, workers)
+    def start(*args: str, workers: int = 1, env: dict[str, str] | None = None) -> Server:
+        key = (args, workers, tuple(sorted((env or {}).items())))
         if key not in started:
-            started[key] = Server(with_workers(args, workers), free_port())
+            started[key] = Server(with_workers(args, workers), free_port(), env)
             started[key].wait_ready(workers)
         return started[key]
 

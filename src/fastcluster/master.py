@@ -40,6 +40,7 @@ from fastcluster.notify import Notifier
 from fastcluster.oneshot import Client
 from fastcluster.open_files import raise_open_files_limit
 from fastcluster.reloader import FileFilter, Watcher
+from fastcluster.tls import decide_kernel_tls
 
 log = logging.getLogger("fastcluster.master")
 
@@ -173,7 +174,10 @@ class Master:
         if config.unpinned:
             log.info("workers not pinned to CPUs: %s", config.unpinned)
         if config.tls:
-            log.info("TLS: %s", config.tls.kernel_tls.line)
+            kernel_tls = decide_kernel_tls(config.tls.ktls)
+            self.config = config = dataclasses.replace(
+                config, tls=dataclasses.replace(config.tls, kernel_tls=kernel_tls))
+            log.info("TLS: %s", kernel_tls.line)
         raise_open_files_limit(config.limits.max_connections)
         for index in range(config.workers):
             self.slots[index] = Slot(index, config.cpu_for(index))

@@ -61,12 +61,10 @@ class TlsSettings:
     ktls: bool = True
     # Made once in the master: a ticket issued by one worker resumes on any other, and across reloads.
     ticket_keys: TicketKeys = field(default_factory=TicketKeys, repr=False, compare=False)
-    # Decided as the settings are made (cli.tls_config, in the master before forking): the workers'
-    # contexts read it rather than each probing the kernel again at every boot.
-    kernel_tls: KernelTls = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kernel_tls", decide_kernel_tls(self.ktls))
+    # Decided by the master as it starts, before forking (Master.run), not as the flags are read:
+    # `config --show` reads them too and starts nothing. The workers' contexts read it rather than each
+    # probing the kernel again at every boot.
+    kernel_tls: KernelTls | None = None
 
 
 def parse_sni(text: str) -> tuple[str, str, str]:
@@ -82,9 +80,11 @@ def build_context(settings: TlsSettings):
     """The worker's TlsContext: the default certificate, with the SNI ones by name. Raises TlsError."""
     from fastcluster.core.tls import TlsContext
 
+    # Undecided only for check(), before the master has probed: kernel TLS is an option no check depends on.
+    ktls = settings.kernel_tls is not None and settings.kernel_tls.on
     options = dict(password=settings.password, ca_certs=settings.ca_certs, cert_reqs=settings.cert_reqs,
                    ciphers=settings.ciphers, min_version=settings.min_version,
-                   ticket_keys=settings.ticket_keys.memory, ktls=settings.kernel_tls.on)
+                   ticket_keys=settings.ticket_keys.memory, ktls=ktls)
     default = TlsContext(settings.certfile, settings.keyfile, **options)
     for name, certfile, keyfile in settings.sni:
         default.add_name(name, TlsContext(certfile, keyfile, **options))

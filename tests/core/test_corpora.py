@@ -178,15 +178,10 @@ FOLLOWED_BY_JUNK = {
 
 
 @pytest.fixture(scope="module")
-def server():
-    from tests.conftest import Server, free_port
-
-    started = Server(["--workers", "1", "--max-body", "1000"], free_port())
-    started.wait_ready()
+def server(serve_shared):
+    started = serve_shared("--max-body", "1000")
     [started.worker] = started.workers()
-    yield started
-    assert started.stop() == 0, started.read_output()
-    assert "Traceback" not in started.read_output()
+    return started
 
 
 def deliveries(data: bytes) -> list[list[bytes]]:

@@ -79,21 +79,15 @@ FOLLOW_UP = b"GET /json HTTP/1.1\r\n" + H + b"\r\n"
 
 
 @pytest.fixture(scope="module", params=["llhttp state", "parser API", "TLS"])
-def server(request, tls_files):
+def server(request, serve_shared, tls_files):
     """Run everything three times: reading llhttp's state directly, through httptools' methods only, and
     over TLS (the same table, each piece its own TLS record)."""
-    from tests.conftest import Server, free_port
-
     env = {"FASTCLUSTER_PARSER_API": "1"} if request.param == "parser API" else {}
     tls = ["--ssl-certfile", tls_files["server.pem"], "--ssl-keyfile", tls_files["server.key"]]
-    started = Server(["--workers", "1", "--max-body", "1000", *(tls if request.param == "TLS" else [])],
-                     free_port(), env)
-    started.wait_ready()
+    started = serve_shared("--max-body", "1000", *(tls if request.param == "TLS" else []), env=env)
     started.tls_context = tls_client_context(tls_files) if request.param == "TLS" else None
     started.parser_api = request.param == "parser API"
-    yield started
-    assert started.stop() == 0, started.read_output()
-    assert "Traceback" not in started.read_output()
+    return started
 
 
 def connect(server) -> socket.socket:

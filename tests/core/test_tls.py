@@ -228,6 +228,35 @@ def test_kernel_tls_state_is_one_line_at_start_and_in_the_status(serve, tls_file
     switched_off.stop()
 
 
+# Opening a socket raises: the audit event comes before the kernel is asked for one.
+NO_SOCKETS = """
+import sys
+def refuse(event, args):
+    if event == "socket.__new__":
+        raise RuntimeError("a socket was opened")
+sys.addaudithook(refuse)
+"""
+
+
+def without_sockets(code: str, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_SOCKETS + code, *argv], capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_config_show_with_tls_flags_does_not_probe_kernel_tls(tls_files):
+    """The probe is a loopback connection given the tls upper-layer protocol: the server makes it as it
+    starts (the test above sees its line), `config --show` starts nothing and must not."""
+    probe = without_sockets("from fastcluster.tls import decide_kernel_tls; decide_kernel_tls(True)")
+    if probe.returncode == 0:
+        pytest.skip(f"the probe opens no socket here: {kernel_tls()[1]}")
+    assert "a socket was opened" in probe.stderr
+    shown = without_sockets("from fastcluster.cli import main; sys.exit(main(sys.argv[1:]))",
+                            "config", "--show", "--ssl-certfile", tls_files["server.pem"],
+                            "--ssl-keyfile", tls_files["server.key"])
+    assert shown.returncode == 0, shown.stderr
+    assert tls_files["server.pem"] in shown.stdout
+
+
 def aes_gcm_context(tls_files, version: ssl.TLSVersion) -> ssl.SSLContext:
     """A client taking only AES-GCM, the records the kernel can encrypt (TLS 1.3 suites are all AEAD;
     OpenSSL's server prefers AES-256-GCM among them)."""
