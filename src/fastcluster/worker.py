@@ -128,12 +128,6 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
                           underscore_headers=spec.underscore_headers,
                           max_output=config.limits.max_pending_output, **where)
     server.set_app_factory(adapter.adapter)
-    def stop(graceful: bool) -> None:
-        server.stop(graceful, config.graceful_timeout)
-        loop.call_soon(server.poll)  # begin the drain now, not at the next tick
-
-    for signum, graceful in ((signal.SIGTERM, True), (signal.SIGQUIT, False)):
-        loop.add_signal_handler(signum, stop, graceful)
     # What exists now (the app's modules, its startup state) lives as long as the worker: frozen, the
     # collections that requests' garbage triggers no longer walk it (a full one of a large Django app takes
     # tens of milliseconds).
@@ -215,8 +209,15 @@ def become(identity: Identity | None) -> bool:
 
 
 def install_signals(server: Server, graceful_timeout: float, access_log: AccessLog | None) -> None:
+    """The worker's handlers for its whole life, the app's asyncio loop included (Server.stop wakes that
+    loop). Not loop.add_signal_handler: uvloop's forwards a signal only while the loop runs, so a TERM
+    between that call and run_forever was dropped, and the worker served on until the master killed it."""
     signal.signal(signal.SIGTERM, lambda *_: server.stop(graceful=True, timeout=graceful_timeout))
     signal.signal(signal.SIGQUIT, lambda *_: server.stop(graceful=False))
+    for signum in (signal.SIGTERM, signal.SIGQUIT):
+        # As add_signal_handler did: a blocking call in the app's C code that a stop interrupts is restarted
+        # (its request is answered while draining), not failed with EINTR. epoll_wait returns all the same.
+        signal.siginterrupt(signum, False)
     # Ctrl-C reaches the whole process group; the master turns it into a graceful stop of every worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -139,6 +139,40 @@ def test_sigquit_stops_at_once(serve):
         assert server.proc.wait(5) == 0
 
 
+#: An app whose worker sends itself TERM at gc.freeze(), its last step before its loop runs, as the master's
+#: TERM does when the server is stopped while a worker starts (a reload's new one, a fresh start).
+TERM_AS_THE_LOOP_STARTS = """
+import gc
+import os
+import signal
+import sys
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"up"]
+
+
+def term_as_the_loop_starts(frame, event, called):
+    if event == "c_call" and called is gc.freeze:
+        sys.setprofile(None)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+sys.setprofile(term_as_the_loop_starts)
+"""
+
+
+def test_a_term_reaching_a_worker_as_its_app_loop_starts_stops_it(serve, tmp_path):
+    (tmp_path / "stops_itself.py").write_text(TERM_AS_THE_LOOP_STARTS)
+    server = serve("stops_itself:app", "--app-dir", str(tmp_path), ready=False)
+    started = wait_until(server.workers, 5)
+    assert started, server.read_output()
+    assert wait_until(lambda: started[0] not in server.workers(), 5), "the worker lost its TERM and serves on"
+    server.stop()
+    assert "exited with status 0; restarting it" in server.output, server.output
+
+
 def test_shared_balance_and_ipv6(serve):
     server = serve("--balance", "shared", workers=2)
     for _ in range(20):

@@ -27,6 +27,7 @@ cdef class Server:
 
     cdef int start(self) except -1
     cdef bint turn(self, int timeout_ms) except -1
+    cdef int end_loop(self) except -1
     cdef void finish(self) noexcept
     cdef int wait_ms(self) except -1
     cdef int run_timers(self) except -1

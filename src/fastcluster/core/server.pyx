@@ -93,6 +93,8 @@ cdef class Server:
         self.stop_requested = True
         self.graceful = graceful
         self.drain_deadline = monotonic() + timeout
+        if self.asyncio_loop is not None:
+            self.asyncio_loop.call_soon_threadsafe(self.poll)  # begin the drain now, not at the next tick
 
     def run(self) -> None:
         """Serve until stop(); returns when drained (or at once on a non-graceful stop)."""
@@ -115,20 +117,28 @@ cdef class Server:
         finally:
             loop.remove_reader(self.ctx.epfd)
             self.finish()
+            self.asyncio_loop = None  # our caller closes it next: a late stop() must not call into it
 
     def poll(self) -> None:
         if not self.running:
-            return  # a stop's extra poll (worker.serve_app) that came after the loop had finished
+            return  # a stop's extra poll (stop()) that came after the last turn
         if self.turn(0):
-            self.asyncio_loop.stop()
+            self.end_loop()
 
     def schedule_tick(self) -> None:
         if not self.running:
             return  # the loop runs on after we finished (the app's lifespan shutdown): no more ticks
         if self.turn(0):
-            self.asyncio_loop.stop()
+            self.end_loop()
         else:
             self.asyncio_loop.call_later(max(0.0, self.next_tick - monotonic()), self.schedule_tick)
+
+    cdef int end_loop(self) except -1:
+        """After the last turn: stop the asyncio loop, once. uvloop's stop() is a callback: a second one (a
+        stop's poll after the tick's last turn) would be left queued and stop the app's lifespan shutdown."""
+        self.running = False
+        self.asyncio_loop.stop()
+        return 0
 
     cdef int start(self) except -1:
         cdef Context ctx = self.ctx
