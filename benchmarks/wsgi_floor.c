@@ -59,6 +59,7 @@ static size_t answer(size_t at, PyObject *app, PyObject *environ, PyObject *resp
         goto failed;
     }
     Py_DECREF(input);
+    Py_CLEAR(answered_status); /* an app that never calls start_response fails, not answers the last status */
     PyObject *result = PyObject_CallFunctionObjArgs(app, environ, responder, NULL);
     if (!result)
         goto failed;
