@@ -17,7 +17,10 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-FLOOR = "floor (C epoll)"  # a reference, not a peer: a loop with no HTTP parsing or checks (wsgi_floor.c)
+from servers import Floor
+
+# A reference, not a peer: a loop with no HTTP parsing or checks (ref_epoll.c; wsgi_floor.c for WSGI apps).
+FLOOR = Floor.name
 
 
 def version_of(command: list[str], pattern: str = r"[\d]+\.[\d.]+") -> str:
