@@ -184,6 +184,14 @@ def get(port: int, path: str = "/") -> tuple[int, bytes]:
         client.close()
 
 
+def check_refused(answer: bytes, status: int) -> None:
+    """answer is the one error answer to a bad request, and it closes the connection."""
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nConnection: close\r\n" in head + b"\r\n"
+    assert answer.count(b"HTTP/1.1 ") == 1, "a request after the bad one was answered"
+
+
 def http_exchange(sock: socket.socket, data: bytes, timeout: float = 5.0) -> bytes:
     """Send data and read until the server closes the connection."""
     sock.settimeout(timeout)

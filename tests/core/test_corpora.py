@@ -12,8 +12,7 @@ import socket
 
 import pytest
 
-from tests.conftest import http_exchange
-from tests.core.test_malformed import check
+from tests.conftest import check_refused, http_exchange
 
 H = b"Host: t\r\n"
 TE = b"Transfer-Encoding: chunked\r\n"
@@ -210,7 +209,7 @@ def test_valid(server, name):
 def test_invalid(server, name):
     data, status, _ = INVALID[name]
     for pieces in deliveries(data):
-        check(exchange(server.port, pieces, CLOSE), status)
+        check_refused(exchange(server.port, pieces, CLOSE), status)
     assert server.workers() == [server.worker]
 
 
@@ -221,7 +220,7 @@ def test_junk_after_a_request(server, name):
         answer = exchange(server.port, pieces, CLOSE)
         first, rest = answer.split(b"HTTP/1.1 400 ", 1) if b"HTTP/1.1 400 " in answer else (answer, b"")
         assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.count(b"HTTP/1.1 ") == 1, answer[:300]
-        check(b"HTTP/1.1 400 " + rest, 400)
+        check_refused(b"HTTP/1.1 400 " + rest, 400)
     assert server.workers() == [server.worker]
 
 

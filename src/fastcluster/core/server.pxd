@@ -24,8 +24,12 @@ cdef class Server:
         double next_tick
         readonly bint running
         object asyncio_loop
+        # (read end, write end) of the pipe signals wake the loop through, while run() runs.
+        tuple signal_pipe
 
     cdef int start(self) except -1
+    cdef object watch_signals(self)
+    cdef int unwatch_signals(self, object previous) except -1
     cdef bint turn(self, int timeout_ms) except -1
     cdef int end_loop(self) except -1
     cdef void finish(self) noexcept

@@ -3,13 +3,15 @@
 # heartbeat, sweeps timeouts and finishes a drain. Timeouts need no timer per request; only answers that
 # wait on purpose (delays, drips) set one, in a heap checked every loop turn. No Python socket per connection.
 import logging
+import os
+import signal
 import time
 from heapq import heappop
 
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, errno
 from libc.stdint cimport uint64_t
-from posix.unistd cimport close as close_fd
+from posix.unistd cimport close as close_fd, read
 
 from fastcluster.core.connection cimport Connection, send_gathered_output
 from fastcluster.core.context cimport Context
@@ -43,6 +45,8 @@ log = logging.getLogger("fastcluster.worker")
 
 DEF MAX_EVENTS = 512
 cdef uint64_t LISTENER = 1ULL << 32
+# The read end of the signal wake-up pipe (see watch_signals).
+cdef uint64_t SIGNAL_PIPE = 1ULL << 33
 
 
 cdef class Server:
@@ -99,11 +103,42 @@ cdef class Server:
     def run(self) -> None:
         """Serve until stop(); returns when drained (or at once on a non-graceful stop)."""
         self.start()
+        previous = self.watch_signals()
         try:
             while not self.turn(self.wait_ms()):
                 pass
         finally:
+            self.unwatch_signals(previous)
             self.finish()
+
+    cdef object watch_signals(self):
+        """Have a signal wake epoll_wait: the C handler writes its number to a pipe epoll watches. A signal
+        that comes while the loop is not inside epoll_wait (or goes to another thread) does not interrupt it,
+        and its Python handler (a stop) would wait for the next tick, up to a second. Returns the wake-up fd
+        to restore; None when this is not the main thread, where signals cannot be watched."""
+        cdef epoll_event event
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        except ValueError:
+            os.close(read_end)
+            os.close(write_end)
+            return None
+        self.signal_pipe = (read_end, write_end)
+        event.events = EPOLLIN
+        event.data.u64 = SIGNAL_PIPE | <unsigned int>read_end
+        if epoll_ctl(self.ctx.epfd, EPOLL_CTL_ADD, read_end, &event) < 0:
+            raise OSError(errno, "cannot watch the signal pipe")
+        return previous
+
+    cdef int unwatch_signals(self, object previous) except -1:
+        if self.signal_pipe is None:
+            return 0
+        signal.set_wakeup_fd(previous)
+        for fd in self.signal_pipe:
+            os.close(fd)
+        self.signal_pipe = None
+        return 0
 
     def run_in(self, loop) -> None:
         """Serve from an asyncio loop until stop() has finished: the loop watches our epoll fd, so one
@@ -187,7 +222,10 @@ cdef class Server:
         ctx.epfd = -1
 
     cdef int wait_ms(self) except -1:
-        """Milliseconds epoll may sleep: until the next tick or the next timer, whichever comes first."""
+        """Milliseconds epoll may sleep: until the next tick or the next timer, whichever comes first; none
+        when a stop was asked before the loop ran (its drain begins at once)."""
+        if self.stop_requested and not self.ctx.draining:
+            return 0
         cdef double wake = self.next_tick
         if self.ctx.timers and <double>self.ctx.timers[0][0] < wake:
             wake = self.ctx.timers[0][0]
@@ -214,9 +252,14 @@ cdef class Server:
 
     cdef int dispatch(self, uint64_t data, unsigned int ready) except -1:
         cdef int fd = <int>(data & 0xFFFFFFFF)
+        cdef char drained[64]
         cdef Connection conn
         if data & LISTENER:
             return self.accept_all(fd)
+        if data & SIGNAL_PIPE:
+            while read(fd, drained, sizeof(drained)) > 0:
+                pass
+            return 0  # the turn runs the signal's Python handler (PyErr_CheckSignals)
         obj = self.ctx.connections[fd]
         if obj is None:
             return 0
