@@ -58,7 +58,6 @@ def test_an_alias_checks_its_value_as_our_flag_does():
     (["--reload-delay", "1"], "--reload-delay: not supported: --reload reloads once a batch"),
     (["--cert-reqs", "2"], "--cert-reqs: fastcluster's spelling is --ssl-cert-reqs"),
     (["--ssl-version", "5"], "--ssl-version: fastcluster's spelling is --ssl-min-version"),
-    (["--loop", "uvloop"], "--loop: not supported"),
     (["--http", "h11"], "--http: not supported"),
     (["--ws", "websockets"], "--ws: not supported"),
     (["--daemon"], "--daemon: not supported: run it under systemd"),

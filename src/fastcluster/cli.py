@@ -154,6 +154,9 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     apps.add_argument("--root-path", default="", metavar="PATH", help="ASGI root_path / WSGI SCRIPT_NAME")
     apps.add_argument("--lifespan", choices=["auto", "on", "off"], default="auto",
                       help="ASGI lifespan events (auto: used when the app supports them)")
+    apps.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto",
+                      help="the event loop apps run on (auto: uvloop, installed with fastcluster, unless it "
+                           "cannot be imported; then asyncio's)")
     apps.add_argument("--threads", type=int, default=0, metavar="N",
                       help="WSGI: run requests on N threads per worker (default 0: in the worker's loop)")
     apps.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True,
@@ -430,10 +433,20 @@ def app_config(args: argparse.Namespace) -> App | None:
     app_dir = os.path.abspath(args.app_dir)
     if not os.path.isdir(app_dir):
         raise ConfigError(f"--app-dir: {args.app_dir} is not a directory")
-    return App(spec=args.app, app_dir=app_dir, factory=args.factory, interface=args.interface,
+    if args.loop == "uvloop" and not uvloop_importable():
+        raise ConfigError("--loop uvloop: uvloop cannot be imported (pip install uvloop, or --loop asyncio)")
+    return App(spec=args.app, app_dir=app_dir, factory=args.factory, interface=args.interface, loop=args.loop,
                preload=args.preload, root_path=args.root_path, lifespan=args.lifespan, threads=args.threads,
                proxy_headers=args.proxy_headers, forwarded_allow_ips=allowed,
                underscore_headers=args.allow_underscore_headers)
+
+
+def uvloop_importable() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def preload(config: Config) -> Config:

@@ -108,6 +108,7 @@ class App:
     app_dir: str
     factory: bool = False
     interface: str = "auto"  # auto | asgi | wsgi
+    loop: str = "auto"  # auto (uvloop if it imports, else asyncio) | uvloop | asyncio
     preload: bool = False  # import it in the master before forking
     preloaded: object = None  # the app object, once --preload imported it
     root_path: str = ""

@@ -76,7 +76,6 @@ ALIASES: dict[str, Habit] = {
     "-k": NATIVE,
     "--worker-class": NATIVE,
     "--worker-connections": unsupported("a worker takes connections until --max-* limits or memory say no"),
-    "--loop": unsupported("workers run fastcluster's epoll loop (inside asyncio, uvloop when installed)"),
     "--http": unsupported("requests are parsed by fastcluster with httptools"),
     "--ws": unsupported("there is one WebSocket implementation"),
     "--ws-max-queue": unsupported("an app that does not receive() stops the socket being read instead"),

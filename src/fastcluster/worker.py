@@ -96,7 +96,7 @@ def boot(slot: int, cpu: int | None, config: Config, sockets: list[socket.socket
 
 
 def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> None:
-    """Run the user's app: an asyncio loop (uvloop when installed) drives our epoll loop and the app."""
+    """Run the user's app: an event loop (uvloop unless --loop asyncio) drives our epoll loop and the app."""
     from fastcluster.app.loading import AppLoadError, detect_interface, load_app
 
     spec = config.app
@@ -107,7 +107,7 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
     except AppLoadError as exc:
         raise BootError(str(exc), exc.details) from None
     interface = detect_interface(app) if spec.interface == "auto" else spec.interface
-    loop = new_event_loop()
+    loop = new_event_loop(spec.loop)
     if interface == "asgi":
         # Not for WSGI: an app's asyncio.get_event_loop() must give it a loop of its own to run, not ours.
         asyncio.set_event_loop(loop)
@@ -142,12 +142,16 @@ def serve_app(server: Server, config: Config, sockets: list[socket.socket]) -> N
         loop.close()
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """--loop: uvloop's (auto, when it imports: the master checked that --loop uvloop can), or asyncio's."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def tls_for(config: Config, sockets: list[socket.socket]) -> dict[int, object]:

@@ -36,6 +36,15 @@ async def echo_scope(scope, receive, send):
     await send({"type": "http.response.body", "body": payload})
 
 
+async def loop_name(scope, receive, send):
+    """Answers with the top module of the running loop's class: uvloop or asyncio."""
+    if scope["type"] == "lifespan":
+        return await echo_scope(scope, receive, send)
+    name = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": name.encode()})
+
+
 async def stream(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     for index in range(5):

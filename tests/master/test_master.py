@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.app.client import APPS
 from tests.conftest import free_port, http_exchange, read_responses, wait_until
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -110,6 +111,23 @@ def test_sigterm_lets_an_in_flight_request_finish(serve):
     assert server.proc.wait(10) == 0
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+@pytest.mark.parametrize("app", ["apps:slow", "wsgi_apps:sleepy", "wsgi_apps:sleepy --threads 2"])
+def test_sigterm_lets_an_app_answer_in_flight_finish_and_close(serve, app):
+    """An answer the app is making when the stop comes ends its connection, as the built-in responder's do:
+    the client learns from it not to send another request on a connection about to close."""
+    spec, *flags = app.split()
+    server = serve(spec, "--app-dir", APPS, *flags)
+    with server.connect() as sock:
+        sock.sendall(b"GET /in-flight?0.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.2)  # the app is at work
+        server.signal(signal.SIGTERM)
+        [(status, headers, body)] = read_responses(sock, 1, timeout=5)
+        assert sock.recv(10) == b"", "the connection closes after the answer"
+    assert (status, body) == (200, b"/in-flight")
+    assert headers.get("connection") == "close"
+    assert server.proc.wait(10) == 0
 
 
 def start_slow_request(server) -> socket.socket:

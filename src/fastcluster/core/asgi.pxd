@@ -64,6 +64,7 @@ cdef class Exchange:
     cdef object send_body(self, object body, bint more)
     cdef object send_file(self, object path)
     cdef object send_trailers(self, object headers, bint more)
+    cdef int end_if_draining(self) except -1
     cdef int write(self, bytes data) except -1
     cdef int finish(self, bint keep_alive) except -1
     cdef int app_ended(self, object exc) except -1

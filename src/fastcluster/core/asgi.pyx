@@ -202,6 +202,7 @@ cdef class Exchange:
             raise BadResponse(f"Content-Length {self.declared} but {self.body_sent} bytes of body")
         if head is not None:
             self.head = None
+            self.end_if_draining()
             length = head.length
             without_body = bodiless(head.status)
             if without_body and head.status != 304:
@@ -253,6 +254,7 @@ cdef class Exchange:
             raise BadResponse(f"Content-Length {self.declared} but the file has {file.size} bytes")
         self.head = None  # only now: until the head is sent, a failure still gets its 500
         self.body_ended = True
+        self.end_if_draining()
         data = frame(head, self.owner.shared.responder, file.size, False, self.keep_alive, None)
         if self.head_only or bodiless(head.status) or file.size == 0:
             self.write(data)
@@ -284,6 +286,12 @@ cdef class Exchange:
             self.write(b"\r\n")
         self.finish(self.keep_alive)
         return None
+
+    cdef int end_if_draining(self) except -1:
+        """As the head is framed: the answer closes the connection if the worker drains meanwhile."""
+        if self.keep_alive and self.owner.conn.closes_for_drain():
+            self.keep_alive = False
+        return 0
 
     cdef int write(self, bytes data) except -1:
         cdef Connection conn = self.owner.conn
@@ -719,6 +727,7 @@ cdef class AsgiConnection(AppAdapter):
         exchange.response_started = True
         exchange.head = None
         exchange.status = 500
+        exchange.end_if_draining()
         exchange.write(error_answer(self.shared.responder, 500, exchange.keep_alive, exchange.head_only))
         exchange.finish(exchange.keep_alive)
 

@@ -145,6 +145,7 @@ cdef class Connection:
     cpdef int send(self, bytes data) except -1
     cpdef int write_answer(self, bytes data) except -1
     cpdef int answered(self, int status, double started, bint keep_alive) except -1
+    cdef bint closes_for_drain(self)
     cdef void release_requests(self) noexcept
     cpdef int set_reading(self, bint reading) except -1
     cdef int on_readable(self) except -1

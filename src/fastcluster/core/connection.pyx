@@ -602,6 +602,13 @@ cdef class Connection:
             self.deadline = ctx.now + ctx.keepalive_timeout
         return self.after_output()
 
+    cdef bint closes_for_drain(self):
+        """Whether the app answer being framed ends this connection because the worker drains: it is the
+        only request the connection has (none behind it in flight or half-read). Its answer then says
+        Connection: close, as the built-in responder's do, so the client does not send another request on a
+        connection about to close."""
+        return self.ctx.draining and self.busy == 1 and self.state == IDLE and self.unparsed is None
+
     cdef void release_requests(self) noexcept:
         """The app's requests on this connection will get no answer through it: they no longer count."""
         self.ctx.in_flight -= self.busy

@@ -7,6 +7,7 @@ cdef class Context:
     cdef:
         int epfd
         double now
+        # A graceful stop was asked (Server.stop): every answer from now on ends its connection.
         bint draining
         list connections
         # Timers of answers that wait (delays, drips): a heap of (time, sequence, connection).

@@ -19,6 +19,8 @@ cdef class Server:
         dict tls
         bint accepting
         bint stop_requested
+        # finish_stop has stopped accepting and told the connections (ctx.draining is set by stop()).
+        bint drain_begun
         bint graceful
         double drain_deadline
         double next_tick

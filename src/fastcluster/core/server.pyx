@@ -96,6 +96,8 @@ cdef class Server:
             return
         self.stop_requested = True
         self.graceful = graceful
+        # From now on answers end their connections (Connection: close), also those an app is making now.
+        self.ctx.draining = True
         self.drain_deadline = monotonic() + timeout
         if self.asyncio_loop is not None:
             self.asyncio_loop.call_soon_threadsafe(self.poll)  # begin the drain now, not at the next tick
@@ -224,7 +226,7 @@ cdef class Server:
     cdef int wait_ms(self) except -1:
         """Milliseconds epoll may sleep: until the next tick or the next timer, whichever comes first; none
         when a stop was asked before the loop ran (its drain begins at once)."""
-        if self.stop_requested and not self.ctx.draining:
+        if self.stop_requested and not self.drain_begun:
             return 0
         cdef double wake = self.next_tick
         if self.ctx.timers and <double>self.ctx.timers[0][0] < wake:
@@ -364,8 +366,8 @@ cdef class Server:
         cdef Connection conn
         if not self.graceful:
             return True
-        if not ctx.draining:
-            ctx.draining = True
+        if not self.drain_begun:
+            self.drain_begun = True
             ctx.stats.state = STATE_DRAINING
             self.set_accepting(False)
             self.let_go_of_listeners()

@@ -65,6 +65,7 @@ cdef class WsgiConnection(AppAdapter):
 
     cdef int begin(self, Call call) except -1
     cdef object answer(self, Call call)
+    cdef bint keeps_alive(self, Call call)
     cdef int done(self, Call call, object outcome) except -1
     cdef int after(self, bint keep_alive) except -1
     cdef int answered(self, Call call, int status, Py_ssize_t size, bint keep_alive) except -1

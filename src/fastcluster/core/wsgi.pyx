@@ -510,6 +510,7 @@ cdef class WsgiConnection(AppAdapter):
         result = None
         try:
             result = shared.app(call.environ, call.start_response)
+            self.keeps_alive(call)
             if type(result) is FileWrapper and call.head is not None and not call.written:
                 found = file_part(result)
                 if found is not None:
@@ -545,11 +546,18 @@ cdef class WsgiConnection(AppAdapter):
             return head.status, data, body_length(data)
         except Exception as exc:
             self.log_failure(call, exc)
-            data = error_answer(shared.responder, 500, call.keep_alive, call.head_only)
+            data = error_answer(shared.responder, 500, self.keeps_alive(call), call.head_only)
             return 500, data, body_length(data)
         finally:
             if streaming is None:
                 close_result(result)
+
+    cdef bint keeps_alive(self, Call call):
+        """Whether call's answer keeps the connection: as the request asked, unless the worker now drains
+        and it is the connection's last request (Connection.closes_for_drain)."""
+        if call.keep_alive and self.conn.closes_for_drain():
+            call.keep_alive = False
+        return call.keep_alive
 
     def file_answer(self, Call call, OpenFile file, long long offset, long long length):
         cdef Head head = call.head
@@ -599,6 +607,7 @@ cdef class WsgiConnection(AppAdapter):
         cdef long long length, sent = 0
         try:
             piece = await self.pull(call, out)  # a generator app calls start_response only now
+            keep_alive = self.keeps_alive(call)
             if call.head is None:
                 raise BadResponse("the app did not call start_response")
             if piece is not DONE:
@@ -638,7 +647,8 @@ cdef class WsgiConnection(AppAdapter):
         except Exception as exc:
             self.log_failure(call, exc)
             if not call.head_sent and conn.fd >= 0 and not call.abandoned:
-                conn.send(error_answer(shared.responder, 500, keep_alive, call.head_only))
+                conn.send(error_answer(shared.responder, 500, keep_alive and self.keeps_alive(call),
+                                       call.head_only))
             else:
                 keep_alive = False  # cut short: only closing tells the client
         finally:
