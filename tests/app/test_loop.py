@@ -1,7 +1,7 @@
 """--loop: the event loop of app workers (uvloop by default, asyncio's when asked or when uvloop cannot be
 imported), and, on asyncio's, the paths of ours that lean on the loop: lifespan, timers, streamed answers,
-WebSockets, the WSGI thread pool's hand-back and a graceful stop with a request in flight. The rest of the
-suite runs on the default loop."""
+WebSockets and the WSGI thread pool's hand-back (tests/master/test_master.py stops a worker on it with a
+request in flight). The rest of the suite runs on the default loop."""
 
 from __future__ import annotations
 
@@ -81,15 +81,3 @@ def test_on_asyncio_lifespan_streams_websockets_and_the_wsgi_pool_work(serve):
     wsgi_server = serve("wsgi_apps:environ_echo", "--app-dir", APPS, "--loop", "asyncio", "--threads", "2")
     status, body = get(wsgi_server.port, "/w", b"body read on a pool thread")
     assert status == 200 and json.loads(body)["input"] == "body read on a pool thread"
-
-
-def test_on_asyncio_a_term_lets_the_request_in_flight_finish(serve):
-    server = serve("apps:slow", "--app-dir", APPS, "--loop", "asyncio")
-    client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    client.request("GET", "/in-flight?0.5")
-    asyncio.run(asyncio.sleep(0.2))  # the app is asleep on the loop's timer
-    server.signal(15)
-    response = client.getresponse()
-    assert (response.status, response.read()) == (200, b"/in-flight")
-    assert response.getheader("Connection") == "close"
-    assert server.proc.wait(15) == 0

@@ -113,7 +113,8 @@ def test_sigterm_lets_an_in_flight_request_finish(serve):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
 
 
-@pytest.mark.parametrize("app", ["apps:slow", "wsgi_apps:sleepy", "wsgi_apps:sleepy --threads 2"])
+@pytest.mark.parametrize("app", ["apps:slow", "apps:slow --loop asyncio", "wsgi_apps:sleepy",
+                                 "wsgi_apps:sleepy --threads 2"])
 def test_sigterm_lets_an_app_answer_in_flight_finish_and_close(serve, app):
     """An answer the app is making when the stop comes ends its connection, as the built-in responder's do:
     the client learns from it not to send another request on a connection about to close."""
