@@ -130,7 +130,9 @@ cdef class Server:
         event.events = EPOLLIN
         event.data.u64 = SIGNAL_PIPE | <unsigned int>read_end
         if epoll_ctl(self.ctx.epfd, EPOLL_CTL_ADD, read_end, &event) < 0:
-            raise OSError(errno, "cannot watch the signal pipe")
+            failure = OSError(errno, "cannot watch the signal pipe")
+            self.unwatch_signals(previous)
+            raise failure
         return previous
 
     cdef int unwatch_signals(self, object previous) except -1:
