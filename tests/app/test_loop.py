@@ -6,7 +6,6 @@ request in flight). The rest of the suite runs on the default loop."""
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import os
 import subprocess
@@ -14,22 +13,13 @@ import sys
 
 from websockets.asyncio.client import connect
 
-from tests.app.client import APPS
+from tests.app.client import APPS, fetch
 from tests.conftest import free_port
 
 
-def get(port: int, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    client.request("POST" if body is not None else "GET", path, body=body)
-    response = client.getresponse()
-    answer = response.status, response.read()
-    client.close()
-    return answer
-
-
 def loop_of(server) -> str:
-    status, body = get(server.port, "/")
-    assert status == 200
+    response, body = fetch(server, "/")
+    assert response.status == 200
     return body.decode()
 
 
@@ -59,12 +49,13 @@ def test_without_uvloop_auto_takes_asyncio_and_asking_for_uvloop_is_one_line_and
 
 def test_on_asyncio_lifespan_streams_websockets_and_the_wsgi_pool_work(serve):
     scope_server = serve("apps:echo_scope", "--app-dir", APPS, "--loop", "asyncio")
-    status, body = get(scope_server.port, "/x", b"hello")
+    response, body = fetch(scope_server, "/x", "POST", b"hello")
     scope = json.loads(body)
-    assert status == 200 and scope["state"] == {"started": "yes"} and scope["body_length"] == 5
+    assert response.status == 200 and scope["state"] == {"started": "yes"} and scope["body_length"] == 5
 
     stream_server = serve("apps:stream", "--app-dir", APPS, "--loop", "asyncio")
-    assert get(stream_server.port, "/") == (200, b"".join(b"part %d\n" % index for index in range(5)))
+    response, body = fetch(stream_server, "/")
+    assert (response.status, body) == (200, b"".join(b"part %d\n" % index for index in range(5)))
 
     ws_server = serve("websocket_apps:raw", "--app-dir", APPS, "--loop", "asyncio")
 
@@ -79,5 +70,5 @@ def test_on_asyncio_lifespan_streams_websockets_and_the_wsgi_pool_work(serve):
     asyncio.run(talk())
 
     wsgi_server = serve("wsgi_apps:environ_echo", "--app-dir", APPS, "--loop", "asyncio", "--threads", "2")
-    status, body = get(wsgi_server.port, "/w", b"body read on a pool thread")
-    assert status == 200 and json.loads(body)["input"] == "body read on a pool thread"
+    response, body = fetch(wsgi_server, "/w", "POST", b"body read on a pool thread")
+    assert response.status == 200 and json.loads(body)["input"] == "body read on a pool thread"
